@@ -1,0 +1,46 @@
+# The developer's vocabulary: `make run` (the whole broker locally), `make test` (every check).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+# Python 3.13 from PATH first, then from pyenv.
+PYTHON313 ?= $(shell for p in $$(command -v python3.13) $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
+export PATH := $(CURDIR)/$(BIN):$(dir $(PYTHON313)):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help venv run test lint unit validate build bench clean
+
+help:
+	@echo "make run    - the whole broker locally (embedded AWS + Webex simulator)"
+	@echo "make test   - every check: ruff, pytest, sam validate (both forms), cfn-lint, sam build"
+	@echo "make bench  - performance figures"
+
+$(BIN)/.installed: requirements-dev.txt pyproject.toml
+	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found on PATH or under pyenv" >&2; exit 1; }
+	"$(PYTHON313)" -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: venv
+	$(BIN)/pytest
+
+validate: venv
+	$(BIN)/sam validate --lint
+	$(BIN)/sam validate --region us-east-1
+	$(BIN)/cfn-lint template.yaml
+
+build: venv
+	$(BIN)/sam build
+
+test: lint unit validate build
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache

@@ -1,0 +1,739 @@
+"""An in-memory Webex: the authorize, token and identity endpoints of https://webexapis.com/v1.
+
+The broker's tests, `make run` and the benchmarks need a Webex that behaves like the real one, quirks
+included (docs: webex-oauth-facts.md): refreshes within 24 h return the same access token, refresh
+tokens are not rotated but their lifetime slides, errors come in two body shapes, 429 may carry
+Retry-After or not, and every response has a Trackingid header. Faults and latency can be injected
+in-process or, for other processes and browser demos, over HTTP under /_sim/.
+"""
+
+import base64
+import hashlib
+import html
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from flask import Flask, Response, g, jsonify, redirect, request, url_for
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+ENDPOINTS = ("authorize", "access_token", "people_me")
+"""Endpoints that take injected faults and per-endpoint latency."""
+
+SHAPES = ("oauth", "webex")
+_CLUSTER = "PF84"
+_PKCE_VALUE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+_PEOPLE_SCOPES = frozenset({"spark:people_read", "spark:all"})
+_CREATED = "2023-05-04T09:12:31.514Z"
+_IDBROKER_TOKEN_URL = "https://idbroker.webex.com/idb/oauth2/v1/access_token"
+_NO_SCOPE = "The access token lacks the spark:people_read scope."
+_NO_TOKEN = "The request requires a valid access token set in the Authorization request header."
+
+
+def webex_id(kind: str, uuid_: str) -> str:
+    """Build an id the way Webex does: unpadded base64 of ``ciscospark://us/<KIND>/<uuid>``."""
+    return base64.b64encode(f"ciscospark://us/{kind}/{uuid_}".encode()).decode().rstrip("=")
+
+
+def _uuid_in(id_: str) -> str:
+    """The uuid inside a Webex id; hand-made ids in tests get a stable stand-in instead."""
+    try:
+        decoded = base64.b64decode(id_ + "=" * (-len(id_) % 4), validate=True).decode()
+    except ValueError:
+        decoded = ""
+    if decoded.startswith("ciscospark://"):
+        return decoded.rsplit("/", 1)[-1]
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, id_))
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone who can sign in on the consent page."""
+
+    id: str
+    email: str
+    display_name: str
+    first_name: str
+    last_name: str
+    org_id: str
+    type: str = "person"
+
+
+def _person(uuid_: str, email: str, first: str, last: str, org_id: str) -> Person:
+    return Person(webex_id("PEOPLE", uuid_), email, f"{first} {last}", first, last, org_id)
+
+
+_EXAMPLE_ORG = webex_id("ORGANIZATION", "6a1f4c2e-93b7-4d58-a0e1-2f7c8b9d4e31")
+_PARTNER_ORG = webex_id("ORGANIZATION", "d3e8b5a0-7c14-4f26-9b8e-51a6c0f2e794")
+DEFAULT_PEOPLE = [
+    _person("0b7e3c1a-5d24-4f8e-9a61-c2d4e6f80a13", "alice@example.com", "Alice", "Anderson", _EXAMPLE_ORG),
+    _person("4c9a2e7f-1b36-4d05-8e7a-93f1b5c2d684", "bob@example.com", "Bob", "Brown", _EXAMPLE_ORG),
+    _person("e5d1f0b8-62a3-4c97-b4de-7a08c3195f2b", "carol@partner.example.org", "Carol", "Chen", _PARTNER_ORG),
+]
+
+
+def _new_token(person: Person) -> str:
+    """``<base64>_<cluster>_<org uuid>`` like Webex; base64 of hex text never has '+', '/' or '='."""
+    return f"{base64.b64encode(secrets.token_hex(24).encode()).decode()}_{_CLUSTER}_{_uuid_in(person.org_id)}"
+
+
+def _tracking_id() -> str:
+    """One id per request, shared by the header and any error body."""
+    return g.setdefault("tracking_id", f"ROUTER_{uuid.uuid4()}".upper())
+
+
+@dataclass(frozen=True)
+class _Client:
+    client_id: str
+    secret: str
+    redirect_uris: tuple[str, ...]
+    scopes: frozenset[str] | None
+
+    def allows(self, scopes: Iterable[str]) -> bool:
+        return self.scopes is None or set(scopes) <= self.scopes
+
+
+@dataclass(frozen=True)
+class _AuthRequest:
+    """A validated /authorize request; it travels through the consent form as hidden fields."""
+
+    client_id: str
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    state: str | None
+    challenge: str | None
+    method: str | None
+
+    def form_fields(self) -> dict[str, str | None]:
+        return {
+            "response_type": "code",
+            "client_id": self.client_id,
+            "redirect_uri": self.redirect_uri,
+            "scope": " ".join(self.scopes),
+            "state": self.state,
+            "code_challenge": self.challenge,
+            "code_challenge_method": self.method,
+        }
+
+
+@dataclass(frozen=True)
+class _Code:
+    request: _AuthRequest
+    person: Person
+    expires_at: float
+
+
+@dataclass
+class _Grant:
+    """One person's consent to one client: a refresh token and its current access token."""
+
+    client_id: str
+    person: Person
+    scopes: tuple[str, ...]
+    refresh_token: str
+    refresh_expires_at: float
+    access_token: str = ""
+    access_expires_at: float = 0.0
+    refreshed_at: float = 0.0
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class _Access:
+    grant: _Grant
+    expires_at: float
+
+
+@dataclass
+class _Fault:
+    status: int
+    shape: str
+    error: str
+    retry_after: str | None
+    remaining: int
+
+
+class _OAuthError(Exception):
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Keeps test and benchmark output free of one line per request."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return
+
+
+class RunningServer:
+    """The simulator on a real loopback port, for code that speaks HTTP (requests, browsers, processes)."""
+
+    def __init__(self, server: BaseWSGIServer, thread: threading.Thread) -> None:
+        self._server = server
+        self._thread = thread
+        self.port: int = server.server_port
+        self.url = f"http://{server.host}:{self.port}"
+
+    def shutdown(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown()
+
+
+class WebexSimulator:
+    """Webex's OAuth and /people/me, in memory; the app root plays ``https://webexapis.com/v1``.
+
+    All state sits behind one lock; injected latency sleeps outside it, so concurrent clients overlap.
+    ``clock`` drives every expiry, so tests can jump days ahead.
+    """
+
+    def __init__(
+        self,
+        *,
+        people: list[Person] | None = None,
+        access_token_ttl: int = 1_209_600,
+        refresh_token_ttl: int = 7_776_000,
+        code_ttl: int = 300,
+        same_token_window: int = 86_400,
+        error_shape: str = "oauth",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        people = DEFAULT_PEOPLE if people is None else people
+        if not people:
+            raise ValueError("the consent page needs at least one person")
+        if error_shape not in SHAPES:
+            raise ValueError(f"error_shape must be one of {SHAPES}")
+        self.people = list(people)
+        self.access_token_ttl = access_token_ttl
+        self.refresh_token_ttl = refresh_token_ttl
+        self.code_ttl = code_ttl
+        self.same_token_window = same_token_window
+        self.error_shape = error_shape
+        self.refresh_response_omits: frozenset[str] = frozenset()
+        """Fields left out of refresh answers: some Webex answers lack refresh_token or its lifetime."""
+        self.calls: Counter[str] = Counter()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._people = {p.email.lower(): p for p in self.people}
+        self._clients: dict[str, _Client] = {}
+        self._codes: dict[str, _Code] = {}
+        self._grants: dict[str, _Grant] = {}
+        self._access: dict[str, _Access] = {}
+        self._faults: dict[str, deque[_Fault]] = {endpoint: deque() for endpoint in ENDPOINTS}
+        self._latency: dict[str | None, float] = {}
+        self.app = self._build_app()
+
+    # In-process API, for tests and the local runner.
+
+    def register_client(
+        self, client_id: str, client_secret: str, redirect_uris: list[str], scopes: list[str] | None = None
+    ) -> None:
+        """Register an integration; ``scopes=None`` accepts any scope, as a test convenience."""
+        client = _Client(client_id, client_secret, tuple(redirect_uris), None if scopes is None else frozenset(scopes))
+        with self._lock:
+            self._clients[client_id] = client
+
+    def issue_grant(self, client_id: str, person_email: str, scopes: list[str]) -> dict[str, Any]:
+        """Mint a grant as if the person had consented, skipping the browser, to seed tests and benchmarks."""
+        person = self._people[person_email.lower()]
+        now = self._clock()
+        with self._lock:
+            client = self._clients[client_id]
+            if not client.allows(scopes):
+                raise ValueError(f"scopes {scopes} are not registered for {client_id}")
+            return self._token_body(self._new_grant(client_id, person, tuple(scopes), now), now)
+
+    def revoke_grant(self, *, refresh_token: str | None = None, person_email: str | None = None) -> int:
+        """Revoke grants as a user or admin would; returns how many were still active."""
+        if (refresh_token is None) == (person_email is None):
+            raise ValueError("pass exactly one of refresh_token or person_email")
+        email = (person_email or "").lower()
+        with self._lock:
+            hits = [
+                grant
+                for grant in self._grants.values()
+                if not grant.revoked and (grant.refresh_token == refresh_token or grant.person.email.lower() == email)
+            ]
+            for grant in hits:
+                grant.revoked = True
+        return len(hits)
+
+    def inject(
+        self,
+        endpoint: str,
+        status: int,
+        *,
+        shape: str | None = None,
+        error: str | None = None,
+        retry_after: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` requests to ``endpoint`` with ``status``.
+
+        On ``authorize`` a 3xx status sends the browser back to the client with ``error`` (default
+        ``server_error``), as Webex does for consent failures; other statuses answer with an error body.
+        ``retry_after`` becomes the Retry-After header verbatim ("0" included); None leaves it out.
+        """
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint must be one of {ENDPOINTS}")
+        phrase = HTTPStatus(status).phrase
+        shape = shape or self.error_shape
+        if shape not in SHAPES:
+            raise ValueError(f"shape must be one of {SHAPES}")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        default_error = "server_error" if 300 <= status < 400 else phrase.lower().replace(" ", "_")
+        with self._lock:
+            self._faults[endpoint].append(_Fault(status, shape, error or default_error, retry_after, times))
+
+    def set_latency(self, seconds: float, endpoint: str | None = None) -> None:
+        """Delay answers from one endpoint, or from all (a per-endpoint delay wins); 0 removes it."""
+        if endpoint is not None and endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint must be one of {ENDPOINTS} or None")
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+        with self._lock:
+            if seconds:
+                self._latency[endpoint] = seconds
+            else:
+                self._latency.pop(endpoint, None)
+
+    def reset_faults(self) -> None:
+        """Back to a healthy Webex: no pending faults, no latency."""
+        with self._lock:
+            for queue in self._faults.values():
+                queue.clear()
+            self._latency.clear()
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
+        """Listen on a real port (0 picks a free one) in a daemon thread."""
+        server = make_server(host, port, self.app, threaded=True, request_handler=_QuietHandler)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="webex-simulator", daemon=True
+        )
+        thread.start()
+        return RunningServer(server, thread)
+
+    # HTTP endpoints.
+
+    def _build_app(self) -> Flask:
+        app = Flask(__name__)
+        app.json.sort_keys = False  # type: ignore[attr-defined]
+        app.after_request(self._add_tracking_id)
+        app.add_url_rule("/authorize", "authorize", self._authorize, methods=["GET"])
+        app.add_url_rule("/authorize/decision", "authorize_decision", self._decision, methods=["POST"])
+        app.add_url_rule("/access_token", "access_token", self._access_token, methods=["POST"])
+        app.add_url_rule("/people/me", "people_me", self._people_me, methods=["GET"])
+        app.add_url_rule("/_sim/faults", "sim_inject", self._sim_inject, methods=["POST"])
+        app.add_url_rule("/_sim/faults", "sim_reset", self._sim_reset, methods=["DELETE"])
+        app.add_url_rule("/_sim/latency", "sim_latency", self._sim_latency, methods=["POST"])
+        app.add_url_rule("/_sim/revoke", "sim_revoke", self._sim_revoke, methods=["POST"])
+        app.add_url_rule("/_sim/health", "sim_health", self._sim_health, methods=["GET"])
+        return app
+
+    @staticmethod
+    def _add_tracking_id(response: Response) -> Response:
+        response.headers["Trackingid"] = _tracking_id()
+        return response
+
+    def _authorize(self) -> Response:
+        fault = self._enter("authorize")
+        if fault and not 300 <= fault.status < 400:
+            return self._fault_response(fault)
+        checked = self._validate_authorize(request.args)
+        if isinstance(checked, Response):
+            return checked
+        if fault:
+            return _redirect(checked.redirect_uri, error=fault.error, state=checked.state)
+        action = url_for("authorize_decision")
+        return Response(_consent_page(checked, self.people, action), mimetype="text/html")
+
+    def _decision(self) -> Response:
+        self._enter("authorize_decision")
+        checked = self._validate_authorize(request.form)
+        if isinstance(checked, Response):
+            return checked
+        if request.form.get("decision") != "allow":
+            return _redirect(
+                checked.redirect_uri,
+                error="access_denied",
+                error_description="The user denied access",
+                state=checked.state,
+            )
+        person = self._people.get(request.form.get("person", "").lower())
+        if person is None:
+            return _error_page("Choose one of the listed people.")
+        code = _new_token(person)
+        expires_at = self._clock() + self.code_ttl
+        with self._lock:
+            self._codes[code] = _Code(checked, person, expires_at)
+        return _redirect(checked.redirect_uri, code=code, state=checked.state)
+
+    def _validate_authorize(self, params: Mapping[str, str]) -> _AuthRequest | Response:
+        """Check an authorization request; never redirect to a URI that is not registered."""
+        with self._lock:
+            client = self._clients.get(params.get("client_id", ""))
+        if client is None:
+            return _error_page("The client_id does not belong to any integration.")
+        redirect_uri = params.get("redirect_uri", "")
+        if redirect_uri not in client.redirect_uris:
+            return _error_page("The redirect_uri is not registered for this integration.")
+        state = params.get("state")
+
+        def refuse(error: str, description: str) -> Response:
+            return _redirect(redirect_uri, error=error, error_description=description, state=state)
+
+        if params.get("response_type") != "code":
+            return refuse("unsupported_response_type", "Only response_type=code is supported")
+        scopes = tuple(dict.fromkeys(params.get("scope", "").split()))
+        if not scopes or not client.allows(scopes):
+            return refuse("invalid_scope", "The requested scope is invalid or not registered for this integration")
+        challenge, method = params.get("code_challenge"), params.get("code_challenge_method")
+        if challenge is None:
+            pkce_ok = not method
+        else:
+            method = method or "plain"  # RFC 7636 4.3
+            pkce_ok = method in ("S256", "plain") and _PKCE_VALUE.fullmatch(challenge) is not None
+        if not pkce_ok:
+            return refuse("invalid_request", "Invalid code_challenge or code_challenge_method")
+        return _AuthRequest(client.client_id, redirect_uri, scopes, state, challenge, method)
+
+    def _access_token(self) -> Response:
+        fault = self._enter("access_token")
+        if fault:
+            return self._fault_response(fault)
+        if request.mimetype != "application/x-www-form-urlencoded":
+            return self._error(400, "invalid_request", "Expected an application/x-www-form-urlencoded body")
+        client = self._authenticate(request.form)
+        if client is None:
+            return self._error(
+                401,
+                "invalid_client",
+                "Client authentication failed",
+                headers={"WWW-Authenticate": 'Basic realm="webexapis.com"'},
+            )
+        grant_type = request.form.get("grant_type")
+        now = self._clock()
+        try:
+            with self._lock:
+                if grant_type == "authorization_code":
+                    body = self._exchange_code(client, request.form, now)
+                elif grant_type == "refresh_token":
+                    body = self._refresh(client, request.form, now)
+                elif not grant_type:
+                    raise _OAuthError("invalid_request", "grant_type is required")
+                else:
+                    raise _OAuthError("unsupported_grant_type", f"grant_type {grant_type} is not supported")
+        except _OAuthError as exc:
+            return self._error(400, exc.error, exc.description)
+        response = jsonify(body)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+        return response
+
+    def _authenticate(self, form: Mapping[str, str]) -> _Client | None:
+        """Client id and secret from HTTP Basic or from the form body; Webex accepts both."""
+        auth = request.authorization
+        if auth is not None and auth.type == "basic":
+            client_id, secret = auth.username, auth.password
+            if form.get("client_id", client_id) != client_id:
+                return None
+        else:
+            client_id, secret = form.get("client_id"), form.get("client_secret")
+        with self._lock:
+            client = self._clients.get(client_id or "")
+        if client is None or secret is None or not secrets.compare_digest(secret.encode(), client.secret.encode()):
+            return None
+        return client
+
+    def _exchange_code(self, client: _Client, form: Mapping[str, str], now: float) -> dict[str, Any]:
+        """Caller holds the lock."""
+        value = form.get("code")
+        if not value:
+            raise _OAuthError("invalid_request", "code is required")
+        code = self._codes.pop(value, None)  # single use: burned on first presentation, even if it fails
+        if code is None:
+            raise _OAuthError("invalid_grant", "The authorization code is invalid or was already used")
+        if code.request.client_id != client.client_id:
+            raise _OAuthError("invalid_grant", "The authorization code was issued to another client")
+        if now >= code.expires_at:
+            raise _OAuthError("invalid_grant", "The authorization code has expired")
+        redirect_uri = form.get("redirect_uri")
+        if redirect_uri is None:
+            raise _OAuthError("invalid_request", "redirect_uri is required")
+        if redirect_uri != code.request.redirect_uri:
+            raise _OAuthError("invalid_grant", "redirect_uri does not match the authorization request")
+        if code.request.challenge is not None:
+            _check_verifier(code.request, form.get("code_verifier"))
+        return self._token_body(self._new_grant(client.client_id, code.person, code.request.scopes, now), now)
+
+    def _refresh(self, client: _Client, form: Mapping[str, str], now: float) -> dict[str, Any]:
+        """Caller holds the lock. Within ``same_token_window`` of the last real refresh, Webex hands
+        back the same access token and expiry; after it, a new access token and a slid refresh expiry.
+        """
+        value = form.get("refresh_token")
+        if not value:
+            raise _OAuthError("invalid_request", "refresh_token is required")
+        grant = self._grants.get(value)
+        if grant is None or grant.revoked or grant.client_id != client.client_id or now >= grant.refresh_expires_at:
+            raise _OAuthError("invalid_grant", "The refresh token is invalid, expired or revoked")
+        still_same = now - grant.refreshed_at < self.same_token_window and int(grant.access_expires_at - now) > 0
+        if not still_same:
+            self._mint_access(grant, now)
+            grant.refresh_expires_at = now + self.refresh_token_ttl
+        body = self._token_body(grant, now)
+        for name in self.refresh_response_omits:
+            body.pop(name, None)
+        return body
+
+    def _new_grant(self, client_id: str, person: Person, scopes: tuple[str, ...], now: float) -> _Grant:
+        """Caller holds the lock."""
+        grant = _Grant(client_id, person, scopes, _new_token(person), now + self.refresh_token_ttl)
+        self._mint_access(grant, now)
+        self._grants[grant.refresh_token] = grant
+        return grant
+
+    def _mint_access(self, grant: _Grant, now: float) -> None:
+        """Caller holds the lock. The previous access token stays valid until its own expiry."""
+        grant.access_token = _new_token(grant.person)
+        grant.access_expires_at = now + self.access_token_ttl
+        grant.refreshed_at = now
+        self._access[grant.access_token] = _Access(grant, grant.access_expires_at)
+
+    @staticmethod
+    def _token_body(grant: _Grant, now: float) -> dict[str, Any]:
+        return {
+            "access_token": grant.access_token,
+            "expires_in": int(grant.access_expires_at - now),
+            "refresh_token": grant.refresh_token,
+            "refresh_token_expires_in": int(grant.refresh_expires_at - now),
+            "token_type": "Bearer",
+            "scope": " ".join(grant.scopes),
+        }
+
+    def _people_me(self) -> Response:
+        """Webex's REST API answers errors in its own shape, whatever the token endpoint does."""
+        fault = self._enter("people_me")
+        if fault:
+            return self._fault_response(fault)
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        now = self._clock()
+        with self._lock:
+            access = self._access.get(token.strip()) if scheme.lower() == "bearer" else None
+            valid = access is not None and not access.grant.revoked and now < access.expires_at
+        if access is None or not valid:
+            return self._error(401, "invalid_token", _NO_TOKEN, shape="webex")
+        if not _PEOPLE_SCOPES & set(access.grant.scopes):
+            return self._error(403, "insufficient_scope", _NO_SCOPE, shape="webex")
+        person = access.grant.person
+        return jsonify(
+            {
+                "id": person.id,
+                "emails": [person.email],
+                "phoneNumbers": [],
+                "displayName": person.display_name,
+                "nickName": person.first_name,
+                "firstName": person.first_name,
+                "lastName": person.last_name,
+                "orgId": person.org_id,
+                "created": _CREATED,
+                "lastModified": _CREATED,
+                "type": person.type,
+            }
+        )
+
+    # Control endpoints: they never return token values.
+
+    def _sim_inject(self) -> Response:
+        try:
+            body = _json_object()
+            retry_after = body.get("retry_after")
+            self.inject(
+                body["endpoint"],
+                int(body["status"]),
+                shape=body.get("shape"),
+                error=body.get("error"),
+                retry_after=None if retry_after is None else str(retry_after),
+                times=int(body.get("times", 1)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            return self._error(400, "invalid_request", f"Bad fault: {exc}", shape="oauth")
+        return Response(status=204)
+
+    def _sim_reset(self) -> Response:
+        self.reset_faults()
+        return Response(status=204)
+
+    def _sim_latency(self) -> Response:
+        try:
+            body = _json_object()
+            self.set_latency(float(body["seconds"]), body.get("endpoint"))
+        except (KeyError, TypeError, ValueError) as exc:
+            return self._error(400, "invalid_request", f"Bad latency: {exc}", shape="oauth")
+        return Response(status=204)
+
+    def _sim_revoke(self) -> Response:
+        try:
+            body = _json_object()
+            revoked = self.revoke_grant(refresh_token=body.get("refresh_token"), person_email=body.get("person_email"))
+        except (TypeError, ValueError) as exc:
+            return self._error(400, "invalid_request", f"Bad revoke: {exc}", shape="oauth")
+        return jsonify({"revoked": revoked})
+
+    def _sim_health(self) -> Response:
+        with self._lock:
+            calls = dict(self.calls)
+        return jsonify({"status": "ok", "calls": calls})
+
+    # Helpers.
+
+    def _enter(self, endpoint: str) -> _Fault | None:
+        """Count the call, take the next pending fault, then sleep outside the lock."""
+        with self._lock:
+            self.calls[endpoint] += 1
+            delay = self._latency.get(endpoint, self._latency.get(None, 0.0))
+            fault = None
+            if queue := self._faults.get(endpoint):
+                fault = queue[0]
+                fault.remaining -= 1
+                if fault.remaining == 0:
+                    queue.popleft()
+        if delay:
+            time.sleep(delay)
+        return fault
+
+    def _fault_response(self, fault: _Fault) -> Response:
+        headers = {} if fault.retry_after is None else {"Retry-After": fault.retry_after}
+        return self._error(fault.status, fault.error, HTTPStatus(fault.status).phrase, fault.shape, headers)
+
+    def _error(
+        self,
+        status: int,
+        error: str,
+        description: str,
+        shape: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        if (shape or self.error_shape) == "webex":
+            message = description
+            if request.endpoint == "access_token":
+                # Webex relays its identity broker's OAuth error inside its own message text.
+                message = (
+                    f"POST failed: HTTP/1.1 {status} {HTTPStatus(status).phrase} (url = {_IDBROKER_TOKEN_URL}, "
+                    f"request/response TrackingId = {_tracking_id()}, error = '{error}', description = '{description}')"
+                )
+            body: dict[str, Any] = {
+                "message": message,
+                "errors": [{"description": message}],
+                "trackingId": _tracking_id(),
+            }
+        else:
+            body = {"error": error, "error_description": description}
+        response = jsonify(body)
+        response.status_code = status
+        response.headers.update(headers or {})
+        return response
+
+
+def _check_verifier(auth: _AuthRequest, verifier: str | None) -> None:
+    """RFC 7636 4.6: S256 compares base64url(sha256(verifier)) without padding."""
+    if verifier is None:
+        raise _OAuthError("invalid_request", "code_verifier is required")
+    if not _PKCE_VALUE.fullmatch(verifier):
+        raise _OAuthError("invalid_request", "code_verifier must be 43-128 characters of [A-Za-z0-9-._~]")
+    if auth.method == "S256":
+        verifier = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    if not secrets.compare_digest(verifier, auth.challenge or ""):
+        raise _OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
+
+
+def _json_object() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise TypeError("expected a JSON object")
+    return body
+
+
+def _redirect(redirect_uri: str, **params: str | None) -> Response:
+    """Back to the client, keeping the registered URI's own query string (RFC 6749 3.1.2)."""
+    parts = urlsplit(redirect_uri)
+    extra = urlencode({key: value for key, value in params.items() if value is not None})
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return redirect(urlunsplit(parts._replace(query=query)), 302)
+
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;background:#f4f5f7;
+color:#1b1b1b;margin:0}
+main{max-width:30rem;margin:4rem auto;background:#fff;border-radius:12px;padding:2rem;
+box-shadow:0 2px 14px rgba(0,0,0,.08)}
+.brand{color:#0a78cc;font-weight:700;font-size:1.1rem;margin:0 0 1.5rem}
+h1{font-size:1.4rem;margin:0 0 1rem}
+code{background:#f0f1f3;padding:.1rem .35rem;border-radius:4px}
+ul{padding-left:1.2rem}
+fieldset{border:1px solid #dfe1e5;border-radius:8px;margin:1.25rem 0;padding:.75rem 1rem}
+label{display:block;margin:.35rem 0}
+.actions{display:flex;gap:.75rem;margin-top:1.5rem}
+button{flex:1;padding:.7rem;border-radius:999px;border:1px solid #c5c8cd;background:#fff;font-size:1rem;cursor:pointer}
+#allow{background:#0a78cc;border-color:#0a78cc;color:#fff}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+        f'<body><main><p class="brand">Webex</p>{body}</main></body></html>'
+    )
+
+
+def _error_page(message: str) -> Response:
+    body = f"<h1>Something went wrong</h1><p>{html.escape(message)}</p>"
+    return Response(_page("Webex — Error", body), status=400, mimetype="text/html")
+
+
+def _consent_page(auth: _AuthRequest, people: list[Person], action: str) -> str:
+    esc = html.escape
+    scopes = "".join(f"<li><code>{esc(scope)}</code></li>" for scope in auth.scopes)
+    choices = "".join(
+        f'<label><input type="radio" name="person" value="{esc(person.email)}"{" checked" if i == 0 else ""}> '
+        f"{esc(person.display_name)} ({esc(person.email)})</label>"
+        for i, person in enumerate(people)
+    )
+    hidden = "".join(
+        f'<input type="hidden" name="{esc(name)}" value="{esc(value)}">'
+        for name, value in auth.form_fields().items()
+        if value is not None
+    )
+    body = (
+        "<h1>Authorize access</h1>"
+        f"<p>The integration <code>{esc(auth.client_id)}</code> asks for access to your Webex account:</p>"
+        f"<ul>{scopes}</ul>"
+        f'<form method="post" action="{esc(action)}">{hidden}'
+        f"<fieldset><legend>Sign in as</legend>{choices}</fieldset>"
+        '<div class="actions">'
+        '<button type="submit" id="deny" name="decision" value="deny">Deny</button>'
+        '<button type="submit" id="allow" name="decision" value="allow">Allow</button>'
+        "</div></form>"
+    )
+    return _page("Webex — Authorize access", body)

@@ -1,0 +1,1 @@
+"""The Webex Token Broker's rules, shared by every function through a Lambda layer."""

@@ -1,0 +1,31 @@
+"""boto3 clients, created on first use and reused across warm invocations.
+
+boto3 honours AWS_ENDPOINT_URL, which is how the local stack points them at moto. The low-level
+DynamoDB client (not the resource API) keeps the cold start short.
+"""
+
+from functools import cache
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+@cache
+def client(service: str):
+    return boto3.client(service)
+
+
+def to_item(values: dict) -> dict:
+    return {key: _serializer.serialize(value) for key, value in values.items() if value is not None}
+
+
+def from_item(item: dict) -> dict:
+    return {key: _deserializer.deserialize(value) for key, value in item.items()}
+
+
+def error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ClientError, or '' for anything else."""
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")

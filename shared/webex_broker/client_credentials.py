@@ -1,0 +1,27 @@
+"""The integration's client ID and secret, read from Secrets Manager at run time, never from env."""
+
+from dataclasses import dataclass
+
+from aws_lambda_powertools.utilities import parameters
+
+from webex_broker.settings import ConfigurationError, load_settings
+
+CACHE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    client_id: str
+    client_secret: str
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials(client_id={self.client_id!r}, client_secret=***)"
+
+
+def load_client_credentials() -> ClientCredentials:
+    """Cached for five minutes, so a rotated client secret is picked up without a redeploy."""
+    document = parameters.get_secret(load_settings().client_secret_arn, transform="json", max_age=CACHE_SECONDS)
+    try:
+        return ClientCredentials(client_id=document["client_id"], client_secret=document["client_secret"])
+    except (KeyError, TypeError):
+        raise ConfigurationError("The client secret must be JSON with the keys client_id and client_secret") from None

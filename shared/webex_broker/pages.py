@@ -1,0 +1,66 @@
+"""The few HTML pages a person sees: self-contained, escaped, and never showing a token."""
+
+import base64
+import hashlib
+from html import escape
+
+_STYLE = (
+    "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f4f5f7;color:#1b1d21;"
+    "margin:0;display:flex;min-height:100vh;align-items:center;justify-content:center}"
+    "main{background:#fff;border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.08);padding:2rem 2.5rem;"
+    "max-width:36rem}"
+    "h1{font-size:1.4rem;margin:0 0 1rem}p{line-height:1.5}code{background:#eef0f3;padding:.1rem .3rem;"
+    "border-radius:4px;word-break:break-all}.ok{color:#1f7a3a}.bad{color:#b3261e}.muted{color:#5f6368;"
+    "font-size:.9rem}a{color:#0b5cad}"
+)
+_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
+
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; img-src 'none'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def _page(title: str, body_html: str, *, tone: str) -> str:
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="referrer" content="no-referrer">'
+        f"<title>{escape(title)} · Webex Token Broker</title><style>{_STYLE}</style></head>"
+        f'<body><main><h1 class="{tone}">{escape(title)}</h1>{body_html}'
+        '<p class="muted">Webex Token Broker</p></main></body></html>'
+    )
+
+
+def connected(*, display_name: str, email: str, secret_name: str) -> str:
+    return _page(
+        "Connected to Webex",
+        f"<p><strong>{escape(display_name or email)}</strong> ({escape(email)}) is connected.</p>"
+        f"<p>Workloads read the access token from the AWS Secrets Manager secret <code>{escape(secret_name)}</code>."
+        " The broker keeps it fresh; you can close this page.</p>",
+        tone="ok",
+    )
+
+
+def declined(error: str) -> str:
+    if error == "access_denied":
+        return _page(
+            "You declined access",
+            '<p>Nothing was stored. If that was a mistake, <a href="authorize">start again</a>.</p>',
+            tone="bad",
+        )
+    return _page(
+        "Webex did not complete the sign-in",
+        f"<p>Webex answered <code>{escape(error)}</code>. Nothing was stored. "
+        '<a href="authorize">Start again</a>, or ask the broker\'s administrator if it keeps happening.</p>',
+        tone="bad",
+    )
+
+
+def problem(title: str, message: str, *, tracking_id: str = "", retry: bool = True) -> str:
+    parts = [f"<p>{escape(message)}</p>"]
+    if tracking_id:
+        parts.append(f'<p class="muted">Webex tracking ID: <code>{escape(tracking_id)}</code></p>')
+    if retry:
+        parts.append('<p><a href="authorize">Start again</a></p>')
+    return _page(title, "".join(parts), tone="bad")

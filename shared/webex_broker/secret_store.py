@@ -1,0 +1,87 @@
+"""A connection's secrets in Secrets Manager: created on first write, new versions afterwards.
+
+Every write carries a ClientRequestToken derived from the secret's name and content, so retrying
+the same write after a crash or a timeout is a no-op instead of a second version or an error.
+"""
+
+import json
+import uuid
+
+from botocore.exceptions import ClientError
+
+from webex_broker import aws
+from webex_broker.token_documents import TokenRecord
+
+_TOKEN_NAMESPACE = uuid.UUID("6f1c1f0e-3a4b-4d0a-9a57-2b7f4a3c9e10")
+
+
+class SecretNames:
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def consumer(self, connection: str) -> str:
+        return f"{self.prefix}/tokens/{connection}"
+
+    def refresh(self, connection: str) -> str:
+        return f"{self.prefix}/refresh/{connection}"
+
+
+def request_token(name: str, secret_string: str) -> str:
+    return str(uuid.uuid5(_TOKEN_NAMESPACE, f"{name}\n{secret_string}"))
+
+
+def put_secret(name: str, document: dict, *, description: str, tags: dict[str, str]) -> str:
+    """Write a new current version, creating (or restoring a deleted) secret where needed; returns its ARN."""
+    secret_string = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    token = request_token(name, secret_string)
+    sm = aws.client("secretsmanager")
+    try:
+        return sm.put_secret_value(SecretId=name, SecretString=secret_string, ClientRequestToken=token)["ARN"]
+    except ClientError as exc:
+        code = aws.error_code(exc)
+        if code == "ResourceNotFoundException":
+            return _create(name, secret_string, token, description, tags)
+        if code == "InvalidRequestException" and "deletion" in str(exc).lower():
+            sm.restore_secret(SecretId=name)
+            return sm.put_secret_value(SecretId=name, SecretString=secret_string, ClientRequestToken=token)["ARN"]
+        raise
+
+
+def _create(name: str, secret_string: str, token: str, description: str, tags: dict[str, str]) -> str:
+    sm = aws.client("secretsmanager")
+    try:
+        return sm.create_secret(
+            Name=name,
+            SecretString=secret_string,
+            ClientRequestToken=token,
+            Description=description,
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )["ARN"]
+    except ClientError as exc:
+        if aws.error_code(exc) != "ResourceExistsException":
+            raise
+        return sm.put_secret_value(SecretId=name, SecretString=secret_string, ClientRequestToken=token)["ARN"]
+
+
+def get_secret_document(name: str) -> dict:
+    return json.loads(aws.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
+
+
+def write_connection_secrets(record: TokenRecord, names: SecretNames) -> str:
+    """Refresh material first, then the consumer secret: a crash between them loses no refresh token.
+
+    Returns the consumer secret's ARN.
+    """
+    tags = {"webex-token-broker:connection": record.connection}
+    put_secret(
+        names.refresh(record.connection),
+        record.refresh_document(),
+        description=f"Webex refresh material for {record.connection}; read only by the token broker.",
+        tags={**tags, "webex-token-broker:kind": "refresh"},
+    )
+    return put_secret(
+        names.consumer(record.connection),
+        record.consumer_document(),
+        description=f"Webex access token for {record.connection}, kept fresh by the token broker.",
+        tags={**tags, "webex-token-broker:kind": "access-token"},
+    )

@@ -1,0 +1,60 @@
+"""Configuration read once from the environment the template (or the local runner) sets."""
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+PEOPLE_SCOPES = frozenset({"spark:people_read", "spark:all"})
+
+
+class ConfigurationError(RuntimeError):
+    """The deployment is misconfigured; an operator, not the person logging in, must act."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    webex_base_url: str
+    scopes: tuple[str, ...]
+    client_secret_arn: str
+    state_table: str
+    connections_table: str
+    secret_prefix: str
+    public_base_url: str
+    state_ttl_seconds: int
+    refresh_window_seconds: int
+    webex_timeout_seconds: float
+
+    @property
+    def scope_string(self) -> str:
+        return " ".join(self.scopes)
+
+    def require_people_scope(self) -> None:
+        """The broker learns who logged in from /people/me, which needs one of these scopes."""
+        if not PEOPLE_SCOPES & set(self.scopes):
+            raise ConfigurationError(
+                "The configured Webex scopes must include spark:people_read (or spark:all): "
+                "the broker calls /people/me to learn who authorized."
+            )
+
+
+def _env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise ConfigurationError(f"Environment variable {name} is not set")
+    return value
+
+
+@cache
+def load_settings() -> Settings:
+    return Settings(
+        webex_base_url=_env("WEBEX_API_BASE_URL", "https://webexapis.com/v1").rstrip("/"),
+        scopes=tuple(_env("WEBEX_SCOPES", "spark:kms spark:people_read").split()),
+        client_secret_arn=_env("CLIENT_SECRET_ARN"),
+        state_table=_env("STATE_TABLE"),
+        connections_table=_env("CONNECTIONS_TABLE"),
+        secret_prefix=_env("SECRET_PREFIX").strip("/"),
+        public_base_url=_env("PUBLIC_BASE_URL", "").rstrip("/"),
+        state_ttl_seconds=int(_env("STATE_TTL_SECONDS", "600")),
+        refresh_window_seconds=int(float(_env("REFRESH_WINDOW_HOURS", "48")) * 3600),
+        webex_timeout_seconds=float(_env("WEBEX_TIMEOUT_SECONDS", "8")),
+    )

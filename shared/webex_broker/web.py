@@ -1,0 +1,109 @@
+"""API Gateway HTTP API (payload v2) in and out: the one place that maps outcomes to responses."""
+
+from webex_broker import pages
+from webex_broker.login import BadCallback, ConsentDeclined
+from webex_broker.login_state import StateRejected
+from webex_broker.observability import logger
+from webex_broker.settings import ConfigurationError
+from webex_broker.webex import FailureKind, WebexError
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Strict-Transport-Security": "max-age=31536000",
+}
+
+
+def callback_url(event: dict, public_base_url: str) -> str:
+    """The redirect URI registered on the integration: the custom domain if set, else this API's own."""
+    if public_base_url:
+        return f"{public_base_url}/callback"
+    context = event.get("requestContext", {})
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    scheme = headers.get("x-forwarded-proto", "https")
+    stage = context.get("stage", "$default")
+    stage_path = "" if stage == "$default" else f"/{stage}"
+    return f"{scheme}://{context['domainName']}{stage_path}/callback"
+
+
+def query(event: dict) -> dict[str, str]:
+    return dict(event.get("queryStringParameters") or {})
+
+
+def redirect(location: str) -> dict:
+    return {"statusCode": 302, "headers": {**SECURITY_HEADERS, "Location": location}, "body": ""}
+
+
+def html(status: int, body: str) -> dict:
+    return {
+        "statusCode": status,
+        "headers": {
+            **SECURITY_HEADERS,
+            "Content-Type": "text/html; charset=utf-8",
+            "Content-Security-Policy": pages.CONTENT_SECURITY_POLICY,
+        },
+        "body": body,
+    }
+
+
+def error_page(exc: Exception) -> dict:
+    """Every failure a person can meet, as a clear page with the right status."""
+    match exc:
+        case StateRejected(reason="expired"):
+            return html(400, pages.problem("This sign-in link has expired", "Sign-in links last a few minutes."))
+        case StateRejected():
+            return html(
+                400,
+                pages.problem("This sign-in link is not valid", "It was already used or was never issued here."),
+            )
+        case ConsentDeclined(error=error):
+            return html(403 if error == "access_denied" else 400, pages.declined(error))
+        case BadCallback():
+            return html(400, pages.problem("Incomplete sign-in request", str(exc)))
+        case ConfigurationError():
+            logger.error("Broker misconfigured", extra={"problem": str(exc)})
+            return html(500, pages.problem("The broker is misconfigured", str(exc), retry=False))
+        case WebexError(kind=FailureKind.CONFIGURATION):
+            return html(
+                502,
+                pages.problem(
+                    "Webex rejected the broker's integration",
+                    "The client ID or secret configured on the broker was refused. Ask its administrator.",
+                    tracking_id=exc.tracking_id,
+                    retry=False,
+                ),
+            )
+        case WebexError(kind=FailureKind.PERMANENT):
+            return html(
+                400,
+                pages.problem(
+                    "Webex refused the sign-in",
+                    f"Webex did not accept the authorization ({exc.code}). Nothing was stored.",
+                    tracking_id=exc.tracking_id,
+                ),
+            )
+        case WebexError():
+            response = html(
+                503 if exc.status == 429 else 502,
+                pages.problem(
+                    "Webex is not answering right now",
+                    "Nothing was stored. Please start again in a minute.",
+                    tracking_id=exc.tracking_id,
+                ),
+            )
+            if exc.retry_after:
+                response["headers"]["Retry-After"] = str(int(exc.retry_after))
+            return response
+    logger.exception("Unexpected failure")
+    return html(500, pages.problem("Something went wrong", "Nothing was stored. Please start again."))
+
+
+def respond(action) -> dict:
+    """Run a handler's action; known failures become pages, unknown ones a generic 500 (logged)."""
+    try:
+        return action()
+    except Exception as exc:
+        return error_page(exc)

@@ -1,0 +1,211 @@
+"""Webex's OAuth and identity endpoints, with both error shapes parsed and every Trackingid logged."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from urllib.parse import quote, urlencode
+
+import requests
+
+from webex_broker.client_credentials import ClientCredentials
+from webex_broker.observability import logger
+
+TRANSIENT_STATUSES = frozenset({423, 429, 500, 502, 503, 504})
+OAUTH_ERROR_CODES = ("invalid_client", "invalid_grant", "invalid_request", "unauthorized_client", "invalid_scope")
+
+
+class FailureKind(StrEnum):
+    TRANSIENT = "transient"  # try again later: outage, throttling, timeout
+    PERMANENT = "permanent"  # this grant or code is dead: the person must authorize again
+    CONFIGURATION = "configuration"  # the integration itself is wrong: an operator must act
+
+
+class WebexError(Exception):
+    """A failed Webex call. Carries what support needs (status, code, Trackingid), never a token."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str = "",
+        tracking_id: str = "",
+        retry_after: float | None = None,
+        kind: FailureKind = FailureKind.TRANSIENT,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.tracking_id = tracking_id
+        self.retry_after = retry_after
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    access_token: str
+    access_expires_at: datetime
+    refresh_token: str
+    refresh_expires_at: datetime | None
+    token_type: str
+    scopes: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        return f"TokenGrant(access_expires_at={self.access_expires_at.isoformat()}, token=***)"
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    email: str
+    display_name: str
+    org_id: str
+    type: str
+
+
+def authorize_url(
+    base_url: str, *, client_id: str, redirect_uri: str, scopes: str, state: str, code_challenge: str
+) -> str:
+    """Scopes are space separated and Webex wants the space as %20, not '+'."""
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "scope": scopes,
+            "state": state,
+            "code_challenge": code_challenge,
+            "code_challenge_method": "S256",
+        },
+        quote_via=quote,
+    )
+    return f"{base_url}/authorize?{query}"
+
+
+class WebexClient:
+    def __init__(self, base_url: str, credentials: ClientCredentials, *, timeout: float, session=None):
+        self._base_url = base_url
+        self._credentials = credentials
+        self._timeout = (min(3.05, timeout), timeout)
+        self._session = session or requests
+
+    def exchange_code(self, *, code: str, redirect_uri: str, code_verifier: str, now: datetime) -> TokenGrant:
+        return self._token_request(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "code_verifier": code_verifier,
+            },
+            now=now,
+        )
+
+    def refresh(self, *, refresh_token: str, now: datetime) -> TokenGrant:
+        return self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token}, now=now)
+
+    def people_me(self, access_token: str) -> Person:
+        response = self._call("GET", "/people/me", headers={"Authorization": f"Bearer {access_token}"})
+        body = response.json()
+        emails = body.get("emails") or []
+        if not body.get("id") or not emails:
+            raise WebexError("Webex /people/me answered without an id or e-mail", status=response.status_code)
+        return Person(
+            id=body["id"],
+            email=emails[0],
+            display_name=body.get("displayName", ""),
+            org_id=body.get("orgId", ""),
+            type=body.get("type", "person"),
+        )
+
+    def _token_request(self, form: dict, *, now: datetime) -> TokenGrant:
+        form = {"client_id": self._credentials.client_id, "client_secret": self._credentials.client_secret, **form}
+        body = self._call("POST", "/access_token", data=form).json()
+        try:
+            refresh_in = body.get("refresh_token_expires_in")
+            return TokenGrant(
+                access_token=body["access_token"],
+                access_expires_at=now + timedelta(seconds=int(body["expires_in"])),
+                refresh_token=body.get("refresh_token") or form.get("refresh_token", ""),
+                refresh_expires_at=now + timedelta(seconds=int(refresh_in)) if refresh_in is not None else None,
+                token_type=body.get("token_type", "Bearer"),
+                scopes=tuple(body.get("scope", "").split()),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise WebexError("Webex answered the token request without a usable token") from None
+
+    def _call(self, method: str, path: str, **kwargs) -> requests.Response:
+        try:
+            response = self._session.request(method, self._base_url + path, timeout=self._timeout, **kwargs)
+        except requests.Timeout:
+            logger.warning("Webex call timed out", extra={"webex_path": path})
+            raise WebexError(f"Webex did not answer {path} in time", code="timeout") from None
+        except requests.RequestException as exc:
+            logger.warning("Webex call failed", extra={"webex_path": path, "error_type": type(exc).__name__})
+            raise WebexError(f"Could not reach Webex ({type(exc).__name__})", code="connection_error") from None
+        tracking_id = response.headers.get("Trackingid", "")
+        logger.info(
+            "Webex answered", extra={"webex_path": path, "status": response.status_code, "tracking_id": tracking_id}
+        )
+        if response.ok:
+            return response
+        raise _error_from(response, path, tracking_id)
+
+
+def _error_from(response: requests.Response, path: str, tracking_id: str) -> WebexError:
+    """Webex answers errors in OAuth shape or in its own shape; both become one WebexError."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    code = body.get("error") or ""
+    details = [e.get("description", "") for e in body.get("errors") or [] if isinstance(e, dict)]
+    description = body.get("error_description") or body.get("message") or "; ".join(filter(None, details))
+    tracking_id = tracking_id or body.get("trackingId", "")
+    status = response.status_code
+    if not code:
+        code = _code_in_text(f"{description} {' '.join(details)}".lower())
+    if status in TRANSIENT_STATUSES:
+        kind = FailureKind.TRANSIENT
+    elif code == "invalid_client":
+        kind = FailureKind.CONFIGURATION
+    elif status in (400, 401, 403):
+        kind = FailureKind.PERMANENT
+    else:
+        kind = FailureKind.TRANSIENT
+    logger.warning(
+        "Webex refused the call",
+        extra={"webex_path": path, "status": status, "error": code, "tracking_id": tracking_id},
+    )
+    return WebexError(
+        f"Webex answered {status} to {path}: {code or description or 'no detail'}",
+        status=status,
+        code=code or f"http_{status}",
+        tracking_id=tracking_id,
+        retry_after=_retry_after(response.headers.get("Retry-After")),
+        kind=kind,
+    )
+
+
+def _code_in_text(text: str) -> str:
+    """Webex-shaped bodies carry no error code; recover the one that matters from the wording."""
+    for known in OAUTH_ERROR_CODES:
+        if known in text:
+            return known
+    if "client authentication" in text or "client secret" in text or "invalid client" in text:
+        return "invalid_client"
+    return ""
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait, or None where the header is absent, zero or not a number (callers pick a default)."""
+    try:
+        seconds = float(value) if value is not None else 0.0
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,180 @@
+"""Shared fixtures: moto for AWS (tables built from template.yaml), the Webex simulator on loopback."""
+
+import copy
+import json
+import os
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+import requests
+from moto import mock_aws
+
+from devstack.template import create_tables
+from devstack.webex_simulator import WebexSimulator
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+CLIENT_ID = "C0ffee-test-client"
+CLIENT_SECRET = "s3cr3t-client-value-never-shown"
+API_DOMAIN = "abc123.execute-api.us-east-1.amazonaws.com"
+CALLBACK_URL = f"https://{API_DOMAIN}/callback"
+PREFIX = "test-broker"
+
+BROKER_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "STATE_TABLE": "StateTable",
+    "CONNECTIONS_TABLE": "ConnectionsTable",
+    "SECRET_PREFIX": PREFIX,
+    "WEBEX_SCOPES": "spark:kms spark:people_read",
+    "PUBLIC_BASE_URL": "",
+    "STATE_TTL_SECONDS": "600",
+    "REFRESH_WINDOW_HOURS": "48",
+    "WEBEX_TIMEOUT_SECONDS": "2",
+    "POWERTOOLS_SERVICE_NAME": "webex-token-broker",
+    "POWERTOOLS_DEV": "false",
+}
+
+
+def reset_broker_caches() -> None:
+    """Settings, boto3 clients and the cached client secret live for a warm Lambda; tests start cold."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from webex_broker import aws, settings
+
+    settings.load_settings.cache_clear()
+    aws.client.cache_clear()
+    parameters.clear_caches()
+
+
+class Clock:
+    """Webex's clock, which tests move forward to cross the 24-hour and expiry boundaries."""
+
+    def __init__(self):
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def webex_clock():
+    return Clock()
+
+
+@pytest.fixture
+def webex(webex_clock):
+    """The Webex simulator, served on a free loopback port, with the broker's integration registered."""
+    sim = WebexSimulator(clock=webex_clock)
+    sim.register_client(
+        CLIENT_ID, CLIENT_SECRET, [CALLBACK_URL], scopes=["spark:kms", "spark:people_read", "spark:all"]
+    )
+    with sim.serve() as server:
+        sim.url = server.url
+        yield sim
+
+
+@pytest.fixture
+def broker(monkeypatch, webex):
+    """A fresh broker environment: moto AWS with the template's tables and the client secret."""
+    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in BROKER_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("WEBEX_API_BASE_URL", webex.url)
+    with mock_aws():
+        create_tables(boto3.client("dynamodb"))
+        arn = boto3.client("secretsmanager").create_secret(
+            Name="test-broker-client", SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
+        )["ARN"]
+        monkeypatch.setenv("CLIENT_SECRET_ARN", arn)
+        reset_broker_caches()
+        yield Broker(webex)
+    reset_broker_caches()
+
+
+class Broker:
+    """Drives the three handlers the way API Gateway and the scheduler would."""
+
+    def __init__(self, webex: WebexSimulator):
+        self.webex = webex
+        self.secrets = boto3.client("secretsmanager")
+        self.dynamodb = boto3.client("dynamodb")
+
+    @staticmethod
+    def event(name: str, query: dict | None = None) -> dict:
+        event = copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
+        if query is None:
+            return event
+        event["queryStringParameters"] = query
+        event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
+        return event
+
+    def authorize(self) -> dict:
+        from authorize import handler
+
+        return handler(self.event("authorize"), LambdaContext())
+
+    def callback(self, query: dict) -> dict:
+        from callback import handler
+
+        return handler(self.event("callback", query), LambdaContext())
+
+    def refresh(self) -> dict:
+        from refresher import handler
+
+        return handler(self.event("refresher"), LambdaContext())
+
+    def consent(self, location: str, *, person: str = "alice@example.com", decision: str = "allow") -> dict:
+        """Play the person on Webex's consent page; returns the query Webex redirects back with."""
+        query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+        page = requests.get(location, timeout=5)
+        assert page.status_code == 200, page.text
+        answer = requests.post(
+            f"{self.webex.url}/authorize/decision",
+            data={**query, "person": person, "decision": decision},
+            allow_redirects=False,
+            timeout=5,
+        )
+        assert answer.status_code == 302, answer.text
+        back = answer.headers["Location"]
+        assert back.startswith(query["redirect_uri"])
+        return {k: v[0] for k, v in parse_qs(urlsplit(back).query).items()}
+
+    def login(self, person: str = "alice@example.com") -> dict:
+        """authorize → consent → callback; returns the callback's response."""
+        start = self.authorize()
+        return self.callback(self.consent(start["headers"]["Location"], person=person))
+
+    def secret(self, name: str) -> dict:
+        return json.loads(self.secrets.get_secret_value(SecretId=name)["SecretString"])
+
+    def versions(self, name: str) -> int:
+        return len(self.secrets.list_secret_version_ids(SecretId=name, IncludeDeprecated=True)["Versions"])
+
+    def connection(self, name: str) -> dict | None:
+        from webex_broker.connections import ConnectionsTable
+
+        return ConnectionsTable(os.environ["CONNECTIONS_TABLE"]).get(name)
+
+    def secret_names(self) -> list[str]:
+        return sorted(s["Name"] for s in self.secrets.list_secrets()["SecretList"])
+
+
+class LambdaContext:
+    function_name = "test-function"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 300_000

@@ -1,0 +1,352 @@
+"""GET /authorize and GET /callback through their handlers, with moto and the Webex simulator."""
+
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+
+from conftest import CALLBACK_URL, CLIENT_ID, PREFIX, reset_broker_caches
+from webex_broker.login_state import code_challenge
+
+ALICE = "alice@example.com"
+TOKEN_SECRET = f"{PREFIX}/tokens/{ALICE}"
+REFRESH_SECRET = f"{PREFIX}/refresh/{ALICE}"
+
+
+def query_of(url: str) -> dict:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def state_item(state: str) -> dict | None:
+    return boto3.client("dynamodb").get_item(TableName="StateTable", Key={"state": {"S": state}}).get("Item")
+
+
+def assert_nothing_stored(broker) -> None:
+    assert broker.secret_names() == ["test-broker-client"]
+    assert boto3.client("dynamodb").scan(TableName="ConnectionsTable")["Count"] == 0
+
+
+def assert_page(response: dict, status: int, *phrases: str) -> None:
+    assert response["statusCode"] == status, response["body"]
+    headers = response["headers"]
+    assert headers["Content-Type"].startswith("text/html")
+    assert headers["Cache-Control"] == "no-store"
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    for phrase in phrases:
+        assert phrase in response["body"]
+
+
+# --- /authorize ------------------------------------------------------------------------------
+
+
+def test_authorize_redirects_to_webex_consent_with_state_and_pkce(broker):
+    before = int(time.time())
+    response = broker.authorize()
+
+    assert response["statusCode"] == 302
+    assert response["headers"]["Cache-Control"] == "no-store"
+    location = response["headers"]["Location"]
+    assert location.startswith(f"{broker.webex.url}/authorize?")
+    assert "scope=spark%3Akms%20spark%3Apeople_read" in location, "scopes are space separated, space as %20"
+    query = query_of(location)
+    assert query["response_type"] == "code"
+    assert query["client_id"] == CLIENT_ID
+    assert query["redirect_uri"] == CALLBACK_URL
+    assert query["scope"] == "spark:kms spark:people_read"
+    assert query["code_challenge_method"] == "S256"
+    assert len(query["state"]) >= 43
+    assert set(query["state"]) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+    item = state_item(query["state"])
+    assert item is not None
+    assert before + 600 <= int(item["expires_at"]["N"]) <= int(time.time()) + 600
+    assert item["redirect_uri"]["S"] == CALLBACK_URL
+    assert code_challenge(item["code_verifier"]["S"]) == query["code_challenge"]
+    assert 43 <= len(item["code_verifier"]["S"]) <= 128
+
+
+def test_each_authorize_gets_its_own_state(broker):
+    first = query_of(broker.authorize()["headers"]["Location"])["state"]
+    second = query_of(broker.authorize()["headers"]["Location"])["state"]
+    assert first != second
+
+
+def test_public_base_url_sets_the_callback(broker, monkeypatch):
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://broker.example.com/")
+    reset_broker_caches()
+    query = query_of(broker.authorize()["headers"]["Location"])
+    assert query["redirect_uri"] == "https://broker.example.com/callback"
+
+
+def test_named_stage_is_part_of_the_callback(broker):
+    from authorize import handler
+    from conftest import LambdaContext
+
+    event = broker.event("authorize")
+    event["requestContext"]["stage"] = "prod"
+    query = query_of(handler(event, LambdaContext())["headers"]["Location"])
+    assert query["redirect_uri"] == "https://abc123.execute-api.us-east-1.amazonaws.com/prod/callback"
+
+
+def test_authorize_refuses_scopes_without_people_read(broker, monkeypatch):
+    monkeypatch.setenv("WEBEX_SCOPES", "spark:kms spark:messages_write")
+    reset_broker_caches()
+    assert_page(broker.authorize(), 500, "spark:people_read")
+    assert boto3.client("dynamodb").scan(TableName="StateTable")["Count"] == 0
+
+
+def test_authorize_survives_an_aws_error_with_a_clear_page(broker):
+    boto3.client("dynamodb").delete_table(TableName="StateTable")
+    assert_page(broker.authorize(), 500, "Something went wrong")
+
+
+# --- /callback: the happy path -------------------------------------------------------------------
+
+
+def test_login_stores_both_secrets_and_the_connection(broker):
+    before = int(time.time())
+    response = broker.login(ALICE)
+
+    assert_page(response, 200, "Alice Anderson", ALICE, TOKEN_SECRET)
+    consumer = broker.secret(TOKEN_SECRET)
+    refresh = broker.secret(REFRESH_SECRET)
+    assert set(consumer) == {
+        "access_token", "token_type", "expires_at", "scopes", "connection", "person_id",
+        "email", "display_name", "org_id", "updated_at",
+    }  # fmt: skip
+    assert "refresh_token" not in consumer
+    assert consumer["token_type"] == "Bearer"
+    assert consumer["connection"] == ALICE
+    assert consumer["email"] == ALICE
+    assert consumer["display_name"] == "Alice Anderson"
+    assert consumer["scopes"] == ["spark:kms", "spark:people_read"]
+    assert consumer["person_id"].startswith("Y2lzY29zcGFyazovL3VzL1BFT1BMRS")
+    assert consumer["org_id"]
+    assert consumer["expires_at"].endswith("Z")
+    expires = time.mktime(time.strptime(consumer["expires_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    assert abs(expires - (before + 1_209_600)) < 30
+
+    assert refresh["refresh_token"]
+    assert refresh["refresh_token"] != consumer["access_token"]
+    assert refresh["refresh_token_expires_at"].endswith("Z")
+    assert refresh["access_token"] == consumer["access_token"]
+
+    row = broker.connection(ALICE)
+    assert row["status"] == "active"
+    assert row["email"] == ALICE
+    assert row["person_id"] == consumer["person_id"]
+    assert row["scopes"] == ["spark:kms", "spark:people_read"]
+    assert abs(int(row["access_expires_at"]) - (before + 1_209_600)) < 30
+    assert abs(int(row["refresh_expires_at"]) - (before + 7_776_000)) < 30
+    assert int(row["next_refresh_at"]) == int(row["access_expires_at"]) - 48 * 3600
+    assert row["created_at"] == row["updated_at"]
+    assert row["consumer_secret_arn"].split(":")[6].startswith(TOKEN_SECRET)
+
+
+def test_the_stored_access_token_works_against_webex(broker):
+    broker.login(ALICE)
+    token = broker.secret(TOKEN_SECRET)["access_token"]
+    import requests
+
+    me = requests.get(f"{broker.webex.url}/people/me", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    assert me.status_code == 200
+    assert me.json()["emails"] == [ALICE]
+
+
+def test_connection_name_is_the_lowercased_primary_email(broker):
+    broker.login("carol@partner.example.org")
+    assert broker.connection("carol@partner.example.org")["display_name"] == "Carol Chen"
+    assert f"{PREFIX}/tokens/carol@partner.example.org" in broker.secret_names()
+
+
+def test_authorizing_again_writes_new_versions_not_an_error(broker):
+    broker.login(ALICE)
+    first = broker.secret(TOKEN_SECRET)
+    created = broker.connection(ALICE)["created_at"]
+
+    assert_page(broker.login(ALICE), 200, "Alice Anderson")
+    second = broker.secret(TOKEN_SECRET)
+    assert second["access_token"] != first["access_token"]
+    assert broker.versions(TOKEN_SECRET) == 2
+    assert broker.versions(REFRESH_SECRET) == 2
+    assert broker.connection(ALICE)["created_at"] == created
+
+
+# --- /callback: state --------------------------------------------------------------------------
+
+
+def test_replayed_callback_is_refused_and_changes_nothing(broker):
+    start = broker.authorize()
+    query = broker.consent(start["headers"]["Location"])
+    assert broker.callback(query)["statusCode"] == 200
+    calls = broker.webex.calls["access_token"]
+
+    assert_page(broker.callback(query), 400, "not valid")
+    assert broker.webex.calls["access_token"] == calls, "a replay must not reach Webex"
+    assert broker.versions(TOKEN_SECRET) == 1
+
+
+def test_unknown_state_is_refused(broker):
+    assert_page(broker.callback({"code": "whatever", "state": "never-issued"}), 400, "not valid")
+    assert broker.webex.calls["access_token"] == 0
+    assert_nothing_stored(broker)
+
+
+def test_expired_state_still_present_is_refused(broker):
+    """TTL deletion is lazy: an expired item is still in the table and must not be honoured."""
+    start = broker.authorize()
+    query = broker.consent(start["headers"]["Location"])
+    boto3.client("dynamodb").update_item(
+        TableName="StateTable",
+        Key={"state": {"S": query["state"]}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
+    )
+    assert_page(broker.callback(query), 400, "expired")
+    assert broker.webex.calls["access_token"] == 0
+    assert_nothing_stored(broker)
+
+
+@pytest.mark.parametrize("query", [{}, {"code": "abc"}], ids=["no-parameters", "no-state"])
+def test_callback_without_state_is_refused(broker, query):
+    assert_page(broker.callback(query), 400, "no state")
+    assert_nothing_stored(broker)
+
+
+def test_callback_without_code_consumes_the_state(broker):
+    start = broker.authorize()
+    state = query_of(start["headers"]["Location"])["state"]
+    assert_page(broker.callback({"state": state}), 400, "neither a code nor an error")
+    assert state_item(state) is None
+    assert_nothing_stored(broker)
+
+
+# --- /callback: consent declined -------------------------------------------------------------------
+
+
+def test_denied_consent_gets_a_friendly_page_and_consumes_the_state(broker):
+    start = broker.authorize()
+    query = broker.consent(start["headers"]["Location"], decision="deny")
+    assert query["error"] == "access_denied"
+
+    assert_page(broker.callback(query), 403, "You declined access", "Nothing was stored")
+    assert state_item(query["state"]) is None
+    assert broker.webex.calls["access_token"] == 0
+    assert_nothing_stored(broker)
+
+
+def test_other_consent_errors_are_named(broker):
+    start = broker.authorize()
+    state = query_of(start["headers"]["Location"])["state"]
+    response = broker.callback({"error": "invalid_scope", "error_description": "bad", "state": state})
+    assert_page(response, 400, "invalid_scope", "Nothing was stored")
+    assert_nothing_stored(broker)
+
+
+def test_error_markup_is_escaped(broker):
+    start = broker.authorize()
+    state = query_of(start["headers"]["Location"])["state"]
+    response = broker.callback({"error": "<script>alert(1)</script>", "state": state})
+    assert "<script>" not in response["body"]
+    assert "&lt;script&gt;" in response["body"]
+
+
+# --- /callback: Webex failures ---------------------------------------------------------------------
+
+
+def callback_with_fault(broker, endpoint: str, status: int, **fault) -> dict:
+    start = broker.authorize()
+    query = broker.consent(start["headers"]["Location"])
+    broker.webex.inject(endpoint, status, **fault)
+    return broker.callback(query)
+
+
+@pytest.mark.parametrize("shape", ["oauth", "webex"])
+@pytest.mark.parametrize("status", [400, 401])
+def test_token_endpoint_refusal_in_both_shapes(broker, shape, status):
+    response = callback_with_fault(broker, "access_token", status, shape=shape, error="invalid_grant")
+    assert_page(response, 400, "Webex refused the sign-in", "Nothing was stored", "ROUTER_")
+    assert_nothing_stored(broker)
+
+
+@pytest.mark.parametrize("shape", ["oauth", "webex"])
+def test_rejected_client_credentials_are_an_operator_problem(broker, shape):
+    response = callback_with_fault(broker, "access_token", 401, shape=shape, error="invalid_client")
+    assert_page(response, 502, "client ID or secret", "ROUTER_")
+    assert_nothing_stored(broker)
+
+
+def test_real_wrong_client_secret_is_reported(broker):
+    broker.webex.register_client(CLIENT_ID, "a-different-secret", [CALLBACK_URL])
+    start = broker.authorize()
+    response = broker.callback(broker.consent(start["headers"]["Location"]))
+    assert_page(response, 502, "client ID or secret")
+    assert_nothing_stored(broker)
+
+
+@pytest.mark.parametrize(("retry_after", "header"), [("30", "30"), ("0", None), (None, None)])
+def test_rate_limited_token_endpoint(broker, retry_after, header):
+    response = callback_with_fault(broker, "access_token", 429, retry_after=retry_after)
+    assert_page(response, 503, "not answering right now", "Nothing was stored")
+    assert response["headers"].get("Retry-After") == header
+    assert_nothing_stored(broker)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize("shape", ["oauth", "webex"])
+def test_webex_server_errors(broker, status, shape):
+    response = callback_with_fault(broker, "access_token", status, shape=shape)
+    assert_page(response, 502, "not answering right now")
+    assert_nothing_stored(broker)
+
+
+def test_token_endpoint_timeout(broker, monkeypatch):
+    monkeypatch.setenv("WEBEX_TIMEOUT_SECONDS", "0.3")
+    reset_broker_caches()
+    start = broker.authorize()
+    query = broker.consent(start["headers"]["Location"])
+    broker.webex.set_latency(1.0, "access_token")
+    began = time.monotonic()
+    response = broker.callback(query)
+    assert time.monotonic() - began < 1.0
+    assert_page(response, 502, "not answering right now")
+    assert_nothing_stored(broker)
+
+
+def test_webex_unreachable(broker, monkeypatch):
+    start = broker.authorize()
+    query = broker.consent(start["headers"]["Location"])
+    monkeypatch.setenv("WEBEX_API_BASE_URL", "http://127.0.0.1:9")
+    reset_broker_caches()
+    assert_page(broker.callback(query), 502, "not answering right now")
+    assert_nothing_stored(broker)
+
+
+@pytest.mark.parametrize("status", [401, 500])
+def test_people_me_failure_stores_nothing(broker, status):
+    response = callback_with_fault(broker, "people_me", status)
+    assert response["statusCode"] in (400, 502)
+    assert "Nothing was stored" in response["body"]
+    assert_nothing_stored(broker)
+
+
+def test_people_me_forbidden_names_the_missing_scope(broker):
+    response = callback_with_fault(broker, "people_me", 403, shape="webex")
+    assert_page(response, 500, "spark:people_read")
+    assert_nothing_stored(broker)
+
+
+def test_secrets_manager_failure_leaves_no_connection(broker, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from webex_broker import secret_store
+
+    def refuse(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "InternalServiceError", "Message": "boom"}}, "PutSecretValue")
+
+    start = broker.authorize()
+    query = broker.consent(start["headers"]["Location"])
+    monkeypatch.setattr(secret_store, "put_secret", refuse)
+    assert_page(broker.callback(query), 500, "Something went wrong")
+    assert_nothing_stored(broker)

@@ -1,0 +1,93 @@
+"""No token or client secret ever reaches a log line, a page, a header or an exception text."""
+
+import io
+import json
+import logging
+
+import pytest
+
+from conftest import CLIENT_SECRET, PREFIX
+
+ALICE = "alice@example.com"
+
+
+def secrets_in_play(broker) -> set[str]:
+    values = {CLIENT_SECRET}
+    for name in (f"{PREFIX}/tokens/{ALICE}", f"{PREFIX}/refresh/{ALICE}"):
+        document = broker.secret(name)
+        values |= {document["access_token"], document.get("refresh_token") or document["access_token"]}
+    return values
+
+
+@pytest.fixture
+def broker_log():
+    """Every structured line the broker's logger writes, extra keys included, as Lambda would see it."""
+    from webex_broker.observability import logger
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logger.registered_formatter)
+    std = logging.getLogger(logger.name)
+    std.addHandler(handler)
+    yield buffer
+    std.removeHandler(handler)
+
+
+def test_no_secret_in_logs_pages_or_headers(broker, broker_log, capfd, caplog, monkeypatch):
+    # Our logger and the HTTP stack at DEBUG; botocore's own DEBUG wire dump is not ours to turn on.
+    for name in ("webex-token-broker", "urllib3", "requests"):
+        caplog.set_level("DEBUG", logger=name)
+    broker.webex.access_token_ttl = 3600  # due at once, so the refresher really calls Webex
+    responses = [broker.login(ALICE)]
+    pending = broker.consent(broker.authorize()["headers"]["Location"])
+    responses.append(broker.callback(pending))
+    responses.append(broker.callback(pending))  # replay
+    for status in (400, 401, 429, 500):
+        query = broker.consent(broker.authorize()["headers"]["Location"])
+        broker.webex.inject("access_token", status, shape="webex" if status % 2 else "oauth")
+        responses.append(broker.callback(query))
+    broker.webex.inject("people_me", 500)
+    responses.append(broker.callback(broker.consent(broker.authorize()["headers"]["Location"])))
+    refreshed = broker.refresh()
+    broker.webex.revoke_grant(person_email=ALICE)
+    monkeypatch.setattr(broker.webex, "same_token_window", 0)
+    failed = broker.refresh()
+
+    assert refreshed["refreshed"] == 1
+    assert failed["failures"] == {ALICE: "permanent"}
+    captured = capfd.readouterr()
+    output = (
+        broker_log.getvalue()
+        + captured.out
+        + captured.err
+        + caplog.text
+        + json.dumps(responses)
+        + json.dumps([refreshed, failed])
+    )
+    assert '"message":"Connection authorized"' in output, "the logs were captured"
+    leaks = [value for value in secrets_in_play(broker) if value in output]
+    where = [output[max(0, output.find(v) - 300) : output.find(v) + 50] for v in leaks]
+    assert leaks == [], where
+
+
+def test_reprs_hide_tokens(broker):
+    from webex_broker.client_credentials import load_client_credentials
+    from webex_broker.token_documents import TokenRecord
+
+    broker.login(ALICE)
+    record = TokenRecord.from_refresh_document(broker.secret(f"{PREFIX}/refresh/{ALICE}"))
+    texts = repr(record) + repr(record.grant) + repr(load_client_credentials())
+    for value in secrets_in_play(broker):
+        assert value not in texts
+
+
+def test_webex_error_text_carries_no_token(broker):
+    from webex_broker.client_credentials import load_client_credentials
+    from webex_broker.webex import WebexClient, WebexError, utc_now
+
+    client = WebexClient(broker.webex.url, load_client_credentials(), timeout=2)
+    with pytest.raises(WebexError) as caught:
+        client.refresh(refresh_token="not-a-real-refresh-token-value", now=utc_now())
+    assert "not-a-real-refresh-token-value" not in str(caught.value)
+    assert CLIENT_SECRET not in str(caught.value)
+    assert caught.value.code == "invalid_grant"
