@@ -40,6 +40,9 @@ validate: venv
 build: venv
 	$(BIN)/sam build
 
+run: venv
+	$(BIN)/python -m devstack.runner
+
 test: lint unit validate build
 
 clean:

@@ -1,6 +1,7 @@
 """The stack's own resource definitions, read from template.yaml so tests and the local stack
 create exactly the tables the template deploys and cannot drift from it."""
 
+import re
 from functools import cache
 from pathlib import Path
 
@@ -52,9 +53,83 @@ def create_tables(dynamodb, *, names: dict[str, str] | None = None) -> dict[str,
         for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
             if key in props:
                 kwargs[key] = props[key]
-        dynamodb.create_table(**kwargs)
-        ttl = props.get("TimeToLiveSpecification")
-        if ttl:
-            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        try:
+            dynamodb.create_table(**kwargs)
+        except dynamodb.exceptions.ResourceInUseException:
+            pass  # an endpoint that outlives us (AWS_ENDPOINT_URL) already has it
+        else:
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl:
+                dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
         created[logical_id] = name
     return created
+
+
+class LocalResolver:
+    """Evaluates the template's intrinsics (Ref, Fn::If, Fn::Sub, conditions) against local values,
+    so the local stack gives the handlers the very environment the template declares."""
+
+    def __init__(self, *, parameters: dict[str, str], resources: dict[str, str], stack_name: str):
+        template = load_template()
+        defaults = {name: str(p.get("Default", "")) for name, p in template.get("Parameters", {}).items()}
+        self.values = {**defaults, **parameters, **resources, "AWS::StackName": stack_name,
+                       "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws",
+                       "AWS::URLSuffix": "amazonaws.com"}  # fmt: skip
+        self.conditions = template.get("Conditions", {})
+
+    def condition(self, name: str) -> bool:
+        return bool(self.resolve(self.conditions[name]))
+
+    def resolve(self, node):
+        if not isinstance(node, dict):
+            return [self.resolve(n) for n in node] if isinstance(node, list) else node
+        if len(node) != 1:
+            return {k: self.resolve(v) for k, v in node.items()}
+        ((key, arg),) = node.items()
+        match key:
+            case "Ref":
+                return self.values[arg]
+            case "Fn::If":
+                name, when_true, when_false = arg
+                return self.resolve(when_true if self.condition(name) else when_false)
+            case "Fn::Equals":
+                left, right = (self.resolve(a) for a in arg)
+                return str(left) == str(right)
+            case "Fn::Not":
+                return not self.resolve(arg[0])
+            case "Fn::And":
+                return all(self.resolve(a) for a in arg)
+            case "Fn::Or":
+                return any(self.resolve(a) for a in arg)
+            case "Condition":
+                return self.condition(arg)
+            case "Fn::Sub":
+                text, extra = (arg, {}) if isinstance(arg, str) else arg
+                names = {**self.values, **{k: self.resolve(v) for k, v in extra.items()}}
+                return re.sub(r"\$\{([^}!]+)\}", lambda m: str(names[m.group(1)]), text)
+        return {key: self.resolve(arg)}
+
+
+def function_definitions() -> dict[str, dict]:
+    """Logical ID → Properties of every AWS::Serverless::Function."""
+    resources = load_template()["Resources"]
+    return {n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+
+
+def function_environment(resolver: LocalResolver) -> dict[str, str]:
+    """Globals' environment variables, resolved; what every function sees."""
+    variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    return {name: str(resolver.resolve(value)) for name, value in variables.items()}
+
+
+def create_client_secret(secretsmanager, resolver: LocalResolver) -> str:
+    """The template's ClientSecret resource, built from its own SecretString; returns its ARN."""
+    props = load_template()["Resources"]["ClientSecret"]["Properties"]
+    name = f"{resolver.values['AWS::StackName']}-client"
+    value = resolver.resolve(props["SecretString"])
+    try:
+        return secretsmanager.create_secret(
+            Name=name, Description=resolver.resolve(props["Description"]), SecretString=value
+        )["ARN"]
+    except secretsmanager.exceptions.ResourceExistsException:
+        return secretsmanager.put_secret_value(SecretId=name, SecretString=value)["ARN"]

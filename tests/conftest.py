@@ -12,6 +12,7 @@ import pytest
 import requests
 from moto import mock_aws
 
+from devstack.lambda_runtime import LambdaContext
 from devstack.template import create_tables
 from devstack.webex_simulator import WebexSimulator
 
@@ -167,14 +168,3 @@ class Broker:
 
     def secret_names(self) -> list[str]:
         return sorted(s["Name"] for s in self.secrets.list_secrets()["SecretList"])
-
-
-class LambdaContext:
-    function_name = "test-function"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 300_000

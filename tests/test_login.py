@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
-from conftest import CALLBACK_URL, CLIENT_ID, PREFIX, reset_broker_caches
+from tests.conftest import CALLBACK_URL, CLIENT_ID, PREFIX, reset_broker_caches
 from webex_broker.login_state import code_challenge
 
 ALICE = "alice@example.com"
@@ -81,7 +81,7 @@ def test_public_base_url_sets_the_callback(broker, monkeypatch):
 
 def test_named_stage_is_part_of_the_callback(broker):
     from authorize import handler
-    from conftest import LambdaContext
+    from tests.conftest import LambdaContext
 
     event = broker.event("authorize")
     event["requestContext"]["stage"] = "prod"

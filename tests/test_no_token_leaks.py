@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from conftest import CLIENT_SECRET, PREFIX
+from tests.conftest import CLIENT_SECRET, PREFIX
 
 ALICE = "alice@example.com"
 

@@ -5,7 +5,7 @@ from datetime import datetime
 import pytest
 import requests
 
-from conftest import PREFIX
+from tests.conftest import PREFIX
 
 HOUR = 3600
 ALICE, BOB = "alice@example.com", "bob@example.com"

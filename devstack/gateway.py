@@ -1,0 +1,120 @@
+"""A local API Gateway (HTTP API, payload v2): each request becomes the event the real service would
+send, the template's handler answers, and its status, headers, cookies and body go back unchanged."""
+
+import base64
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+
+from werkzeug.wrappers import Request, Response
+
+from devstack.lambda_runtime import LocalFunction
+
+BINARY_TYPES = ("application/octet-stream", "image/", "application/zip")
+
+
+class Route:
+    def __init__(self, method: str, path: str, function: LocalFunction):
+        self.method = method.upper()
+        self.path = path
+        self.function = function
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path))
+        self._regex = re.compile(f"^{pattern}$")
+
+    def match(self, method: str, path: str) -> dict | None:
+        found = self._regex.match(path)
+        if found is None or method.upper() not in (self.method, "ANY"):
+            return None
+        return found.groupdict()
+
+
+def routes_from(functions: list[LocalFunction]) -> list[Route]:
+    """Every HttpApi event in the template becomes a route."""
+    return [
+        Route(event["Method"], event["Path"], function)
+        for function in functions
+        for event in function.events("HttpApi")
+    ]
+
+
+def to_event(request: Request, route: Route, path_parameters: dict) -> dict:
+    """The HTTP API v2 event: lowercase headers, repeated values comma-joined, cookies split out."""
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        key = name.lower()
+        if key != "cookie":
+            headers[key] = f"{headers[key]},{value}" if key in headers else value
+    headers.setdefault("x-forwarded-proto", request.scheme)
+    query = {key: ",".join(values) for key, values in request.args.lists()}
+    body = request.get_data()
+    binary = any(request.mimetype.startswith(t) for t in BINARY_TYPES)
+    now = time.time()
+    event = {
+        "version": "2.0",
+        "routeKey": f"{route.method} {route.path}",
+        "rawPath": request.path,
+        "rawQueryString": request.query_string.decode("latin-1"),
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": request.host,
+            "domainPrefix": request.host.split(".")[0],
+            "http": {
+                "method": request.method,
+                "path": request.path,
+                "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+                "sourceIp": request.remote_addr or "127.0.0.1",
+                "userAgent": request.headers.get("User-Agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": f"{route.method} {route.path}",
+            "stage": "$default",
+            "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": binary,
+    }
+    if request.cookies:
+        event["cookies"] = [f"{k}={v}" for k, v in request.cookies.items(multi=True)]
+    if query:
+        event["queryStringParameters"] = query
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if body:
+        event["body"] = base64.b64encode(body).decode() if binary else body.decode("utf-8")
+    return event
+
+
+def to_response(result: dict) -> Response:
+    body = result.get("body") or ""
+    data = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode("utf-8")
+    response = Response(data, status=int(result.get("statusCode", 200)))
+    response.headers.clear()
+    for name, value in (result.get("headers") or {}).items():
+        response.headers[name] = str(value)
+    for cookie in result.get("cookies") or []:
+        response.headers.add("Set-Cookie", cookie)
+    return response
+
+
+class LocalGateway:
+    def __init__(self, routes: list[Route], *, on_request=None):
+        self.routes = routes
+        self._on_request = on_request or (lambda method, route, status, ms: None)
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        started = time.monotonic()
+        for route in self.routes:
+            params = route.match(request.method, request.path)
+            if params is not None:
+                try:
+                    response = to_response(route.function.invoke(to_event(request, route, params)))
+                except Exception:  # what API Gateway answers when the function itself fails
+                    response = Response('{"message":"Internal Server Error"}', 500, content_type="application/json")
+                self._on_request(request.method, route.path, response.status_code, time.monotonic() - started)
+                return response(environ, start_response)
+        response = Response('{"message":"Not Found"}', status=404, content_type="application/json")
+        return response(environ, start_response)

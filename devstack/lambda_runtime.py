@@ -1,0 +1,59 @@
+"""Loading the template's functions and calling them the way the Lambda runtime does."""
+
+import importlib
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.template import function_definitions
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    function_name: str = "local-function"
+    memory_limit_in_mb: int = 256
+    timeout_seconds: int = 20
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    invoked_function_arn: str = ""
+    _started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self):
+        self.invoked_function_arn = (
+            self.invoked_function_arn or f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+        )
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
+
+
+@dataclass(frozen=True)
+class LocalFunction:
+    logical_id: str
+    properties: dict
+
+    @property
+    def handler(self):
+        """Imported on first use, as Lambda does: the function's folder and the shared layer on sys.path."""
+        code_dir = str(ROOT / self.properties["CodeUri"])
+        for path in (str(ROOT / "shared"), code_dir):
+            if path not in sys.path:
+                sys.path.insert(0, path)
+        module_name, attribute = self.properties["Handler"].rsplit(".", 1)
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def invoke(self, event: dict) -> dict:
+        context = LambdaContext(function_name=self.logical_id, timeout_seconds=int(self.properties.get("Timeout", 20)))
+        return self.handler(event, context)
+
+    def events(self, kind: str) -> list[dict]:
+        return [e["Properties"] for e in self.properties.get("Events", {}).values() if e["Type"] == kind]
+
+
+def local_functions() -> list[LocalFunction]:
+    return [LocalFunction(name, props) for name, props in function_definitions().items()]

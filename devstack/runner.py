@@ -1,0 +1,211 @@
+"""`make run`: the whole broker on one machine, in the foreground.
+
+Embedded AWS (a moto server on loopback) unless AWS_ENDPOINT_URL is set, the Webex simulator unless
+WEBEX_BASE_URL is set, a local API Gateway in front of the template's real handlers, and the
+refresher on a local schedule. Everything lives in memory and is gone when it stops.
+"""
+
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+
+import boto3
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from devstack.gateway import LocalGateway, routes_from
+from devstack.lambda_runtime import local_functions
+from devstack.template import LocalResolver, create_client_secret, create_tables, function_environment
+from devstack.webex_simulator import WebexSimulator
+
+STACK_NAME = "webex-token-broker-local"
+LOCAL_CLIENT_ID = "local-integration"
+LOCAL_REGION = "us-east-1"
+
+
+@dataclass
+class LocalConfig:
+    """What `make run` reads from the environment; every value has an embedded default."""
+
+    broker_port: int = 3000
+    host: str = "127.0.0.1"
+    refresh_interval: float = 60.0
+    aws_endpoint_url: str = ""
+    webex_base_url: str = ""
+    webex_client_id: str = ""
+    webex_client_secret: str = ""
+    webex_scopes: str = ""
+    sim_access_token_seconds: int = 600
+    sim_same_token_seconds: int = 120
+    sim_refresh_token_seconds: int = 7_776_000
+    overrides: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> "LocalConfig":
+        return cls(
+            broker_port=int(env.get("BROKER_PORT", "3000")),
+            refresh_interval=float(env.get("REFRESH_INTERVAL_SECONDS", "60")),
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL", ""),
+            webex_base_url=env.get("WEBEX_BASE_URL", "").rstrip("/"),
+            webex_client_id=env.get("WEBEX_CLIENT_ID", ""),
+            webex_client_secret=env.get("WEBEX_CLIENT_SECRET", ""),
+            webex_scopes=env.get("WEBEX_SCOPES", ""),
+            sim_access_token_seconds=int(env.get("WEBEX_SIM_ACCESS_TOKEN_SECONDS", "600")),
+            sim_same_token_seconds=int(env.get("WEBEX_SIM_SAME_TOKEN_SECONDS", "120")),
+            sim_refresh_token_seconds=int(env.get("WEBEX_SIM_REFRESH_TOKEN_SECONDS", "7776000")),
+        )
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs) -> None:
+        """The gateway prints its own lines, without query strings (they carry codes and state)."""
+
+
+class _Server:
+    def __init__(self, app, host: str, port: int):
+        self.httpd = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_port
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class LocalBroker:
+    """Starts and stops the pieces; usable in-process by tests as well as by `make run`."""
+
+    def __init__(self, config: LocalConfig, *, out=print):
+        self.config = config
+        self._out = out
+        self._stops = []
+        self._stopped = threading.Event()
+        self.simulator: WebexSimulator | None = None
+        self.aws_endpoint = ""
+        self.webex_url = ""
+        self.login_url = ""
+
+    def start(self) -> "LocalBroker":
+        self._check_real_webex()
+        self._start_aws()
+        app = LocalGateway([], on_request=self._log_request)
+        gateway = _Server(app, self.config.host, self.config.broker_port)
+        self._stops.append(gateway.stop)
+        base = f"http://{self.config.host}:{gateway.port}"
+        self.login_url = f"{base}/authorize"
+        client_id, client_secret = self._start_webex(base)
+        functions = self._configure_functions(client_id, client_secret)
+        app.routes = routes_from(functions)
+        self._start_refresher([f for f in functions if f.events("ScheduleV2")])
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        for stop in reversed(self._stops):
+            stop()
+        self._stops.clear()
+
+    def _check_real_webex(self) -> None:
+        if self.config.webex_base_url and not (self.config.webex_client_id and self.config.webex_client_secret):
+            raise SystemExit("WEBEX_BASE_URL needs WEBEX_CLIENT_ID and WEBEX_CLIENT_SECRET of your integration.")
+
+    def _start_aws(self) -> None:
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+        os.environ["AWS_DEFAULT_REGION"] = os.environ.get("AWS_DEFAULT_REGION", LOCAL_REGION)
+        if self.config.aws_endpoint_url:
+            self.aws_endpoint = self.config.aws_endpoint_url
+        else:
+            from moto.server import ThreadedMotoServer
+
+            server = ThreadedMotoServer(ip_address=self.config.host, port=0, verbose=False)
+            server.start()
+            self._stops.append(server.stop)
+            host, port = server.get_host_and_port()
+            self.aws_endpoint = f"http://{host}:{port}"
+        os.environ["AWS_ENDPOINT_URL"] = self.aws_endpoint
+
+    def _start_webex(self, broker_base: str) -> tuple[str, str]:
+        if self.config.webex_base_url:
+            self.webex_url = self.config.webex_base_url
+            return self.config.webex_client_id, self.config.webex_client_secret
+        client_id = self.config.webex_client_id or LOCAL_CLIENT_ID
+        client_secret = self.config.webex_client_secret or secrets.token_urlsafe(24)
+        sim = WebexSimulator(
+            access_token_ttl=self.config.sim_access_token_seconds,
+            refresh_token_ttl=self.config.sim_refresh_token_seconds,
+            same_token_window=self.config.sim_same_token_seconds,
+        )
+        port = broker_base.rsplit(":", 1)[1]
+        sim.register_client(client_id, client_secret, [f"{broker_base}/callback", f"http://localhost:{port}/callback"])
+        server = sim.serve(self.config.host, 0)
+        self._stops.append(server.shutdown)
+        self.simulator = sim
+        self.webex_url = server.url
+        return client_id, client_secret
+
+    def _configure_functions(self, client_id: str, client_secret: str):
+        """Tables and client secret from the template's own definitions; env from its Globals."""
+        tables = create_tables(boto3.client("dynamodb"), names={
+            "StateTable": f"{STACK_NAME}-state", "ConnectionsTable": f"{STACK_NAME}-connections"})  # fmt: skip
+        parameters = {"WebexApiBaseUrl": self.webex_url, "WebexClientId": client_id, "WebexClientSecret": client_secret}
+        if self.config.webex_scopes:
+            parameters["WebexScopes"] = self.config.webex_scopes
+        resolver = LocalResolver(parameters=parameters, resources=tables, stack_name=STACK_NAME)
+        resolver.values["ClientSecret"] = create_client_secret(boto3.client("secretsmanager"), resolver)
+        log_level = os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING")  # the handlers' JSON logs: quiet by default
+        os.environ.update(function_environment(resolver))
+        os.environ["POWERTOOLS_LOG_LEVEL"] = log_level
+        return local_functions()
+
+    def _start_refresher(self, scheduled) -> None:
+        def loop():
+            while not self._stopped.wait(self.config.refresh_interval):
+                for function in scheduled:
+                    try:
+                        result = function.invoke({"source": "local-schedule"})
+                    except Exception as exc:  # a failed run is reported and the schedule goes on
+                        self._out(f"Refresher failed: {type(exc).__name__}")
+                        continue
+                    if result.get("refreshed") or result.get("failed"):
+                        self._out(f"Refresher: refreshed {result['refreshed']}, failed {result['failed']}")
+
+        thread = threading.Thread(target=loop, name="local-refresher", daemon=True)
+        thread.start()
+
+    def _log_request(self, method: str, path: str, status: int, seconds: float) -> None:
+        self._out(f"{method} {path} -> {status} ({seconds * 1000:.0f} ms)")
+
+
+def main() -> int:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every AWS call otherwise
+    config = LocalConfig.from_env()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    broker = LocalBroker(config, out=lambda line: print(line, flush=True))
+    try:
+        broker.start()
+    except OSError as exc:
+        print(f"Could not start: {exc} (is port {config.broker_port} free? set BROKER_PORT)", file=sys.stderr)
+        return 1
+    print(f"Login link: {broker.login_url}", flush=True)
+    print(f"AWS endpoint: {broker.aws_endpoint}", flush=True)
+    print(f"Webex: {broker.webex_url}{' (simulator)' if broker.simulator else ''}", flush=True)
+    print(f"Secrets: {STACK_NAME}/tokens/<e-mail>; refresher every {config.refresh_interval:g} s. Ctrl-C stops.",
+          flush=True)  # fmt: skip
+    stop.wait()
+    broker.stop()
+    print("Stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The local stack as `make run` starts it: a real process on free loopback ports."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_SECONDS = 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningBroker:
+    process: subprocess.Popen
+    login_url: str = ""
+    aws_endpoint: str = ""
+    webex_url: str = ""
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return self.login_url.rsplit("/", 1)[0]
+
+    def aws_env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.aws_endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def boto3(self, service: str):
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.aws_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
+    def wait_for_line(self, pattern: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            for line in self.lines[seen:]:
+                if re.search(pattern, line):
+                    return line
+            seen = len(self.lines)
+            time.sleep(0.05)
+        raise AssertionError(f"no line matching {pattern!r} within {timeout}s; output:\n" + "\n".join(self.lines))
+
+
+def start_local_broker(**env: str) -> RunningBroker:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WEBEX_"))}
+    environment.update({"BROKER_PORT": str(free_port()), "PYTHONUNBUFFERED": "1", **env})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack.runner"],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    broker = RunningBroker(process)
+
+    def read_output():
+        for line in process.stdout:
+            broker.lines.append(line.rstrip("\n"))
+
+    threading.Thread(target=read_output, daemon=True).start()
+    began = time.monotonic()
+    broker.login_url = broker.wait_for_line(r"^Login link: ", READY_SECONDS).split(": ", 1)[1]
+    broker.aws_endpoint = broker.wait_for_line(r"^AWS endpoint: ", 1).split(": ", 1)[1]
+    broker.webex_url = broker.wait_for_line(r"^Webex: ", 1).split(": ", 1)[1].split()[0]
+    broker.ready_seconds = time.monotonic() - began
+    return broker
+
+
+def stop_local_broker(broker: RunningBroker) -> int:
+    broker.process.send_signal(signal.SIGTERM)
+    return broker.process.wait(timeout=15)
+
+
+@pytest.fixture
+def local_broker():
+    """`make run` with short simulated lifetimes, so a refresh happens within the test."""
+    broker = start_local_broker(
+        REFRESH_INTERVAL_SECONDS="1", WEBEX_SIM_ACCESS_TOKEN_SECONDS="120", WEBEX_SIM_SAME_TOKEN_SECONDS="1"
+    )
+    yield broker
+    assert stop_local_broker(broker) == 0
+    broker.wait_for_line(r"^Stopped\.$", 5)
