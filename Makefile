@@ -10,12 +10,13 @@ PYTHON313 ?= $(shell for p in $$(command -v python3.13) $${PYENV_ROOT:-$$HOME/.p
 export PATH := $(CURDIR)/$(BIN):$(dir $(PYTHON313)):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv run test lint unit validate build bench clean
+.PHONY: help venv run test lint unit validate build bench clean browser-deps
 
 help:
 	@echo "make run    - the whole broker locally (embedded AWS + Webex simulator)"
 	@echo "make test   - every check: ruff, pytest, sam validate (both forms), cfn-lint, sam build"
 	@echo "make bench  - performance figures"
+	@echo "make browser-deps - Debian's headless Chromium for the browser test (apt-get install chromium)"
 
 $(BIN)/.installed: requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found on PATH or under pyenv" >&2; exit 1; }
@@ -44,6 +45,11 @@ run: venv
 	$(BIN)/python -m devstack.runner
 
 test: lint unit validate build
+
+# The browser test drives Debian's chromium; Playwright's own browser download is not used.
+browser-deps:
+	command -v chromium >/dev/null || { sudo=$$( [ $$(id -u) -eq 0 ] || echo sudo ); \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache

@@ -163,6 +163,7 @@ class LocalBroker:
         log_level = os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING")  # the handlers' JSON logs: quiet by default
         os.environ.update(function_environment(resolver))
         os.environ["POWERTOOLS_LOG_LEVEL"] = log_level
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF lines are for CloudWatch, not a terminal
         return local_functions()
 
     def _start_refresher(self, scheduled) -> None:

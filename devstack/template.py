@@ -117,8 +117,11 @@ def function_definitions() -> dict[str, dict]:
 
 
 def function_environment(resolver: LocalResolver) -> dict[str, str]:
-    """Globals' environment variables, resolved; what every function sees."""
-    variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    """Globals' environment variables and every function's own, resolved: locally all functions
+    share one process, and the template keeps their names distinct."""
+    variables = dict(load_template()["Globals"]["Function"]["Environment"]["Variables"])
+    for props in function_definitions().values():
+        variables.update(props.get("Environment", {}).get("Variables", {}))
     return {name: str(resolver.resolve(value)) for name, value in variables.items()}
 
 

@@ -229,6 +229,8 @@ class WebexSimulator:
         self.same_token_window = same_token_window
         self.error_shape = error_shape
         self.refresh_response_omits: frozenset[str] = frozenset()
+        self.rotate_refresh_tokens = False
+        """Webex does not rotate refresh tokens today; a rotating server shows the broker keeps the new one."""
         """Fields left out of refresh answers: some Webex answers lack refresh_token or its lifetime."""
         self.calls: Counter[str] = Counter()
         self._clock = clock
@@ -500,6 +502,10 @@ class WebexSimulator:
         if not still_same:
             self._mint_access(grant, now)
             grant.refresh_expires_at = now + self.refresh_token_ttl
+            if self.rotate_refresh_tokens:
+                del self._grants[grant.refresh_token]
+                grant.refresh_token = _new_token(grant.person)
+                self._grants[grant.refresh_token] = grant
         body = self._token_body(grant, now)
         for name in self.refresh_response_omits:
             body.pop(name, None)

@@ -109,6 +109,14 @@ class Broker:
         self.webex = webex
         self.secrets = boto3.client("secretsmanager")
         self.dynamodb = boto3.client("dynamodb")
+        self.sqs = boto3.client("sqs")
+        self.event_queue = self.sqs.create_queue(QueueName="broker-events")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.event_queue, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        events = boto3.client("events")
+        events.put_rule(Name="all-broker-events", EventPattern=json.dumps({"source": ["webex-token-broker"]}))
+        events.put_targets(Rule="all-broker-events", Targets=[{"Id": "queue", "Arn": queue_arn}])
 
     @staticmethod
     def event(name: str, query: dict | None = None) -> dict:
@@ -132,7 +140,7 @@ class Broker:
     def refresh(self) -> dict:
         from refresher import handler
 
-        return handler(self.event("refresher"), LambdaContext())
+        return handler(self.event("refresher"), LambdaContext(function_name="refresher", timeout_seconds=900))
 
     def consent(self, location: str, *, person: str = "alice@example.com", decision: str = "allow") -> dict:
         """Play the person on Webex's consent page; returns the query Webex redirects back with."""
@@ -166,5 +174,29 @@ class Broker:
 
         return ConnectionsTable(os.environ["CONNECTIONS_TABLE"]).get(name)
 
+    def events(self) -> list[dict]:
+        """Events the broker published on the default bus (a rule routes them to a queue)."""
+        messages = []
+        while batch := self.sqs.receive_message(QueueUrl=self.event_queue, MaxNumberOfMessages=10).get("Messages"):
+            messages += [json.loads(m["Body"]) for m in batch]
+            self.sqs.delete_message_batch(
+                QueueUrl=self.event_queue,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+            )
+        return messages
+
     def secret_names(self) -> list[str]:
         return sorted(s["Name"] for s in self.secrets.list_secrets()["SecretList"])
+
+
+@pytest.fixture
+def aws_calls(broker):
+    """Counts every AWS API call the broker makes, by operation name."""
+    from collections import Counter
+
+    from webex_broker import aws
+
+    calls = Counter()
+    for service in ("dynamodb", "secretsmanager", "events"):
+        aws.client(service).meta.events.register("before-call.*.*", lambda model, **_: calls.update([model.name]))
+    return calls

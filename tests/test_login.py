@@ -1,5 +1,6 @@
 """GET /authorize and GET /callback through their handlers, with moto and the Webex simulator."""
 
+import json
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -130,7 +131,11 @@ def test_login_stores_both_secrets_and_the_connection(broker):
     assert refresh["refresh_token"]
     assert refresh["refresh_token"] != consumer["access_token"]
     assert refresh["refresh_token_expires_at"].endswith("Z")
-    assert refresh["access_token"] == consumer["access_token"]
+    assert set(refresh) == {
+        "refresh_token", "refresh_token_expires_at", "connection", "person_id", "email", "display_name",
+        "org_id", "person_type", "scopes", "token_type", "updated_at",
+    }  # fmt: skip
+    assert consumer["access_token"] not in json.dumps(refresh)
 
     row = broker.connection(ALICE)
     assert row["status"] == "active"
@@ -139,7 +144,9 @@ def test_login_stores_both_secrets_and_the_connection(broker):
     assert row["scopes"] == ["spark:kms", "spark:people_read"]
     assert abs(int(row["access_expires_at"]) - (before + 1_209_600)) < 30
     assert abs(int(row["refresh_expires_at"]) - (before + 7_776_000)) < 30
-    assert int(row["next_refresh_at"]) == int(row["access_expires_at"]) - 48 * 3600
+    week = before + 7 * 86400
+    assert week - 6 * 3600 <= int(row["next_refresh_at"]) <= week + 30, "weekly, with jitter, keeps the grant alive"
+    assert row["schedule"] == "scheduled"
     assert row["created_at"] == row["updated_at"]
     assert row["consumer_secret_arn"].split(":")[6].startswith(TOKEN_SECRET)
 

@@ -12,11 +12,11 @@ ALICE = "alice@example.com"
 
 
 def secrets_in_play(broker) -> set[str]:
-    values = {CLIENT_SECRET}
-    for name in (f"{PREFIX}/tokens/{ALICE}", f"{PREFIX}/refresh/{ALICE}"):
-        document = broker.secret(name)
-        values |= {document["access_token"], document.get("refresh_token") or document["access_token"]}
-    return values
+    return {
+        CLIENT_SECRET,
+        broker.secret(f"{PREFIX}/tokens/{ALICE}")["access_token"],
+        broker.secret(f"{PREFIX}/refresh/{ALICE}")["refresh_token"],
+    }
 
 
 @pytest.fixture
@@ -38,6 +38,7 @@ def test_no_secret_in_logs_pages_or_headers(broker, broker_log, capfd, caplog, m
     for name in ("webex-token-broker", "urllib3", "requests"):
         caplog.set_level("DEBUG", logger=name)
     broker.webex.access_token_ttl = 3600  # due at once, so the refresher really calls Webex
+    broker.webex.rotate_refresh_tokens = True  # so refresh tokens are written by the refresher too
     responses = [broker.login(ALICE)]
     pending = broker.consent(broker.authorize()["headers"]["Location"])
     responses.append(broker.callback(pending))
@@ -51,6 +52,12 @@ def test_no_secret_in_logs_pages_or_headers(broker, broker_log, capfd, caplog, m
     refreshed = broker.refresh()
     broker.webex.revoke_grant(person_email=ALICE)
     monkeypatch.setattr(broker.webex, "same_token_window", 0)
+    broker.dynamodb.update_item(
+        TableName="ConnectionsTable",
+        Key={"connection": {"S": ALICE}},
+        UpdateExpression="SET next_refresh_at = :zero",
+        ExpressionAttributeValues={":zero": {"N": "0"}},
+    )
     failed = broker.refresh()
 
     assert refreshed["refreshed"] == 1
@@ -72,11 +79,15 @@ def test_no_secret_in_logs_pages_or_headers(broker, broker_log, capfd, caplog, m
 
 def test_reprs_hide_tokens(broker):
     from webex_broker.client_credentials import load_client_credentials
-    from webex_broker.token_documents import TokenRecord
+    from webex_broker.token_documents import RefreshMaterial, TokenRecord
+    from webex_broker.webex import TokenGrant, utc_now
 
     broker.login(ALICE)
-    record = TokenRecord.from_refresh_document(broker.secret(f"{PREFIX}/refresh/{ALICE}"))
-    texts = repr(record) + repr(record.grant) + repr(load_client_credentials())
+    material = RefreshMaterial.from_document(broker.secret(f"{PREFIX}/refresh/{ALICE}"))
+    consumer = broker.secret(f"{PREFIX}/tokens/{ALICE}")
+    grant = TokenGrant(consumer["access_token"], utc_now(), material.refresh_token, None, "Bearer", ())
+    record = TokenRecord(ALICE, material.person, grant, utc_now())
+    texts = repr(material) + repr(record) + repr(grant) + repr(load_client_credentials())
     for value in secrets_in_play(broker):
         assert value not in texts
 

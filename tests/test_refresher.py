@@ -1,25 +1,24 @@
-"""The scheduled refresher through its handler: only what is due, and never losing a token."""
+"""The refresher: only what is due, exactly once per connection, classified failures, never a lost token."""
 
-from datetime import datetime
+import json
+import threading
+from datetime import datetime, timedelta
 
 import pytest
 import requests
 
-from tests.conftest import PREFIX
+from tests.conftest import PREFIX, reset_broker_caches
+from webex_broker.token_documents import fingerprint
 
-HOUR = 3600
-ALICE, BOB = "alice@example.com", "bob@example.com"
+HOUR, DAY = 3600, 86400
+ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@partner.example.org"
 
 
 def tokens(broker, who: str) -> dict:
     return broker.secret(f"{PREFIX}/tokens/{who}")
 
 
-def seconds(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
-
-
-def refresh_material(broker, who: str) -> dict:
+def material(broker, who: str) -> dict:
     return broker.secret(f"{PREFIX}/refresh/{who}")
 
 
@@ -28,127 +27,446 @@ def accepted_by_webex(broker, access_token: str) -> bool:
     return me.status_code == 200
 
 
+def refresh_token_still_works(broker, who: str) -> bool:
+    """Ask Webex directly with the stored refresh token (as the next run would)."""
+    answer = requests.post(
+        f"{broker.webex.url}/access_token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": material(broker, who)["refresh_token"],
+            "client_id": "C0ffee-test-client",
+            "client_secret": "s3cr3t-client-value-never-shown",
+        },
+        timeout=5,
+    )
+    return answer.status_code == 200
+
+
+def assert_consistent(broker, who: str) -> None:
+    """Secrets and row agree, the lease is free, and Webex accepts what is stored."""
+    consumer, row = tokens(broker, who), broker.connection(who)
+    assert accepted_by_webex(broker, consumer["access_token"])
+    assert refresh_token_still_works(broker, who)
+    assert row["access_token_id"] == fingerprint(consumer["access_token"])
+    assert abs(int(row["access_expires_at"]) - datetime.fromisoformat(consumer["expires_at"]).timestamp()) <= 2
+    assert "lease_owner" not in row
+
+
+def make_due(broker, who: str) -> None:
+    broker.dynamodb.update_item(
+        TableName="ConnectionsTable",
+        Key={"connection": {"S": who}},
+        UpdateExpression="SET next_refresh_at = :now",
+        ExpressionAttributeValues={":now": {"N": "0"}},
+    )
+
+
+class Clock:
+    """The broker's clock, for stepping past leases and backoffs."""
+
+    def __init__(self):
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        from webex_broker.webex import utc_now
+
+        return utc_now() + self.offset
+
+
 @pytest.fixture
 def short_lived(broker):
-    """Webex deployments that issue 1-hour tokens: always inside the 48-hour refresh window."""
+    """Webex deployments that issue 1-hour tokens: due at every run, 24 h rule or not."""
     broker.webex.access_token_ttl = HOUR
     return broker
 
 
-def test_nothing_due_means_no_webex_call_and_no_write(broker):
+@pytest.fixture
+def sleeps(monkeypatch):
+    """Backoff sleeps are recorded instead of slept."""
+    recorded = []
+    from webex_broker.refresh import Refresher
+
+    real_init = Refresher.__init__
+    monkeypatch.setattr(Refresher, "__init__", lambda self, **kw: real_init(self, **{"sleep": recorded.append, **kw}))
+    return recorded
+
+
+def refresher(**kwargs):
+    from webex_broker.refresh import Refresher
+
+    return Refresher(**kwargs)
+
+
+def run(instance, remaining_ms=lambda: 900_000):
+    return instance.run(remaining_ms=remaining_ms)
+
+
+# --- what is due ---------------------------------------------------------------------------------------
+
+
+def test_nothing_due_means_no_webex_call_and_no_write(broker, aws_calls):
     broker.login(ALICE)
+    aws_calls.clear()
     result = broker.refresh()
     assert result["refreshed"] == 0
     assert broker.webex.calls["access_token"] == 1  # the login's code exchange only
-    assert broker.versions(f"{PREFIX}/tokens/{ALICE}") == 1
+    assert aws_calls["PutSecretValue"] == aws_calls["GetSecretValue"] == 0
 
 
-def test_due_connection_gets_a_new_token_and_keeps_its_refresh_token(short_lived, webex_clock):
+def test_due_connection_gets_a_new_token_and_keeps_its_refresh_token(short_lived, webex_clock, aws_calls):
     broker = short_lived
     broker.login(ALICE)
-    before, material = tokens(broker, ALICE), refresh_material(broker, ALICE)
-    row_before = broker.connection(ALICE)
+    before, kept = tokens(broker, ALICE), material(broker, ALICE)
     webex_clock.advance(25 * HOUR)  # past Webex's 24 h same-token window
-
-    assert broker.refresh() == {"refreshed": 1, "failed": 0, "failures": {}}
-
-    after = tokens(broker, ALICE)
-    assert after["access_token"] != before["access_token"]
-    assert after["expires_at"] >= before["expires_at"]
-    assert accepted_by_webex(broker, after["access_token"])
-    assert refresh_material(broker, ALICE)["refresh_token"] == material["refresh_token"]
-    assert broker.versions(f"{PREFIX}/tokens/{ALICE}") == 2
-    assert broker.versions(f"{PREFIX}/refresh/{ALICE}") == 2
-    row = broker.connection(ALICE)
-    assert row["access_expires_at"] >= row_before["access_expires_at"]
-    assert row["next_refresh_at"] == row["access_expires_at"] - 48 * HOUR
-    assert row["last_refreshed_at"] >= row_before["updated_at"]
-    assert row["created_at"] == row_before["created_at"]
-
-
-def test_only_due_connections_are_refreshed(broker):
-    broker.login(ALICE)  # 14-day token: not due
-    broker.webex.access_token_ttl = HOUR
-    broker.login(BOB)  # 1-hour token: due
-    assert broker.refresh()["refreshed"] == 1
-    assert broker.versions(f"{PREFIX}/tokens/{ALICE}") == 1
-    assert broker.versions(f"{PREFIX}/tokens/{BOB}") == 2
-
-
-def test_same_token_within_24_hours_is_accepted_not_an_error(short_lived):
-    broker = short_lived
-    broker.login(ALICE)
-    before = tokens(broker, ALICE)
-    assert broker.refresh()["refreshed"] == 1
-    after = tokens(broker, ALICE)
-    assert after["access_token"] == before["access_token"]
-    assert abs(seconds(after["expires_at"]) - seconds(before["expires_at"])) <= 2, "Webex keeps the expiry"
-
-
-def test_a_dead_grant_fails_alone_and_keeps_its_secrets(short_lived, webex_clock):
-    broker = short_lived
-    broker.login(ALICE)
-    broker.login(BOB)
-    alice_before = refresh_material(broker, ALICE)
-    broker.webex.revoke_grant(person_email=ALICE)
-    webex_clock.advance(25 * HOUR)
+    aws_calls.clear()
 
     result = broker.refresh()
     assert result["refreshed"] == 1
-    assert result["failures"] == {ALICE: "permanent"}
-    assert refresh_material(broker, ALICE) == alice_before
-    assert broker.versions(f"{PREFIX}/tokens/{BOB}") == 2
+    assert result["outcomes"] == {"refreshed": 1}
 
-
-@pytest.mark.parametrize("status", [429, 500, 503])
-def test_a_webex_outage_changes_nothing_and_stays_due(short_lived, status):
-    broker = short_lived
-    broker.login(ALICE)
+    after = tokens(broker, ALICE)
+    assert after["access_token"] != before["access_token"]
+    assert material(broker, ALICE) == kept, "the refresh token came back unchanged: its secret is not rewritten"
+    assert aws_calls["PutSecretValue"] == 1, "one write per routine refresh"
+    assert broker.versions(f"{PREFIX}/tokens/{ALICE}") == 2
+    assert_consistent(broker, ALICE)
     row = broker.connection(ALICE)
-    broker.webex.inject("access_token", status, retry_after="5" if status == 429 else None)
-
-    assert broker.refresh()["failures"] == {ALICE: "transient"}
-    assert broker.connection(ALICE) == row
-    assert broker.versions(f"{PREFIX}/tokens/{ALICE}") == 1
-    assert broker.refresh()["refreshed"] == 1, "still due on the next run"
+    assert row["refreshed_at"] >= row["authorized_at"]
+    assert row["consecutive_failures"] == 0
 
 
-def test_crash_between_the_two_secret_writes_loses_nothing(short_lived, webex_clock, monkeypatch):
-    """The refresh material is written first; a run that dies before the consumer write is finished
-    by the next run, and the consumer ends up with a token Webex accepts."""
-    from webex_broker import secret_store
-
-    broker = short_lived
-    broker.login(ALICE)
-    webex_clock.advance(25 * HOUR)
-    real_put = secret_store.put_secret
-
-    def crash_on_consumer(name, document, **kwargs):
-        if "/tokens/" in name:
-            raise RuntimeError("Lambda timed out")
-        return real_put(name, document, **kwargs)
-
-    monkeypatch.setattr(secret_store, "put_secret", crash_on_consumer)
-    with pytest.raises(RuntimeError):
-        broker.refresh()
-    monkeypatch.setattr(secret_store, "put_secret", real_put)
-
-    material = refresh_material(broker, ALICE)
+def test_due_selection_reads_only_what_is_due(broker, aws_calls):
+    for who in (ALICE, BOB, CAROL):
+        broker.login(who)
+    make_due(broker, BOB)
+    aws_calls.clear()
     assert broker.refresh()["refreshed"] == 1
-    assert refresh_material(broker, ALICE)["refresh_token"] == material["refresh_token"]
-    assert tokens(broker, ALICE)["access_token"] == refresh_material(broker, ALICE)["access_token"]
-    assert accepted_by_webex(broker, tokens(broker, ALICE)["access_token"])
+    assert aws_calls["Scan"] == 0
+    assert aws_calls["GetSecretValue"] == 1, "only the due connection's refresh material is read"
+    assert aws_calls["UpdateItem"] == 2, "lease, then the final row update that also releases it"
 
 
-def test_refresh_answer_without_refresh_token_keeps_the_old_one(short_lived, webex_clock):
+def test_same_token_within_24_hours_is_not_rewritten(short_lived, aws_calls):
     broker = short_lived
     broker.login(ALICE)
-    material = refresh_material(broker, ALICE)
+    before = tokens(broker, ALICE)
+    aws_calls.clear()
+    assert broker.refresh()["outcomes"] == {"unchanged": 1}
+    assert tokens(broker, ALICE) == before
+    assert aws_calls["PutSecretValue"] == 0, "nothing changed, nothing written"
+
+
+def test_rotated_refresh_token_is_stored_before_the_access_token(short_lived, webex_clock, aws_calls):
+    broker = short_lived
+    broker.webex.rotate_refresh_tokens = True
+    broker.login(ALICE)
+    old = material(broker, ALICE)["refresh_token"]
+    webex_clock.advance(25 * HOUR)
+    written = []
+    from webex_broker import aws
+
+    aws.client("secretsmanager").meta.events.register(
+        "before-parameter-build.secrets-manager.PutSecretValue", lambda params, **_: written.append(params["SecretId"])
+    )
+    assert broker.refresh()["refreshed"] == 1
+    assert material(broker, ALICE)["refresh_token"] != old
+    assert written == [f"{PREFIX}/refresh/{ALICE}", f"{PREFIX}/tokens/{ALICE}"]
+    assert_consistent(broker, ALICE)
+
+
+def test_answer_without_refresh_token_keeps_the_old_one(short_lived, webex_clock):
+    broker = short_lived
+    broker.login(ALICE)
+    kept = material(broker, ALICE)
     broker.webex.refresh_response_omits = frozenset({"refresh_token", "refresh_token_expires_in"})
     webex_clock.advance(25 * HOUR)
-
     assert broker.refresh()["refreshed"] == 1
-    after = refresh_material(broker, ALICE)
-    assert after["refresh_token"] == material["refresh_token"]
-    assert after["refresh_token_expires_at"] == material["refresh_token_expires_at"]
-    assert after["access_token"] != material["access_token"]
+    assert material(broker, ALICE) == kept
+    assert broker.connection(ALICE)["refresh_expires_at"] > 0
+    assert_consistent(broker, ALICE)
+
+
+# --- exactly one refresher per connection ------------------------------------------------------------
+
+
+def test_two_refreshers_at_once_refresh_each_connection_once(short_lived, webex_clock):
+    broker = short_lived
+    people = (ALICE, BOB, CAROL)
+    for who in people:
+        broker.login(who)
+    webex_clock.advance(25 * HOUR)
+    broker.webex.set_latency(0.3, "access_token")  # both runs overlap on every connection
+    calls_before = broker.webex.calls["access_token"]
+    first, second = refresher(), refresher()
+    reports = {}
+    threads = [
+        threading.Thread(target=lambda r=r, k=k: reports.update({k: run(r)})) for k, r in (("a", first), ("b", second))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert broker.webex.calls["access_token"] - calls_before == len(people), "one Webex refresh per connection"
+    refreshed = reports["a"].outcomes["refreshed"] + reports["b"].outcomes["refreshed"]
+    skipped = reports["a"].outcomes["skipped"] + reports["b"].outcomes["skipped"]
+    assert refreshed == len(people)
+    assert skipped == len(people)
+    for who in people:
+        assert broker.versions(f"{PREFIX}/tokens/{who}") == 2
+        assert_consistent(broker, who)
+
+
+def test_a_held_lease_is_respected_until_it_expires(short_lived):
+    broker = short_lived
+    broker.login(ALICE)
+    clock = Clock()
+    holder = refresher(clock=clock)
+    assert holder._table.acquire(ALICE, owner="someone-else", now=int(clock().timestamp()), lease_seconds=300)
+    assert refresher(clock=clock).refresh_one(ALICE)[0] == "skipped"
+    clock.offset = timedelta(seconds=301)
+    assert refresher(clock=clock).refresh_one(ALICE)[0] == "unchanged"
+
+
+# --- crash at every step --------------------------------------------------------------------------------
+
+
+class SimulatedCrash(Exception):
+    """The Lambda dies here: nothing after this point runs, the lease is left held."""
+
+
+CRASH_POINTS = {
+    "after-webex-answered": ("webex", "refresh"),
+    "after-refresh-secret": ("secret_store", "write_refresh_material"),
+    "after-consumer-secret": ("secret_store", "write_consumer_secret"),
+    "after-row-update": ("connections", "record_refresh"),
+}
+
+
+@pytest.mark.parametrize("step", list(CRASH_POINTS))
+def test_a_crash_at_any_step_is_finished_by_the_next_run(short_lived, webex_clock, monkeypatch, step):
+    from webex_broker import connections, refresh, secret_store, webex
+
+    broker = short_lived
+    # The hardest case: the refresh token changes on every refresh. Before anything is written, only
+    # Webex's real behaviour (no rotation) can be survived: the new token exists nowhere else yet.
+    broker.webex.rotate_refresh_tokens = step != "after-webex-answered"
+    broker.login(ALICE)
+    webex_clock.advance(25 * HOUR)
+
+    module_name, function_name = CRASH_POINTS[step]
+    owners = {"webex": webex.WebexClient, "secret_store": secret_store, "connections": connections.ConnectionsTable}
+    owner = owners[module_name]
+    real = getattr(owner, function_name)
+
+    def crash_after(*args, **kwargs):
+        real(*args, **kwargs)
+        raise SimulatedCrash(step)
+
+    with monkeypatch.context() as crash:
+        crash.setattr(refresh if module_name == "secret_store" else owner, function_name, crash_after)
+        crashed = run(refresher())
+    assert crashed.outcomes["error"] == 1
+
+    clock = Clock()
+    clock.offset = timedelta(minutes=10)  # past the crashed run's lease
+    make_due(broker, ALICE)  # the row may already be updated (crash after the last step)
+    webex_clock.advance(25 * HOUR)
+    finished = run(refresher(clock=clock))
+    assert finished.failures == {}
+    assert finished.outcomes["refreshed"] + finished.outcomes["unchanged"] == 1
+    assert_consistent(broker, ALICE)
+
+
+# --- failures are classified ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "shape"), [(400, "oauth"), (400, "webex"), (401, "oauth"), (401, "webex")])
+def test_a_refused_grant_needs_reauthorization(short_lived, status, shape, capsys):
+    broker = short_lived
+    broker.login(ALICE)
+    broker.login(BOB)
+    kept_tokens, kept_material = tokens(broker, ALICE), material(broker, ALICE)
+    broker.events()
+    broker.webex.inject("access_token", status, shape=shape, error="invalid_grant")
+
+    result = broker.refresh()
+    failed = [who for who, kind in result["failures"].items() if kind == "permanent"]
+    assert len(failed) == 1
+    who = failed[0]
+    row = broker.connection(who)
+    assert row["status"] == "reauth_required"
+    assert "schedule" not in row, "out of the schedule index: no more attempts"
+    assert row["last_error"] == "invalid_grant"
+    if who == ALICE:
+        assert (tokens(broker, ALICE), material(broker, ALICE)) == (kept_tokens, kept_material)
+    [event] = broker.events()
+    assert event["detail-type"] == "Connection Reauthorization Required"
+    assert event["source"] == "webex-token-broker"
+    assert event["detail"]["connection"] == who
+    assert event["detail"]["tracking_id"].startswith("ROUTER_")
+    assert '"ReauthRequired"' in capsys.readouterr().out, "an EMF metric for the alarm"
+
+    calls = broker.webex.calls["access_token"]
+    make_due(broker, who)
+    broker.refresh()
+    assert broker.connection(who)["status"] == "reauth_required"
+    assert broker.webex.calls["access_token"] == calls + 1, "only the healthy connection is refreshed again"
+
+
+def test_revoked_grant_in_the_simulator(short_lived, webex_clock):
+    broker = short_lived
+    broker.login(ALICE)
+    broker.webex.revoke_grant(person_email=ALICE)
+    webex_clock.advance(25 * HOUR)
+    assert broker.refresh()["failures"] == {ALICE: "permanent"}
+    assert broker.connection(ALICE)["status"] == "reauth_required"
+
+
+@pytest.mark.parametrize("shape", ["oauth", "webex"])
+def test_rejected_client_stops_the_run_with_one_error(short_lived, monkeypatch, shape, capsys):
+    broker = short_lived
+    for who in (ALICE, BOB, CAROL):
+        broker.login(who)
+    broker.events()
+    monkeypatch.setenv("REFRESH_CONCURRENCY", "1")
+    reset_broker_caches()
+    broker.webex.inject("access_token", 401, shape=shape, error="invalid_client", times=3)
+    calls = broker.webex.calls["access_token"]
+
+    result = broker.refresh()
+    assert broker.webex.calls["access_token"] == calls + 1, "no point asking again with the same credentials"
+    assert result["outcomes"] == {"configuration": 1}
+    assert result["stopped_early"] is True
+    for who in (ALICE, BOB, CAROL):
+        row = broker.connection(who)
+        assert row["status"] == "active"
+        assert "last_error" not in row, "not a death sentence for any connection"
+        assert "lease_owner" not in row
+    assert [e["detail-type"] for e in broker.events()] == ["Integration Configuration Error"]
+    assert '"ConfigurationErrors"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "expected"),
+    [(429, "7", [7, 7]), (429, "0", [15, 15]), (429, None, [15, 15]), (503, None, [1, 2]), (423, None, [1, 2])],
+)
+def test_transient_failures_are_retried_with_backoff(short_lived, sleeps, status, retry_after, expected):
+    broker = short_lived
+    broker.login(ALICE)
+    broker.webex.inject("access_token", status, retry_after=retry_after, times=3)
+    before = broker.connection(ALICE)
+
+    result = broker.refresh()
+    assert result["failures"] == {ALICE: "transient"}
+    backoffs = [s for s in sleeps if s >= 0.5]
+    assert len(backoffs) == 2, "three attempts, two waits"
+    for waited, base in zip(backoffs, expected, strict=True):
+        assert base <= waited <= base * 1.25
+    row = broker.connection(ALICE)
+    assert row["status"] == "active", "an outage never marks a grant dead"
+    assert row["last_error"] == ("http_429" if status == 429 else f"http_{status}") or row["last_error"]
+    assert row["last_error_class"] == "transient"
+    assert row["consecutive_failures"] == 1
+    assert int(row["next_refresh_at"]) >= int(before["refreshed_at"]) + 300
+    assert row["access_token_id"] == before["access_token_id"]
+    assert "lease_owner" not in row
+
+
+def test_a_transient_failure_that_clears_within_the_run_is_a_success(short_lived, sleeps):
+    broker = short_lived
+    broker.login(ALICE)
+    broker.webex.inject("access_token", 502, shape="webex")
+    assert broker.refresh()["failures"] == {}
+    assert "last_error" not in broker.connection(ALICE)
+
+
+def test_timeouts_are_transient(short_lived, sleeps, monkeypatch):
+    broker = short_lived
+    broker.login(ALICE)
+    monkeypatch.setenv("WEBEX_TIMEOUT_SECONDS", "0.2")
+    reset_broker_caches()
+    broker.webex.set_latency(0.6, "access_token")
+    assert broker.refresh()["failures"] == {ALICE: "transient"}
+    assert broker.connection(ALICE)["last_error"] == "timeout"
+
+
+def test_recovery_after_failures_emits_a_recovered_event(short_lived, sleeps):
+    broker = short_lived
+    broker.login(ALICE)
+    broker.events()
+    broker.webex.inject("access_token", 500, times=3)
+    broker.refresh()
+    assert broker.connection(ALICE)["consecutive_failures"] == 1
+    make_due(broker, ALICE)
+
+    assert broker.refresh()["failures"] == {}
+    row = broker.connection(ALICE)
+    assert row["consecutive_failures"] == 0
+    assert "last_error" not in row
+    assert [e["detail-type"] for e in broker.events()] == ["Connection Recovered"]
+
+
+def test_secrets_manager_throttling_is_transient(short_lived, webex_clock, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from webex_broker import refresh
+
+    broker = short_lived
+    broker.login(ALICE)
+    webex_clock.advance(25 * HOUR)
+
+    def throttled(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutSecretValue")
+
+    monkeypatch.setattr(refresh, "write_consumer_secret", throttled)
+    assert broker.refresh()["failures"] == {ALICE: "transient"}
+    row = broker.connection(ALICE)
+    assert row["last_error"] == "ThrottlingException"
+    assert row["status"] == "active"
+    assert "lease_owner" not in row
+
+
+def test_refresh_token_close_to_expiry_raises_a_warning(short_lived, webex_clock, capsys):
+    broker = short_lived
+    broker.webex.refresh_token_ttl = 10 * DAY  # Webex would not extend it past the 14-day warning
+    broker.login(ALICE)
+    broker.events()
+    webex_clock.advance(25 * HOUR)
+    broker.refresh()
+    [event] = broker.events()
+    assert event["detail-type"] == "Refresh Token Expiring"
+    assert event["detail"]["connection"] == ALICE
+    assert '"RefreshTokenExpiring"' in capsys.readouterr().out
+
+
+# --- time budget and operators' figures -----------------------------------------------------------------
+
+
+def test_the_run_stops_starting_work_when_time_runs_short(short_lived, monkeypatch):
+    broker = short_lived
+    for who in (ALICE, BOB, CAROL):
+        broker.login(who)
+    monkeypatch.setenv("REFRESH_CONCURRENCY", "1")
+    reset_broker_caches()
+    budget = iter([900_000, 900_000])
+    report = run(refresher(), remaining_ms=lambda: next(budget, 10_000))
+    assert report.stopped_early
+    assert report.outcomes["unchanged"] == 2
+    untouched = [who for who in (ALICE, BOB, CAROL) if "last_attempt_at" not in broker.connection(who)]
+    assert len(untouched) == 1, "the rest is left for the next run"
+    assert "lease_owner" not in broker.connection(untouched[0]), "nothing half-done"
+
+
+def test_handler_emits_operator_metrics(short_lived, capsys):
+    broker = short_lived
+    broker.login(ALICE)
+    broker.refresh()
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert emf, "CloudWatch embedded metrics were printed"
+    names = {m["Name"] for doc in emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"Refreshed", "Skipped", "FailedTransient", "FailedPermanent", "ConfigurationErrors",
+            "HoursToEarliestAccessExpiry", "DaysToEarliestRefreshExpiry"} <= names  # fmt: skip
+    doc = emf[-1]
+    assert 0 < min(doc["HoursToEarliestAccessExpiry"]) <= 1
+    assert 80 < min(doc["DaysToEarliestRefreshExpiry"]) <= 90

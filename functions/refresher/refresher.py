@@ -1,10 +1,10 @@
-"""Scheduled: refresh every connection whose access token is about to expire."""
+"""Scheduled: refresh every connection that is due, within this invocation's time."""
 
-from webex_broker.observability import logger
+from webex_broker.observability import logger, metrics
 from webex_broker.refresh import Refresher
-from webex_broker.webex import utc_now
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context) -> dict:
-    return Refresher().refresh_due(utc_now()).as_dict()
+    return Refresher().run(remaining_ms=context.get_remaining_time_in_millis).as_dict()

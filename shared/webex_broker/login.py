@@ -8,7 +8,7 @@ from webex_broker.connections import ConnectionsTable, epoch
 from webex_broker.login_state import StateStore, code_challenge, new_login_state
 from webex_broker.observability import logger
 from webex_broker.schedule import next_refresh_at
-from webex_broker.secret_store import SecretNames, write_connection_secrets
+from webex_broker.secret_store import SecretNames, write_consumer_secret, write_refresh_material
 from webex_broker.settings import ConfigurationError, load_settings
 from webex_broker.token_documents import TokenRecord, connection_name_for
 
@@ -78,11 +78,19 @@ def finish_login(params: dict[str, str]) -> LoginResult:
             ) from None
         raise
     record = TokenRecord(connection=connection_name_for(person), person=person, grant=grant, updated_at=now)
-    consumer_arn = write_connection_secrets(record, SecretNames(settings.secret_prefix))
+    names = SecretNames(settings.secret_prefix)
+    write_refresh_material(record.refresh_material(), names, now=now)
+    consumer_arn = write_consumer_secret(record, names)
     ConnectionsTable(settings.connections_table).record_login(
         record,
         consumer_secret_arn=consumer_arn,
-        next_refresh_at=next_refresh_at(epoch(grant.access_expires_at), window_seconds=settings.refresh_window_seconds),
+        next_refresh_at=next_refresh_at(
+            record.connection,
+            access_expires_at=epoch(grant.access_expires_at),
+            refreshed_at=epoch(now),
+            now=epoch(now),
+            policy=settings.refresh,
+        ),
     )
     logger.info("Connection authorized", extra={"connection": record.connection})
     return LoginResult(

@@ -1,5 +1,9 @@
-"""One logger for the whole broker, so every module logs with the same service and keys."""
+"""One logger and one metrics emitter for the whole broker, imported rather than rebuilt."""
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 
-logger = Logger(service="webex-token-broker")
+SERVICE = "webex-token-broker"
+NAMESPACE = "WebexTokenBroker"
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

@@ -1,73 +1,293 @@
-"""Refreshing access tokens before they expire, so a connection's token never lapses."""
+"""Refreshing tokens so a connection's token never lapses.
 
+One connection at a time is refreshed under a lease on its row, in a fixed order of idempotent
+steps: read the refresh material → ask Webex → write the refresh secret (only if the refresh token
+changed) → write the consumer secret (only if the access token changed) → update the row and release
+the lease. A crash at any step leaves the row due and the lease to expire, and the next run finishes
+the job; the refresh token is on disk before anything that depends on it.
+
+Failures are classified: a dead grant is marked `reauth_required`, a rejected client stops the run
+with one error, and outages are retried with backoff and then rescheduled without changing status.
+"""
+
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
-from webex_broker import webex
+from botocore.exceptions import BotoCoreError, ClientError
+
+from webex_broker import aws, events, schedule, webex
 from webex_broker.client_credentials import load_client_credentials
-from webex_broker.connections import ConnectionsTable, epoch
-from webex_broker.observability import logger
-from webex_broker.schedule import next_refresh_at
-from webex_broker.secret_store import SecretNames, get_secret_document, write_connection_secrets
-from webex_broker.settings import load_settings
-from webex_broker.token_documents import TokenRecord
+from webex_broker.connections import ACTIVE, REAUTH_REQUIRED, ConnectionsTable, epoch
+from webex_broker.observability import logger, metrics
+from webex_broker.rate_limit import RateLimiter
+from webex_broker.secret_store import SecretNames, get_secret_document, write_consumer_secret, write_refresh_material
+from webex_broker.settings import RefreshPolicy, load_settings
+from webex_broker.token_documents import RefreshMaterial, TokenRecord, fingerprint
+
+
+class Outcome(StrEnum):
+    REFRESHED = "refreshed"  # Webex gave a new access token; the consumer secret has it
+    UNCHANGED = "unchanged"  # Webex gave the same token back (its 24 h rule); nothing rewritten
+    SKIPPED = "skipped"  # not due after all, or another refresher holds the lease
+    TRANSIENT = "transient"  # Webex or AWS unavailable: retried later, status unchanged
+    PERMANENT = "permanent"  # the grant is dead: reauth_required
+    CONFIGURATION = "configuration"  # the integration's credentials were refused: the run stops
+    ERROR = "error"  # a bug or a crash: the lease expires and the next run tries again
 
 
 @dataclass
-class RefreshSummary:
-    refreshed: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
+class RunReport:
+    outcomes: Counter = field(default_factory=Counter)
+    failures: dict[str, str] = field(default_factory=dict)
+    stopped_early: bool = False
+    earliest_access_expiry: int | None = None
+    earliest_refresh_expiry: int | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, connection: str, outcome: "Outcome", row: dict | None = None) -> None:
+        with self._lock:
+            self.outcomes[outcome] += 1
+            if outcome in (Outcome.TRANSIENT, Outcome.PERMANENT, Outcome.CONFIGURATION, Outcome.ERROR):
+                self.failures[connection] = outcome.value
+            if row and row.get("status") == ACTIVE:
+                self.note_expiries(row)
+
+    def note_expiries(self, row: dict) -> None:
+        pairs = (("access_expires_at", "earliest_access_expiry"), ("refresh_expires_at", "earliest_refresh_expiry"))
+        for key, attr in pairs:
+            value = row.get(key)
+            if value is not None and (getattr(self, attr) is None or int(value) < getattr(self, attr)):
+                setattr(self, attr, int(value))
 
     def as_dict(self) -> dict:
-        return {"refreshed": len(self.refreshed), "failed": len(self.failed), "failures": self.failed}
+        return {
+            "refreshed": self.outcomes[Outcome.REFRESHED] + self.outcomes[Outcome.UNCHANGED],
+            "failed": len(self.failures),
+            "failures": dict(self.failures),
+            "outcomes": {k.value: v for k, v in sorted(self.outcomes.items())},
+            "stopped_early": self.stopped_early,
+        }
+
+
+class _Halt(Exception):
+    """The integration itself was refused: no connection in this run can succeed."""
 
 
 class Refresher:
-    def __init__(self, client: webex.WebexClient | None = None):
+    def __init__(
+        self,
+        *,
+        client: webex.WebexClient | None = None,
+        clock: Callable[[], datetime] = webex.utc_now,
+        sleep: Callable[[float], None] | None = None,
+        owner: str | None = None,
+    ):
         settings = load_settings()
-        self._settings = settings
+        self.policy: RefreshPolicy = settings.refresh
         self._names = SecretNames(settings.secret_prefix)
         self._table = ConnectionsTable(settings.connections_table)
+        self._events = events.EventPublisher(source=settings.events_source, bus=settings.event_bus)
         self._client = client or webex.WebexClient(
             settings.webex_base_url, load_client_credentials(), timeout=settings.webex_timeout_seconds
         )
+        self._clock = clock
+        self._sleep = sleep or time.sleep
+        self._owner = owner or f"refresher-{uuid.uuid4()}"
+        self._writes = RateLimiter(self.policy.write_rate, sleep=self._sleep)
+        self._halted = threading.Event()
 
-    def refresh_due(self, now: datetime) -> RefreshSummary:
-        """One failing connection never stops the others; each failure is logged with its class."""
-        summary = RefreshSummary()
-        for row in self._table.due(epoch(now)):
-            connection = row["connection"]
-            try:
-                self.refresh(connection, now)
-            except webex.WebexError as exc:
-                logger.warning(
-                    "Refresh failed",
-                    extra={
-                        "connection": connection,
-                        "failure": exc.kind.value,
-                        "error": exc.code,
-                        "status": exc.status,
-                        "tracking_id": exc.tracking_id,
-                    },
-                )
-                summary.failed[connection] = exc.kind.value
-            else:
-                summary.refreshed.append(connection)
-        logger.info("Refresh run finished", extra=summary.as_dict())
-        return summary
+    # --- a whole run --------------------------------------------------------------------------
 
-    def refresh(self, connection: str, now: datetime) -> TokenRecord:
-        """Read the broker's copy, refresh, then write refresh material, consumer secret and row, in order."""
-        record = TokenRecord.from_refresh_document(get_secret_document(self._names.refresh(connection)))
-        grant = self._client.refresh(refresh_token=record.grant.refresh_token, now=now)
-        updated = record.with_grant(grant, now=now)
-        write_connection_secrets(updated, self._names)
-        self._table.record_refresh(
-            updated,
-            next_refresh_at=next_refresh_at(
-                epoch(updated.grant.access_expires_at),
-                window_seconds=self._settings.refresh_window_seconds,
-            ),
+    def run(self, *, remaining_ms: Callable[[], int]) -> RunReport:
+        """Refresh what is due with bounded concurrency; stop starting work when time runs short."""
+        report = RunReport()
+        margin_ms = self.policy.time_margin_seconds * 1000
+        now = epoch(self._clock())
+        with ThreadPoolExecutor(max_workers=self.policy.concurrency, thread_name_prefix="refresh") as pool:
+            in_flight: dict = {}
+            for name in self._table.due(now):
+                if len(in_flight) >= self.policy.concurrency:
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        self._collect(report, in_flight.pop(future), future)
+                if self._halted.is_set() or remaining_ms() < margin_ms:
+                    report.stopped_early = True
+                    break
+                in_flight[pool.submit(self.refresh_one, name)] = name
+            for future in wait(in_flight).done:
+                self._collect(report, in_flight[future], future)
+        upcoming = self._table.next_up(now)
+        if upcoming:
+            report.note_expiries(upcoming)
+        self._emit_run_metrics(report, now)
+        logger.info("Refresh run finished", extra=report.as_dict())
+        return report
+
+    def _collect(self, report: RunReport, connection: str, future) -> None:
+        try:
+            outcome, row = future.result()
+        except Exception:
+            logger.exception(
+                "Refresh crashed; its lease expires and a later run retries", extra={"connection": connection}
+            )
+            outcome, row = Outcome.ERROR, None
+        report.add(connection, outcome, row)
+
+    # --- one connection -------------------------------------------------------------------------
+
+    def refresh_one(self, connection: str, *, force: bool = False) -> tuple[Outcome, dict | None]:
+        """Refresh one connection under its lease. `force` (on-demand) skips the due check, not the lease."""
+        now = self._clock()
+        row = self._table.acquire(
+            connection, owner=self._owner, now=epoch(now), lease_seconds=self.policy.lease_seconds
         )
-        logger.info("Connection refreshed", extra={"connection": connection})
-        return updated
+        if row is None:
+            return Outcome.SKIPPED, None
+        with logger.append_context_keys(connection=connection):
+            if not force and (row.get("status") != ACTIVE or int(row.get("next_refresh_at", 0)) > epoch(now)):
+                self._table.release(connection, owner=self._owner)
+                return Outcome.SKIPPED, row
+            try:
+                return self._refresh_leased(connection, row, now)
+            except webex.WebexError as exc:
+                return self._handle_webex_failure(connection, row, exc, now)
+            except (ClientError, BotoCoreError) as exc:
+                code = aws.error_code(exc) or type(exc).__name__
+                logger.warning("AWS call failed during refresh", extra={"error": code})
+                self._record_transient(connection, row, code, "", now)
+                return Outcome.TRANSIENT, row
+
+    def _refresh_leased(self, connection: str, row: dict, now: datetime) -> tuple[Outcome, dict]:
+        material = RefreshMaterial.from_document(get_secret_document(self._names.refresh(connection)))
+        grant = material.complete(self._refresh_with_retries(material.refresh_token, now))
+        record = TokenRecord(connection=connection, person=material.person, grant=grant, updated_at=now)
+        if grant.refresh_token != material.refresh_token:
+            self._writes.acquire()
+            write_refresh_material(record.refresh_material(), self._names, now=now)
+        changed = fingerprint(grant.access_token) != row.get("access_token_id")
+        if changed:
+            self._writes.acquire()
+            write_consumer_secret(record, self._names)
+        next_at = schedule.next_refresh_at(
+            connection,
+            access_expires_at=epoch(grant.access_expires_at),
+            refreshed_at=epoch(now),
+            now=epoch(now),
+            policy=self.policy,
+        )
+        self._table.record_refresh(record, owner=self._owner, next_refresh_at=next_at)
+        self._after_success(connection, row, record)
+        updated = {
+            **row,
+            "status": ACTIVE,
+            "access_expires_at": epoch(grant.access_expires_at),
+            "refresh_expires_at": epoch(grant.refresh_expires_at),
+            "next_refresh_at": next_at,
+        }
+        logger.info("Connection refreshed", extra={"token_changed": changed, "next_refresh_at": next_at})
+        return (Outcome.REFRESHED if changed else Outcome.UNCHANGED), updated
+
+    def _refresh_with_retries(self, refresh_token: str, now: datetime) -> webex.TokenGrant:
+        """Transient failures are retried with exponential backoff and jitter, honouring Retry-After."""
+        for attempt in range(1, self.policy.max_attempts + 1):
+            try:
+                return self._client.refresh(refresh_token=refresh_token, now=self._clock())
+            except webex.WebexError as exc:
+                if exc.kind != webex.FailureKind.TRANSIENT or attempt == self.policy.max_attempts:
+                    raise
+                delay = self._retry_delay(exc, attempt)
+                logger.info("Retrying Webex", extra={"attempt": attempt, "delay_s": round(delay, 2), "error": exc.code})
+                self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _retry_delay(self, exc: webex.WebexError, attempt: int) -> float:
+        if exc.status == 429:
+            delay = exc.retry_after or self.policy.default_retry_after
+        else:
+            delay = exc.retry_after or 2 ** (attempt - 1)
+        delay = delay + random.uniform(0, delay / 4)
+        return min(delay, self.policy.retry_cap_seconds)
+
+    def _handle_webex_failure(self, connection: str, row: dict, exc: webex.WebexError, now: datetime):
+        extra = {"error": exc.code, "status": exc.status, "tracking_id": exc.tracking_id, "failure": exc.kind.value}
+        if exc.kind == webex.FailureKind.PERMANENT:
+            logger.warning("Grant refused: the person must authorize again", extra=extra)
+            self._table.mark_reauth_required(
+                connection, owner=self._owner, error=exc.code, tracking_id=exc.tracking_id, now=epoch(now)
+            )
+            metrics.add_metric(name="ReauthRequired", unit="Count", value=1)
+            self._events.publish(events.REAUTH_REQUIRED, self._event_detail(row, status=REAUTH_REQUIRED, exc=exc))
+            return Outcome.PERMANENT, {**row, "status": REAUTH_REQUIRED}
+        if exc.kind == webex.FailureKind.CONFIGURATION:
+            self._table.release(connection, owner=self._owner)
+            if not self._halted.is_set():
+                self._halted.set()
+                logger.error("Webex refused the integration's client credentials; stopping the run", extra=extra)
+                self._events.publish(events.CONFIGURATION_ERROR, {"error": exc.code, "tracking_id": exc.tracking_id})
+            return Outcome.CONFIGURATION, row
+        logger.warning("Webex unavailable; will retry", extra=extra)
+        self._record_transient(connection, row, exc.code, exc.tracking_id, now)
+        return Outcome.TRANSIENT, row
+
+    def _record_transient(self, connection: str, row: dict, code: str, tracking_id: str, now: datetime) -> None:
+        failures = int(row.get("consecutive_failures", 0)) + 1
+        self._table.record_failure(
+            connection,
+            owner=self._owner,
+            error=code,
+            error_class="transient",
+            tracking_id=tracking_id,
+            now=epoch(now),
+            retry_at=schedule.retry_at(failures, now=epoch(now), policy=self.policy),
+        )
+
+    def _after_success(self, connection: str, row: dict, record: TokenRecord) -> None:
+        if int(row.get("consecutive_failures", 0)) > 0 or row.get("status") == REAUTH_REQUIRED:
+            logger.info("Connection recovered")
+            self._events.publish(events.RECOVERED, self._event_detail(row, status=ACTIVE))
+        refresh_expires = epoch(record.grant.refresh_expires_at)
+        if refresh_expires and refresh_expires - epoch(record.updated_at) < self.policy.expiry_warning_seconds:
+            logger.warning("Refresh token expires soon", extra={"refresh_expires_at": refresh_expires})
+            metrics.add_metric(name="RefreshTokenExpiring", unit="Count", value=1)
+            self._events.publish(
+                events.REFRESH_TOKEN_EXPIRING,
+                {**self._event_detail(row, status=ACTIVE), "refresh_expires_at": refresh_expires},
+            )
+
+    @staticmethod
+    def _event_detail(row: dict, *, status: str, exc: webex.WebexError | None = None) -> dict:
+        detail = {
+            "connection": row["connection"],
+            "email": row.get("email", ""),
+            "display_name": row.get("display_name", ""),
+            "status": status,
+        }
+        if exc is not None:
+            detail.update(error=exc.code, tracking_id=exc.tracking_id)
+        return detail
+
+    def _emit_run_metrics(self, report: RunReport, now: int) -> None:
+        counts = report.outcomes
+        for name, value in (
+            ("Refreshed", counts[Outcome.REFRESHED] + counts[Outcome.UNCHANGED]),
+            ("Skipped", counts[Outcome.SKIPPED]),
+            ("FailedTransient", counts[Outcome.TRANSIENT]),
+            ("FailedPermanent", counts[Outcome.PERMANENT]),
+            ("ConfigurationErrors", 1 if counts[Outcome.CONFIGURATION] else 0),
+            ("Crashed", counts[Outcome.ERROR]),
+        ):
+            metrics.add_metric(name=name, unit="Count", value=value)
+        if report.earliest_access_expiry is not None:
+            hours = (report.earliest_access_expiry - now) / 3600
+            metrics.add_metric(name="HoursToEarliestAccessExpiry", unit="Count", value=round(hours, 2))
+        if report.earliest_refresh_expiry is not None:
+            days = (report.earliest_refresh_expiry - now) / 86400
+            metrics.add_metric(name="DaysToEarliestRefreshExpiry", unit="Count", value=round(days, 2))

@@ -6,11 +6,12 @@ the same write after a crash or a timeout is a no-op instead of a second version
 
 import json
 import uuid
+from datetime import datetime
 
 from botocore.exceptions import ClientError
 
 from webex_broker import aws
-from webex_broker.token_documents import TokenRecord
+from webex_broker.token_documents import RefreshMaterial, TokenRecord
 
 _TOKEN_NAMESPACE = uuid.UUID("6f1c1f0e-3a4b-4d0a-9a57-2b7f4a3c9e10")
 
@@ -67,21 +68,20 @@ def get_secret_document(name: str) -> dict:
     return json.loads(aws.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
 
 
-def write_connection_secrets(record: TokenRecord, names: SecretNames) -> str:
-    """Refresh material first, then the consumer secret: a crash between them loses no refresh token.
-
-    Returns the consumer secret's ARN.
-    """
-    tags = {"webex-token-broker:connection": record.connection}
-    put_secret(
-        names.refresh(record.connection),
-        record.refresh_document(),
-        description=f"Webex refresh material for {record.connection}; read only by the token broker.",
-        tags={**tags, "webex-token-broker:kind": "refresh"},
+def write_refresh_material(material: RefreshMaterial, names: SecretNames, *, now: datetime) -> str:
+    """Written before the consumer secret, so a crash in between never loses a refresh token."""
+    return put_secret(
+        names.refresh(material.connection),
+        material.document(updated_at=now),
+        description=f"Webex refresh material for {material.connection}; read only by the token broker.",
+        tags={"webex-token-broker:connection": material.connection, "webex-token-broker:kind": "refresh"},
     )
+
+
+def write_consumer_secret(record: TokenRecord, names: SecretNames) -> str:
     return put_secret(
         names.consumer(record.connection),
         record.consumer_document(),
         description=f"Webex access token for {record.connection}, kept fresh by the token broker.",
-        tags={**tags, "webex-token-broker:kind": "access-token"},
+        tags={"webex-token-broker:connection": record.connection, "webex-token-broker:kind": "access-token"},
     )

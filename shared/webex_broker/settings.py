@@ -12,6 +12,26 @@ class ConfigurationError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class RefreshPolicy:
+    """How the refresher paces itself; every number is a template parameter or has a safe default."""
+
+    window_seconds: int = 48 * 3600
+    max_age_seconds: int = 7 * 86400
+    min_interval_seconds: int = 86400
+    run_interval_seconds: int = 3600
+    safety_margin_seconds: int = 600
+    jitter_seconds: int = 6 * 3600
+    concurrency: int = 16
+    write_rate: float = 40.0
+    time_margin_seconds: float = 60.0
+    lease_seconds: int = 300
+    max_attempts: int = 3
+    default_retry_after: float = 15.0
+    retry_cap_seconds: float = 60.0
+    expiry_warning_seconds: int = 14 * 86400
+
+
+@dataclass(frozen=True)
 class Settings:
     webex_base_url: str
     scopes: tuple[str, ...]
@@ -21,8 +41,10 @@ class Settings:
     secret_prefix: str
     public_base_url: str
     state_ttl_seconds: int
-    refresh_window_seconds: int
     webex_timeout_seconds: float
+    refresh: "RefreshPolicy"
+    events_source: str
+    event_bus: str
 
     @property
     def scope_string(self) -> str:
@@ -55,6 +77,17 @@ def load_settings() -> Settings:
         secret_prefix=_env("SECRET_PREFIX").strip("/"),
         public_base_url=_env("PUBLIC_BASE_URL", "").rstrip("/"),
         state_ttl_seconds=int(_env("STATE_TTL_SECONDS", "600")),
-        refresh_window_seconds=int(float(_env("REFRESH_WINDOW_HOURS", "48")) * 3600),
         webex_timeout_seconds=float(_env("WEBEX_TIMEOUT_SECONDS", "8")),
+        refresh=RefreshPolicy(
+            window_seconds=int(float(_env("REFRESH_WINDOW_HOURS", "48")) * 3600),
+            max_age_seconds=int(float(_env("REFRESH_MAX_AGE_DAYS", "7")) * 86400),
+            min_interval_seconds=int(float(_env("REFRESH_MIN_INTERVAL_HOURS", "24")) * 3600),
+            run_interval_seconds=int(float(_env("REFRESH_INTERVAL_MINUTES", "60")) * 60),
+            jitter_seconds=int(float(_env("REFRESH_JITTER_HOURS", "6")) * 3600),
+            concurrency=int(_env("REFRESH_CONCURRENCY", "16")),
+            write_rate=float(_env("SECRETS_WRITE_RATE", "40")),
+            expiry_warning_seconds=int(float(_env("REFRESH_EXPIRY_WARNING_DAYS", "14")) * 86400),
+        ),
+        events_source=_env("EVENTS_SOURCE", "webex-token-broker"),
+        event_bus=_env("EVENT_BUS_NAME", "default"),
     )
