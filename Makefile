@@ -22,6 +22,7 @@ $(BIN)/.installed: requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found on PATH or under pyenv" >&2; exit 1; }
 	"$(PYTHON313)" -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 venv: $(BIN)/.installed

@@ -9,16 +9,18 @@ from datetime import UTC, datetime
 
 from werkzeug.wrappers import Request, Response
 
+from devstack import sigv4
 from devstack.lambda_runtime import LocalFunction
 
 BINARY_TYPES = ("application/octet-stream", "image/", "application/zip")
 
 
 class Route:
-    def __init__(self, method: str, path: str, function: LocalFunction):
+    def __init__(self, method: str, path: str, function: LocalFunction, authorizer: str | None = None):
         self.method = method.upper()
         self.path = path
         self.function = function
+        self.authorizer = authorizer
         pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path))
         self._regex = re.compile(f"^{pattern}$")
 
@@ -32,7 +34,7 @@ class Route:
 def routes_from(functions: list[LocalFunction]) -> list[Route]:
     """Every HttpApi event in the template becomes a route."""
     return [
-        Route(event["Method"], event["Path"], function)
+        Route(event["Method"], event["Path"], function, event.get("Auth", {}).get("Authorizer"))
         for function in functions
         for event in function.events("HttpApi")
     ]
@@ -100,8 +102,9 @@ def to_response(result: dict) -> Response:
 
 
 class LocalGateway:
-    def __init__(self, routes: list[Route], *, on_request=None):
+    def __init__(self, routes: list[Route], *, credentials: tuple[str, str] = ("", ""), on_request=None):
         self.routes = routes
+        self.credentials = credentials
         self._on_request = on_request or (lambda method, route, status, ms: None)
 
     def __call__(self, environ, start_response):
@@ -110,11 +113,29 @@ class LocalGateway:
         for route in self.routes:
             params = route.match(request.method, request.path)
             if params is not None:
-                try:
-                    response = to_response(route.function.invoke(to_event(request, route, params)))
-                except Exception:  # what API Gateway answers when the function itself fails
-                    response = Response('{"message":"Internal Server Error"}', 500, content_type="application/json")
+                response = self._dispatch(request, route, params)
                 self._on_request(request.method, route.path, response.status_code, time.monotonic() - started)
                 return response(environ, start_response)
         response = Response('{"message":"Not Found"}', status=404, content_type="application/json")
         return response(environ, start_response)
+
+    def _dispatch(self, request: Request, route: Route, params: dict) -> Response:
+        event = to_event(request, route, params)
+        if route.authorizer == "AWS_IAM":
+            access_key, secret_key = self.credentials
+            try:
+                identity = sigv4.verify(
+                    method=request.method,
+                    url=request.url,
+                    headers=dict(request.headers.items()),
+                    body=request.get_data(),
+                    access_key=access_key,
+                    secret_key=secret_key,
+                )
+            except sigv4.SignatureRejected:
+                return Response('{"message":"Forbidden"}', 403, content_type="application/json")
+            event["requestContext"]["authorizer"] = {"iam": identity}
+        try:
+            return to_response(route.function.invoke(event))
+        except Exception:  # what API Gateway answers when the function itself fails
+            return Response('{"message":"Internal Server Error"}', 500, content_type="application/json")

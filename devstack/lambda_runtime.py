@@ -55,5 +55,16 @@ class LocalFunction:
         return [e["Properties"] for e in self.properties.get("Events", {}).values() if e["Type"] == kind]
 
 
+def cold_start() -> None:
+    """Forget what a warm Lambda keeps between invocations: settings, boto3 clients, the cached client secret."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from webex_broker import aws, settings
+
+    settings.load_settings.cache_clear()
+    aws.client.cache_clear()
+    parameters.clear_caches()
+
+
 def local_functions() -> list[LocalFunction]:
     return [LocalFunction(name, props) for name, props in function_definitions().items()]

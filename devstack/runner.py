@@ -5,12 +5,14 @@ WEBEX_BASE_URL is set, a local API Gateway in front of the template's real handl
 refresher on a local schedule. Everything lives in memory and is gone when it stops.
 """
 
+import json
 import logging
 import os
 import secrets
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 
 import boto3
@@ -18,10 +20,22 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from devstack.gateway import LocalGateway, routes_from
 from devstack.lambda_runtime import local_functions
-from devstack.template import LocalResolver, create_client_secret, create_tables, function_environment
+from devstack.local_state import local_state_path
+from devstack.template import (
+    LocalResolver,
+    create_client_secret,
+    create_tables,
+    function_environment,
+    table_definitions,
+)
 from devstack.webex_simulator import WebexSimulator
 
 STACK_NAME = "webex-token-broker-local"
+DEMO_CONNECTION = "demo"
+DEMO_USES = 100
+AWS_ENV_NAMES = ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"]
+
+
 LOCAL_CLIENT_ID = "local-integration"
 LOCAL_REGION = "us-east-1"
 
@@ -91,20 +105,49 @@ class LocalBroker:
         self.aws_endpoint = ""
         self.webex_url = ""
         self.login_url = ""
+        self.base_url = ""
+        self._function_env_names: list[str] = []
 
     def start(self) -> "LocalBroker":
         self._check_real_webex()
         self._start_aws()
-        app = LocalGateway([], on_request=self._log_request)
+        credentials = (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
+        app = LocalGateway([], credentials=credentials, on_request=self._log_request)
         gateway = _Server(app, self.config.host, self.config.broker_port)
         self._stops.append(gateway.stop)
-        base = f"http://{self.config.host}:{gateway.port}"
-        self.login_url = f"{base}/authorize"
-        client_id, client_secret = self._start_webex(base)
+        self.base_url = f"http://{self.config.host}:{gateway.port}"
+        client_id, client_secret = self._start_webex(self.base_url)
         functions = self._configure_functions(client_id, client_secret)
         app.routes = routes_from(functions)
+        self.login_url = self._demo_invitation()
+        self._write_state_file()
         self._start_refresher([f for f in functions if f.events("ScheduleV2")])
         return self
+
+    def _demo_invitation(self) -> str:
+        """A link that works at once: an invitation for the connection `demo`, not bound to a person.
+        The first person to finish it owns `demo`; anyone else is refused, as on a deployed stack."""
+        from webex_broker.invitations import InvitationStore, invitation_link
+
+        _, token = InvitationStore(os.environ["INVITATIONS_TABLE"]).create(
+            DEMO_CONNECTION, email=None, ttl_seconds=7 * 86400, max_uses=DEMO_USES, now=int(time.time())
+        )
+        return invitation_link(self.base_url, token)
+
+    def _write_state_file(self) -> None:
+        """Where `webex-broker` finds this stack: endpoints, local credentials, the functions' environment."""
+        state = {
+            "pid": os.getpid(),
+            "broker_url": self.base_url,
+            "webex_url": self.webex_url,
+            "aws_endpoint": self.aws_endpoint,
+            "environment": {k: os.environ[k] for k in self._function_env_names + AWS_ENV_NAMES if k in os.environ},
+        }
+        path = local_state_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(state, indent=2))
+        path.chmod(0o600)
+        self._stops.insert(0, lambda: path.unlink(missing_ok=True))
 
     def stop(self) -> None:
         self._stopped.set()
@@ -153,15 +196,19 @@ class LocalBroker:
 
     def _configure_functions(self, client_id: str, client_secret: str):
         """Tables and client secret from the template's own definitions; env from its Globals."""
-        tables = create_tables(boto3.client("dynamodb"), names={
-            "StateTable": f"{STACK_NAME}-state", "ConnectionsTable": f"{STACK_NAME}-connections"})  # fmt: skip
+        tables = create_tables(
+            boto3.client("dynamodb"),
+            names={name: f"{STACK_NAME}-{name.removesuffix('Table').lower()}" for name in table_definitions()},
+        )
         parameters = {"WebexApiBaseUrl": self.webex_url, "WebexClientId": client_id, "WebexClientSecret": client_secret}
         if self.config.webex_scopes:
             parameters["WebexScopes"] = self.config.webex_scopes
         resolver = LocalResolver(parameters=parameters, resources=tables, stack_name=STACK_NAME)
         resolver.values["ClientSecret"] = create_client_secret(boto3.client("secretsmanager"), resolver)
         log_level = os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING")  # the handlers' JSON logs: quiet by default
-        os.environ.update(function_environment(resolver))
+        environment = function_environment(resolver)
+        self._function_env_names = list(environment)
+        os.environ.update(environment)
         os.environ["POWERTOOLS_LOG_LEVEL"] = log_level
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF lines are for CloudWatch, not a terminal
         return local_functions()
@@ -200,8 +247,12 @@ def main() -> int:
     print(f"Login link: {broker.login_url}", flush=True)
     print(f"AWS endpoint: {broker.aws_endpoint}", flush=True)
     print(f"Webex: {broker.webex_url}{' (simulator)' if broker.simulator else ''}", flush=True)
-    print(f"Secrets: {STACK_NAME}/tokens/<e-mail>; refresher every {config.refresh_interval:g} s. Ctrl-C stops.",
-          flush=True)  # fmt: skip
+    print(
+        f"The link connects '{DEMO_CONNECTION}' (secret {STACK_NAME}/tokens/{DEMO_CONNECTION}). More links: "
+        "'.venv/bin/webex-broker invite NAME [--email E]'.",
+        flush=True,
+    )
+    print(f"Refresher every {config.refresh_interval:g} s. Ctrl-C stops.", flush=True)
     stop.wait()
     broker.stop()
     print("Stopped.", flush=True)

@@ -72,9 +72,16 @@ class LocalResolver:
     def __init__(self, *, parameters: dict[str, str], resources: dict[str, str], stack_name: str):
         template = load_template()
         defaults = {name: str(p.get("Default", "")) for name, p in template.get("Parameters", {}).items()}
-        self.values = {**defaults, **parameters, **resources, "AWS::StackName": stack_name,
-                       "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws",
-                       "AWS::URLSuffix": "amazonaws.com"}  # fmt: skip
+        self.values = {
+            **defaults,
+            **parameters,
+            **resources,
+            "AWS::StackName": stack_name,
+            "AWS::Region": "us-east-1",
+            "AWS::AccountId": "123456789012",
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
         self.conditions = template.get("Conditions", {})
 
     def condition(self, name: str) -> bool:

@@ -12,7 +12,7 @@ import pytest
 import requests
 from moto import mock_aws
 
-from devstack.lambda_runtime import LambdaContext
+from devstack.lambda_runtime import LambdaContext, cold_start
 from devstack.template import create_tables
 from devstack.webex_simulator import WebexSimulator
 
@@ -31,6 +31,10 @@ BROKER_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "STATE_TABLE": "StateTable",
     "CONNECTIONS_TABLE": "ConnectionsTable",
+    "INVITATIONS_TABLE": "InvitationsTable",
+    # Most suites test the OAuth flow itself; tests/test_access.py covers invite mode (the default).
+    "ACCESS_MODE": "open",
+    "OPEN_TO_ANY_WEBEX_ACCOUNT": "true",
     "SECRET_PREFIX": PREFIX,
     "WEBEX_SCOPES": "spark:kms spark:people_read",
     "PUBLIC_BASE_URL": "",
@@ -44,13 +48,7 @@ BROKER_ENV = {
 
 def reset_broker_caches() -> None:
     """Settings, boto3 clients and the cached client secret live for a warm Lambda; tests start cold."""
-    from aws_lambda_powertools.utilities import parameters
-
-    from webex_broker import aws, settings
-
-    settings.load_settings.cache_clear()
-    aws.client.cache_clear()
-    parameters.clear_caches()
+    cold_start()
 
 
 class Clock:
@@ -127,10 +125,19 @@ class Broker:
         event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
         return event
 
-    def authorize(self) -> dict:
+    def authorize(self, invite: str | None = None) -> dict:
         from authorize import handler
 
-        return handler(self.event("authorize"), LambdaContext())
+        return handler(self.event("authorize", {"invite": invite} if invite else None), LambdaContext())
+
+    def invite(self, connection: str, *, email: str | None = None, uses: int = 1, ttl: int = 7 * 86400) -> str:
+        """What `webex-broker invite` does; returns the token the link carries."""
+        from webex_broker.invitations import InvitationStore
+
+        _, token = InvitationStore("InvitationsTable").create(
+            connection, email=email, ttl_seconds=ttl, max_uses=uses, now=int(time.time())
+        )
+        return token
 
     def callback(self, query: dict) -> dict:
         from callback import handler
@@ -158,9 +165,10 @@ class Broker:
         assert back.startswith(query["redirect_uri"])
         return {k: v[0] for k, v in parse_qs(urlsplit(back).query).items()}
 
-    def login(self, person: str = "alice@example.com") -> dict:
+    def login(self, person: str = "alice@example.com", *, invite: str | None = None) -> dict:
         """authorize → consent → callback; returns the callback's response."""
-        start = self.authorize()
+        start = self.authorize(invite)
+        assert start["statusCode"] == 302, start["body"]
         return self.callback(self.consent(start["headers"]["Location"], person=person))
 
     def secret(self, name: str) -> dict:

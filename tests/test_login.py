@@ -113,9 +113,17 @@ def test_login_stores_both_secrets_and_the_connection(broker):
     consumer = broker.secret(TOKEN_SECRET)
     refresh = broker.secret(REFRESH_SECRET)
     assert set(consumer) == {
-        "access_token", "token_type", "expires_at", "scopes", "connection", "person_id",
-        "email", "display_name", "org_id", "updated_at",
-    }  # fmt: skip
+        "access_token",
+        "token_type",
+        "expires_at",
+        "scopes",
+        "connection",
+        "person_id",
+        "email",
+        "display_name",
+        "org_id",
+        "updated_at",
+    }
     assert "refresh_token" not in consumer
     assert consumer["token_type"] == "Bearer"
     assert consumer["connection"] == ALICE
@@ -132,9 +140,18 @@ def test_login_stores_both_secrets_and_the_connection(broker):
     assert refresh["refresh_token"] != consumer["access_token"]
     assert refresh["refresh_token_expires_at"].endswith("Z")
     assert set(refresh) == {
-        "refresh_token", "refresh_token_expires_at", "connection", "person_id", "email", "display_name",
-        "org_id", "person_type", "scopes", "token_type", "updated_at",
-    }  # fmt: skip
+        "refresh_token",
+        "refresh_token_expires_at",
+        "connection",
+        "person_id",
+        "email",
+        "display_name",
+        "org_id",
+        "person_type",
+        "scopes",
+        "token_type",
+        "updated_at",
+    }
     assert consumer["access_token"] not in json.dumps(refresh)
 
     row = broker.connection(ALICE)

@@ -102,3 +102,25 @@ def test_webex_error_text_carries_no_token(broker):
     assert "not-a-real-refresh-token-value" not in str(caught.value)
     assert CLIENT_SECRET not in str(caught.value)
     assert caught.value.code == "invalid_grant"
+
+
+def test_invitation_tokens_never_reach_logs_or_pages(broker, broker_log, capfd, monkeypatch):
+    from tests.conftest import reset_broker_caches
+
+    monkeypatch.setenv("ACCESS_MODE", "invite")
+    reset_broker_caches()
+    broker.webex.access_token_ttl = 3600
+    token = broker.invite("reports", email=ALICE)
+    wrong = broker.invite("reports", email="bob@example.com")
+    responses = [broker.login("alice@example.com", invite=wrong), broker.login(ALICE, invite=token)]
+    responses += [broker.authorize(token), broker.authorize("deadbeef0000.forged")]
+    broker.webex.inject("access_token", 400, error="invalid_grant")
+    broker.refresh()  # reauth_required: mints a new invitation for the event
+    [event] = [e for e in broker.events() if e["detail-type"] == "Connection Reauthorization Required"]
+    minted = event["detail"]["login_url"].split("invite=")[1]
+
+    captured = capfd.readouterr()
+    output = broker_log.getvalue() + captured.out + captured.err + json.dumps(responses)
+    assert '"Connection authorized"' in output
+    for value in (token, wrong, minted):
+        assert value.split(".")[1] not in output

@@ -465,8 +465,15 @@ def test_handler_emits_operator_metrics(short_lived, capsys):
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert emf, "CloudWatch embedded metrics were printed"
     names = {m["Name"] for doc in emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
-    assert {"Refreshed", "Skipped", "FailedTransient", "FailedPermanent", "ConfigurationErrors",
-            "HoursToEarliestAccessExpiry", "DaysToEarliestRefreshExpiry"} <= names  # fmt: skip
+    assert {
+        "Refreshed",
+        "Skipped",
+        "FailedTransient",
+        "FailedPermanent",
+        "ConfigurationErrors",
+        "HoursToEarliestAccessExpiry",
+        "DaysToEarliestRefreshExpiry",
+    } <= names
     doc = emf[-1]
     assert 0 < min(doc["HoursToEarliestAccessExpiry"]) <= 1
     assert 80 < min(doc["DaysToEarliestRefreshExpiry"]) <= 90

@@ -8,5 +8,9 @@ from webex_broker.settings import load_settings
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context) -> dict:
     return web.respond(
-        lambda: web.redirect(login.start_login(web.callback_url(event, load_settings().public_base_url)))
+        lambda: web.redirect(
+            login.start_login(
+                web.callback_url(event, load_settings().public_base_url), web.query(event).get("invite", "")
+            )
+        )
     )

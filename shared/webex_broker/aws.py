@@ -8,6 +8,10 @@ from functools import cache
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+
+# Enough pooled connections for the refresher's threads; "standard" retries back off on throttling.
+_CONFIG = Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 4})
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -15,7 +19,7 @@ _deserializer = TypeDeserializer()
 
 @cache
 def client(service: str):
-    return boto3.client(service)
+    return boto3.client(service, config=_CONFIG)
 
 
 def to_item(values: dict) -> dict:

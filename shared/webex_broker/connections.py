@@ -14,6 +14,7 @@ from webex_broker import aws
 from webex_broker.token_documents import TokenRecord, fingerprint
 
 ACTIVE = "active"
+PENDING = "pending"  # claimed by a login that has not finished (or crashed before writing its tokens)
 REAUTH_REQUIRED = "reauth_required"
 SCHEDULE_INDEX = "ScheduleIndex"
 SCHEDULED = "scheduled"
@@ -62,7 +63,41 @@ class ConnectionsTable:
     def __init__(self, table_name: str):
         self._table = table_name
 
-    def record_login(self, record: TokenRecord, *, consumer_secret_arn: str, next_refresh_at: int) -> None:
+    def claim(self, connection: str, *, person_id: str, email: str, now: int) -> bool:
+        """Bind the connection to this person before any secret is written; False if someone else has it."""
+        try:
+            aws.client("dynamodb").update_item(
+                TableName=self._table,
+                Key={"connection": {"S": connection}},
+                **_expression(
+                    {"person_id": person_id, "email": email, "created_at": now, "status": PENDING},
+                    keep_first=("created_at", "status"),
+                ),
+                ConditionExpression="attribute_not_exists(person_id) OR person_id = :person_id",
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def drop_pending_claim(self, connection: str, *, person_id: str) -> None:
+        """Undo a claim whose login failed before any token was stored (a finished login is never removed)."""
+        try:
+            aws.client("dynamodb").delete_item(
+                TableName=self._table,
+                Key={"connection": {"S": connection}},
+                ConditionExpression="#status = :pending AND person_id = :person_id",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":pending": {"S": PENDING}, ":person_id": {"S": person_id}},
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    def record_login(
+        self, record: TokenRecord, *, consumer_secret_arn: str, next_refresh_at: int, login_base_url: str
+    ) -> None:
         """A (re)authorization makes the connection healthy and schedulable again."""
         now = epoch(record.updated_at)
         self._update(
@@ -76,6 +111,7 @@ class ConnectionsTable:
                 "status": ACTIVE,
                 "schedule": SCHEDULED,
                 "consumer_secret_arn": consumer_secret_arn,
+                "login_base_url": login_base_url,
                 "access_expires_at": epoch(record.grant.access_expires_at),
                 "access_token_id": fingerprint(record.grant.access_token),
                 "refresh_expires_at": epoch(record.grant.refresh_expires_at),
@@ -97,6 +133,16 @@ class ConnectionsTable:
             .get("Item")
         )
         return aws.from_item(item) if item else None
+
+    def all(self) -> list[dict]:
+        """Every row, for operators' listings (a scan: not on any hot path)."""
+        rows = []
+        for page in aws.client("dynamodb").get_paginator("scan").paginate(TableName=self._table):
+            rows += [aws.from_item(item) for item in page.get("Items", [])]
+        return sorted(rows, key=lambda row: row["connection"])
+
+    def delete(self, connection: str) -> None:
+        aws.client("dynamodb").delete_item(TableName=self._table, Key={"connection": {"S": connection}})
 
     def due(self, now: int) -> Iterator[str]:
         """Names of schedulable connections whose next refresh time has come, earliest first."""

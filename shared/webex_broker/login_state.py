@@ -28,6 +28,7 @@ class LoginState:
     code_verifier: str
     redirect_uri: str
     expires_at: int
+    invite_id: str | None = None
 
     def __repr__(self) -> str:
         return f"LoginState(expires_at={self.expires_at}, secrets=***)"
@@ -38,13 +39,14 @@ def code_challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def new_login_state(*, redirect_uri: str, now: int, ttl_seconds: int) -> LoginState:
+def new_login_state(*, redirect_uri: str, now: int, ttl_seconds: int, invite_id: str | None = None) -> LoginState:
     """256-bit state and a 86-character verifier, both URL-safe ([A-Za-z0-9_-])."""
     return LoginState(
         state=secrets.token_urlsafe(32),
         code_verifier=secrets.token_urlsafe(64),
         redirect_uri=redirect_uri,
         expires_at=now + ttl_seconds,
+        invite_id=invite_id,
     )
 
 
@@ -62,6 +64,7 @@ class StateStore:
                     "redirect_uri": login.redirect_uri,
                     "created_at": now,
                     "expires_at": login.expires_at,
+                    "invite_id": login.invite_id,
                 }
             ),
             ConditionExpression="attribute_not_exists(#s)",
@@ -90,4 +93,5 @@ class StateStore:
             code_verifier=item["code_verifier"],
             redirect_uri=item["redirect_uri"],
             expires_at=int(item["expires_at"]),
+            invite_id=item.get("invite_id"),
         )

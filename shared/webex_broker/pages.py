@@ -11,7 +11,7 @@ _STYLE = (
     "max-width:36rem}"
     "h1{font-size:1.4rem;margin:0 0 1rem}p{line-height:1.5}code{background:#eef0f3;padding:.1rem .3rem;"
     "border-radius:4px;word-break:break-all}.ok{color:#1f7a3a}.bad{color:#b3261e}.muted{color:#5f6368;"
-    "font-size:.9rem}a{color:#0b5cad}"
+    "font-size:.9rem}"
 )
 _STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
 
@@ -46,13 +46,13 @@ def declined(error: str) -> str:
     if error == "access_denied":
         return _page(
             "You declined access",
-            '<p>Nothing was stored. If that was a mistake, <a href="authorize">start again</a>.</p>',
+            "<p>Nothing was stored. If that was a mistake, open your login link again.</p>",
             tone="bad",
         )
     return _page(
         "Webex did not complete the sign-in",
         f"<p>Webex answered <code>{escape(error)}</code>. Nothing was stored. "
-        '<a href="authorize">Start again</a>, or ask the broker\'s administrator if it keeps happening.</p>',
+        "Open your login link again, or ask the broker's administrator if it keeps happening.</p>",
         tone="bad",
     )
 
@@ -62,5 +62,5 @@ def problem(title: str, message: str, *, tracking_id: str = "", retry: bool = Tr
     if tracking_id:
         parts.append(f'<p class="muted">Webex tracking ID: <code>{escape(tracking_id)}</code></p>')
     if retry:
-        parts.append('<p><a href="authorize">Start again</a></p>')
+        parts.append("<p>Open your login link again to start over.</p>")
     return _page(title, "".join(parts), tone="bad")

@@ -26,11 +26,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from webex_broker import aws, events, schedule, webex
 from webex_broker.client_credentials import load_client_credentials
 from webex_broker.connections import ACTIVE, REAUTH_REQUIRED, ConnectionsTable, epoch
+from webex_broker.invitations import InvitationStore, invitation_link
 from webex_broker.observability import logger, metrics
 from webex_broker.rate_limit import RateLimiter
 from webex_broker.secret_store import SecretNames, get_secret_document, write_consumer_secret, write_refresh_material
 from webex_broker.settings import RefreshPolicy, load_settings
 from webex_broker.token_documents import RefreshMaterial, TokenRecord, fingerprint
+
+REAUTH_LINK_SECONDS = 7 * 86400
 
 
 class Outcome(StrEnum):
@@ -95,6 +98,7 @@ class Refresher:
         self._names = SecretNames(settings.secret_prefix)
         self._table = ConnectionsTable(settings.connections_table)
         self._events = events.EventPublisher(source=settings.events_source, bus=settings.event_bus)
+        self._invitations = InvitationStore(settings.invitations_table) if settings.invitations_table else None
         self._client = client or webex.WebexClient(
             settings.webex_base_url, load_client_credentials(), timeout=settings.webex_timeout_seconds
         )
@@ -224,7 +228,11 @@ class Refresher:
                 connection, owner=self._owner, error=exc.code, tracking_id=exc.tracking_id, now=epoch(now)
             )
             metrics.add_metric(name="ReauthRequired", unit="Count", value=1)
-            self._events.publish(events.REAUTH_REQUIRED, self._event_detail(row, status=REAUTH_REQUIRED, exc=exc))
+            detail = self._event_detail(row, status=REAUTH_REQUIRED, exc=exc)
+            link = self._reauthorization_link(row, now)
+            if link:
+                detail["login_url"] = link
+            self._events.publish(events.REAUTH_REQUIRED, detail)
             return Outcome.PERMANENT, {**row, "status": REAUTH_REQUIRED}
         if exc.kind == webex.FailureKind.CONFIGURATION:
             self._table.release(connection, owner=self._owner)
@@ -236,6 +244,16 @@ class Refresher:
         logger.warning("Webex unavailable; will retry", extra=extra)
         self._record_transient(connection, row, exc.code, exc.tracking_id, now)
         return Outcome.TRANSIENT, row
+
+    def _reauthorization_link(self, row: dict, now: datetime) -> str | None:
+        """A fresh single-use invitation for the same person and connection, so the event can be acted on."""
+        base = row.get("login_base_url")
+        if not (self._invitations and base):
+            return None
+        _, token = self._invitations.create(
+            row["connection"], email=row.get("email"), ttl_seconds=REAUTH_LINK_SECONDS, max_uses=1, now=epoch(now)
+        )
+        return invitation_link(base, token)
 
     def _record_transient(self, connection: str, row: dict, code: str, tracking_id: str, now: datetime) -> None:
         failures = int(row.get("consecutive_failures", 0)) + 1

@@ -64,6 +64,26 @@ def _create(name: str, secret_string: str, token: str, description: str, tags: d
         return sm.put_secret_value(SecretId=name, SecretString=secret_string, ClientRequestToken=token)["ARN"]
 
 
+def delete_secret(name: str, *, recovery_days: int) -> bool:
+    """Schedule deletion (restorable for recovery_days); False if there was no such secret."""
+    try:
+        aws.client("secretsmanager").delete_secret(SecretId=name, RecoveryWindowInDays=recovery_days)
+    except ClientError as exc:
+        if aws.error_code(exc) == "ResourceNotFoundException":
+            return False
+        raise
+    return True
+
+
+def secret_arn(name: str) -> str | None:
+    try:
+        return aws.client("secretsmanager").describe_secret(SecretId=name)["ARN"]
+    except ClientError as exc:
+        if aws.error_code(exc) == "ResourceNotFoundException":
+            return None
+        raise
+
+
 def get_secret_document(name: str) -> dict:
     return json.loads(aws.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
 

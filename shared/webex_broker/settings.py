@@ -45,10 +45,27 @@ class Settings:
     refresh: "RefreshPolicy"
     events_source: str
     event_bus: str
+    access_mode: str
+    allowed_email_domains: tuple[str, ...]
+    allowed_org_ids: tuple[str, ...]
+    open_to_anyone: bool
+    invitations_table: str
 
     @property
     def scope_string(self) -> str:
         return " ".join(self.scopes)
+
+    def require_safe_access_mode(self) -> None:
+        """Open mode with no allowlist lets any Webex user in the world create secrets here."""
+        if self.access_mode not in ("invite", "open"):
+            raise ConfigurationError(f"ACCESS_MODE must be invite or open, not {self.access_mode!r}")
+        if self.access_mode == "open" and not (
+            self.allowed_email_domains or self.allowed_org_ids or self.open_to_anyone
+        ):
+            raise ConfigurationError(
+                "Open access mode needs AllowedEmailDomains or AllowedOrgIds, "
+                "or OpenToAnyWebexAccount=true to let any Webex account connect."
+            )
 
     def require_people_scope(self) -> None:
         """The broker learns who logged in from /people/me, which needs one of these scopes."""
@@ -90,4 +107,14 @@ def load_settings() -> Settings:
         ),
         events_source=_env("EVENTS_SOURCE", "webex-token-broker"),
         event_bus=_env("EVENT_BUS_NAME", "default"),
+        access_mode=_env("ACCESS_MODE", "invite"),
+        allowed_email_domains=tuple(domain.lower() for domain in _split(_env("ALLOWED_EMAIL_DOMAINS", ""))),
+        allowed_org_ids=_split(_env("ALLOWED_ORG_IDS", "")),
+        open_to_anyone=_env("OPEN_TO_ANY_WEBEX_ACCOUNT", "false").lower() == "true",
+        invitations_table=_env("INVITATIONS_TABLE", ""),
     )
+
+
+def _split(value: str) -> tuple[str, ...]:
+    """Comma- or space-separated lists, as CloudFormation parameters pass them."""
+    return tuple(value.replace(",", " ").split())

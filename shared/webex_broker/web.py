@@ -1,6 +1,10 @@
 """API Gateway HTTP API (payload v2) in and out: the one place that maps outcomes to responses."""
 
+import json
+
 from webex_broker import pages
+from webex_broker.access import AccessDenied
+from webex_broker.invitations import InvitationRejected
 from webex_broker.login import BadCallback, ConsentDeclined
 from webex_broker.login_state import StateRejected
 from webex_broker.observability import logger
@@ -14,6 +18,14 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Strict-Transport-Security": "max-age=31536000",
+}
+
+
+INVITATION_PROBLEMS = {
+    "unknown": ("This invitation link is not valid", "Check that you copied the whole link."),
+    "expired": ("This invitation has expired", "Ask the broker's administrator for a new one."),
+    "used": ("This invitation was already used", "Ask the broker's administrator for a new one."),
+    "revoked": ("This invitation was withdrawn", "Ask the broker's administrator for a new one."),
 }
 
 
@@ -49,6 +61,14 @@ def html(status: int, body: str) -> dict:
     }
 
 
+def json_response(status: int, body: dict) -> dict:
+    return {
+        "statusCode": status,
+        "headers": {**SECURITY_HEADERS, "Content-Type": "application/json"},
+        "body": json.dumps(body),
+    }
+
+
 def error_page(exc: Exception) -> dict:
     """Every failure a person can meet, as a clear page with the right status."""
     match exc:
@@ -59,6 +79,11 @@ def error_page(exc: Exception) -> dict:
                 400,
                 pages.problem("This sign-in link is not valid", "It was already used or was never issued here."),
             )
+        case InvitationRejected(reason=reason):
+            title, message = INVITATION_PROBLEMS.get(reason, INVITATION_PROBLEMS["unknown"])
+            return html(400, pages.problem(title, f"{message} Nothing was stored.", retry=False))
+        case AccessDenied():
+            return html(exc.status, pages.problem("Not allowed", f"{exc.reason} Nothing was stored.", retry=False))
         case ConsentDeclined(error=error):
             return html(403 if error == "access_denied" else 400, pages.declined(error))
         case BadCallback():

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ def free_port() -> int:
 @dataclass
 class RunningBroker:
     process: subprocess.Popen
+    state_file: Path
     login_url: str = ""
     aws_endpoint: str = ""
     webex_url: str = ""
@@ -67,8 +69,12 @@ class RunningBroker:
 
 
 def start_local_broker(**env: str) -> RunningBroker:
+    """Each one announces itself in its own state file, so tests never touch a developer's `make run`."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WEBEX_"))}
-    environment.update({"BROKER_PORT": str(free_port()), "PYTHONUNBUFFERED": "1", **env})
+    state_file = Path(tempfile.mkdtemp(prefix="broker-state-")) / "local.json"
+    environment.update(
+        {"BROKER_PORT": str(free_port()), "PYTHONUNBUFFERED": "1", "WEBEX_BROKER_LOCAL_STATE": str(state_file), **env}
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "devstack.runner"],
         cwd=ROOT,
@@ -77,7 +83,7 @@ def start_local_broker(**env: str) -> RunningBroker:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    broker = RunningBroker(process)
+    broker = RunningBroker(process, state_file=state_file)
 
     def read_output():
         for line in process.stdout:

@@ -105,12 +105,12 @@ def test_allow_in_browser_stores_the_token(local_broker, context, requests_made)
     assert page.locator("h1").inner_text() == "Connected to Webex"
     content = page.content()
     assert "carol@partner.example.org" in content
-    assert f"{PREFIX}/tokens/carol@partner.example.org" in content
+    assert f"{PREFIX}/tokens/demo" in content
     screenshot(page, "success")
 
     sm = local_broker.boto3("secretsmanager")
-    stored = json.loads(sm.get_secret_value(SecretId=f"{PREFIX}/tokens/carol@partner.example.org")["SecretString"])
-    material = json.loads(sm.get_secret_value(SecretId=f"{PREFIX}/refresh/carol@partner.example.org")["SecretString"])
+    stored = json.loads(sm.get_secret_value(SecretId=f"{PREFIX}/tokens/demo")["SecretString"])
+    material = json.loads(sm.get_secret_value(SecretId=f"{PREFIX}/refresh/demo")["SecretString"])
     assert stored["email"] == "carol@partner.example.org"
     assert stored["access_token"]
     assert stored["access_token"] not in content

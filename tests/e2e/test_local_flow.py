@@ -40,12 +40,12 @@ def test_login_store_use_refresh(local_broker):
     assert done.status_code == 200
     assert done.url.startswith(f"{local_broker.base_url}/callback?")
     assert "Bob Brown" in done.text
-    assert f"{PREFIX}/tokens/bob@example.com" in done.text
+    assert f"{PREFIX}/tokens/demo" in done.text
     assert "default-src 'none'" in done.headers["Content-Security-Policy"]
 
     sm = local_broker.boto3("secretsmanager")
-    consumer = json.loads(sm.get_secret_value(SecretId=f"{PREFIX}/tokens/bob@example.com")["SecretString"])
-    material = json.loads(sm.get_secret_value(SecretId=f"{PREFIX}/refresh/bob@example.com")["SecretString"])
+    consumer = json.loads(sm.get_secret_value(SecretId=f"{PREFIX}/tokens/demo")["SecretString"])
+    material = json.loads(sm.get_secret_value(SecretId=f"{PREFIX}/refresh/demo")["SecretString"])
     assert consumer["email"] == "bob@example.com"
     assert material["refresh_token"]
     assert consumer["access_token"] not in done.text
@@ -54,15 +54,15 @@ def test_login_store_use_refresh(local_broker):
     local_broker.wait_for_line(r"^Refresher: refreshed 1, failed 0$", 10)
     deadline = time.monotonic() + 10
     while True:  # Webex hands back the same token within its (here 1-second) window; the next run gets a new one
-        refreshed = json.loads(sm.get_secret_value(SecretId=f"{PREFIX}/tokens/bob@example.com")["SecretString"])
+        refreshed = json.loads(sm.get_secret_value(SecretId=f"{PREFIX}/tokens/demo")["SecretString"])
         if refreshed["access_token"] != consumer["access_token"] or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert refreshed["access_token"] != consumer["access_token"]
     assert people_me(local_broker.webex_url, refreshed["access_token"]).status_code == 200
-    row = local_broker.boto3("dynamodb").get_item(
-        TableName=f"{PREFIX}-connections", Key={"connection": {"S": "bob@example.com"}}
-    )["Item"]
+    row = local_broker.boto3("dynamodb").get_item(TableName=f"{PREFIX}-connections", Key={"connection": {"S": "demo"}})[
+        "Item"
+    ]
     assert row["status"]["S"] == "active"
 
     output = "\n".join(local_broker.lines)

@@ -1,0 +1,14 @@
+"""POST /connections/{name}/refresh (IAM auth): refresh one connection now, under the shared lease."""
+
+from urllib.parse import unquote
+
+from webex_broker import web
+from webex_broker.observability import logger
+from webex_broker.on_demand import refresh_connection
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict, context) -> dict:
+    name = unquote(event["pathParameters"]["name"])
+    answer = refresh_connection(name)
+    return web.json_response(answer.http_status, answer.body)

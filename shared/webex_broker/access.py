@@ -1,0 +1,50 @@
+"""Who may connect, decided after Webex says who the person is and before anything is written."""
+
+from webex_broker.invitations import Invitation
+from webex_broker.settings import Settings
+from webex_broker.token_documents import connection_name_for
+from webex_broker.webex import Person
+
+INVITE = "invite"
+OPEN = "open"
+
+
+class AccessDenied(Exception):
+    """This person may not create or update this connection; `reason` is safe to show them."""
+
+    def __init__(self, reason: str, *, status: int = 403):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def require_invitation(settings: Settings, invite_token: str) -> None:
+    if settings.access_mode == INVITE and not invite_token:
+        raise AccessDenied("This broker connects people through invitation links only. Ask its administrator for one.")
+
+
+def connection_for(settings: Settings, person: Person, invitation: Invitation | None) -> str:
+    """The connection this person's consent may write, or AccessDenied."""
+    email = person.email.strip().lower()
+    if invitation is not None:
+        if invitation.email and invitation.email != email:
+            raise AccessDenied(
+                f"This invitation is for a different Webex account. You signed in as {email}; "
+                "sign out of Webex and use the account the invitation was sent to."
+            )
+        return invitation.connection
+    if settings.access_mode != OPEN:
+        raise AccessDenied("An invitation is required.")
+    domain = email.rpartition("@")[2]
+    domains, orgs = settings.allowed_email_domains, settings.allowed_org_ids
+    if (domains or orgs) and domain not in domains and person.org_id not in orgs:
+        raise AccessDenied(f"Accounts of {domain} are not allowed to connect to this broker.")
+    return connection_name_for(person)
+
+
+def check_owner(row: dict | None, person: Person) -> None:
+    """A connection stays bound to the person who first authorized it."""
+    if row and row.get("person_id") and row["person_id"] != person.id:
+        raise AccessDenied(
+            "This connection already belongs to another Webex account and cannot be taken over.", status=409
+        )

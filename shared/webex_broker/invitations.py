@@ -1,0 +1,173 @@
+"""Invitation links: who may connect, to which connection, how often and until when.
+
+The link carries `<id>.<secret>`; only the secret's SHA-256 is stored, so the table can be listed
+and revoked by id without holding anything that opens a login.
+"""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
+
+from webex_broker import aws
+
+
+class InvitationRejected(Exception):
+    """The invitation cannot be used: unknown, expired, used up or revoked."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Invitation:
+    id: str
+    connection: str
+    email: str | None
+    expires_at: int
+    max_uses: int
+    uses: int
+    created_at: int
+
+    @property
+    def uses_left(self) -> int:
+        return max(self.max_uses - self.uses, 0)
+
+    def check(self, now: int) -> None:
+        if self.expires_at <= now:
+            raise InvitationRejected("expired")
+        if self.uses_left <= 0:
+            raise InvitationRejected("used")
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "connection": self.connection,
+            "email": self.email,
+            "expires_at": self.expires_at,
+            "uses_left": self.uses_left,
+            "max_uses": self.max_uses,
+            "created_at": self.created_at,
+        }
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def invitation_link(base_url: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}/authorize?invite={token}"
+
+
+class InvitationStore:
+    def __init__(self, table_name: str):
+        self._table = table_name
+
+    def create(
+        self, connection: str, *, email: str | None, ttl_seconds: int, max_uses: int, now: int
+    ) -> tuple[Invitation, str]:
+        """A new invitation and its token; the token is returned once and never stored."""
+        invitation = Invitation(
+            id=secrets.token_hex(6),
+            connection=connection,
+            email=email.strip().lower() if email else None,
+            expires_at=now + ttl_seconds,
+            max_uses=max_uses,
+            uses=0,
+            created_at=now,
+        )
+        secret = secrets.token_urlsafe(32)
+        aws.client("dynamodb").put_item(
+            TableName=self._table,
+            Item=aws.to_item(
+                {
+                    "invite_id": invitation.id,
+                    "secret_sha256": _digest(secret),
+                    "connection": connection,
+                    "email": invitation.email,
+                    "expires_at": invitation.expires_at,
+                    "max_uses": max_uses,
+                    "uses": 0,
+                    "created_at": now,
+                }
+            ),
+            ConditionExpression="attribute_not_exists(invite_id)",
+        )
+        return invitation, f"{invitation.id}.{secret}"
+
+    def _item(self, invite_id: str) -> dict | None:
+        item = (
+            aws.client("dynamodb")
+            .get_item(TableName=self._table, Key={"invite_id": {"S": invite_id}}, ConsistentRead=True)
+            .get("Item")
+        )
+        return aws.from_item(item) if item else None
+
+    def get(self, invite_id: str) -> Invitation | None:
+        item = self._item(invite_id)
+        return _invitation(item) if item else None
+
+    def verify(self, token: str, *, now: int) -> Invitation:
+        """The invitation behind a link, if the link is genuine and still usable (does not use it up)."""
+        invite_id, _, secret = (token or "").partition(".")
+        if not invite_id or not secret:
+            raise InvitationRejected("unknown")
+        item = self._item(invite_id)
+        if not item or not hmac.compare_digest(item["secret_sha256"], _digest(secret)):
+            raise InvitationRejected("unknown")
+        invitation = _invitation(item)
+        invitation.check(now)
+        return invitation
+
+    def use(self, invite_id: str, *, now: int) -> None:
+        """Count one use, atomically: two people racing for a single-use link cannot both win."""
+        try:
+            aws.client("dynamodb").update_item(
+                TableName=self._table,
+                Key={"invite_id": {"S": invite_id}},
+                UpdateExpression="SET uses = uses + :one",
+                ConditionExpression="attribute_exists(invite_id) AND uses < max_uses AND expires_at > :now",
+                ExpressionAttributeValues={":one": {"N": "1"}, ":now": {"N": str(now)}},
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) == "ConditionalCheckFailedException":
+                raise InvitationRejected("used") from None
+            raise
+
+    def open_invitations(self, *, now: int) -> list[Invitation]:
+        """Invitations still usable. A scan: invitations are few and short-lived."""
+        found = []
+        for page in aws.client("dynamodb").get_paginator("scan").paginate(TableName=self._table):
+            for item in page.get("Items", []):
+                invitation = _invitation(aws.from_item(item))
+                if invitation.expires_at > now and invitation.uses_left > 0:
+                    found.append(invitation)
+        return sorted(found, key=lambda i: i.created_at)
+
+    def revoke(self, invite_id: str) -> bool:
+        try:
+            aws.client("dynamodb").delete_item(
+                TableName=self._table,
+                Key={"invite_id": {"S": invite_id}},
+                ConditionExpression="attribute_exists(invite_id)",
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+
+def _invitation(item: dict) -> Invitation:
+    return Invitation(
+        id=item["invite_id"],
+        connection=item["connection"],
+        email=item.get("email"),
+        expires_at=int(item["expires_at"]),
+        max_uses=int(item["max_uses"]),
+        uses=int(item["uses"]),
+        created_at=int(item["created_at"]),
+    )

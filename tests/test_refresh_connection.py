@@ -1,0 +1,84 @@
+"""POST /connections/{name}/refresh through its handler: status and expiry only, the shared lease."""
+
+import json
+import time
+
+import pytest
+
+from devstack.lambda_runtime import LambdaContext
+from tests.conftest import PREFIX
+
+ALICE = "alice@example.com"
+
+
+def refresh_route(broker, name: str) -> tuple[int, dict]:
+    from refresh_connection import handler
+
+    event = broker.event("refresh_connection")
+    event["pathParameters"] = {"name": name}
+    response = handler(event, LambdaContext(function_name="refresh-connection", timeout_seconds=29))
+    assert response["headers"]["Content-Type"] == "application/json"
+    assert response["headers"]["Cache-Control"] == "no-store"
+    return response["statusCode"], json.loads(response["body"])
+
+
+@pytest.fixture
+def alice(broker):
+    broker.login(ALICE)
+    return broker
+
+
+def test_refreshes_now_and_answers_status_and_expiry_only(alice):
+    calls = alice.webex.calls["access_token"]
+    status, body = refresh_route(alice, ALICE)
+    assert status == 200
+    assert body["outcome"] in ("refreshed", "unchanged")
+    assert body["status"] == "active"
+    assert body["expires_at"].endswith("Z")
+    assert alice.webex.calls["access_token"] == calls + 1, "on demand means now, not when due"
+    secrets_in_play = (
+        alice.secret(f"{PREFIX}/tokens/{ALICE}")["access_token"],
+        alice.secret(f"{PREFIX}/refresh/{ALICE}")["refresh_token"],
+    )
+    assert not any(value in json.dumps(body) for value in secrets_in_play)
+
+
+def test_url_encoded_names_are_decoded(alice):
+    assert refresh_route(alice, "alice%40example.com")[0] == 200
+
+
+def test_unknown_connection_is_404(broker):
+    status, body = refresh_route(broker, "nobody@example.com")
+    assert status == 404
+    assert body["connection"] == "nobody@example.com"
+
+
+def test_a_refresh_in_progress_elsewhere_is_409(alice):
+    from webex_broker.connections import ConnectionsTable
+
+    assert ConnectionsTable("ConnectionsTable").acquire(
+        ALICE, owner="scheduled-run", now=int(time.time()), lease_seconds=300
+    )
+    calls = alice.webex.calls["access_token"]
+    status, body = refresh_route(alice, ALICE)
+    assert status == 409
+    assert "in progress" in body["message"]
+    assert alice.webex.calls["access_token"] == calls, "the lease holder does the work, not us"
+
+
+def test_a_dead_grant_is_409_reauth_required(alice):
+    alice.webex.inject("access_token", 401, shape="webex", error="invalid_grant")
+    status, body = refresh_route(alice, ALICE)
+    assert status == 409
+    assert body["status"] == "reauth_required"
+
+
+def test_webex_outage_is_503(alice, monkeypatch):
+    from webex_broker.refresh import Refresher
+
+    real_init = Refresher.__init__
+    monkeypatch.setattr(Refresher, "__init__", lambda self, **kw: real_init(self, **{"sleep": lambda s: None, **kw}))
+    alice.webex.inject("access_token", 503, times=3)
+    status, body = refresh_route(alice, ALICE)
+    assert status == 503
+    assert body["status"] == "active"

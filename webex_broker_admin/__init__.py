@@ -1,0 +1,1 @@
+"""webex-broker: the admin command line of the Webex Token Broker."""

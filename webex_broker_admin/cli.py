@@ -1,0 +1,311 @@
+"""webex-broker: invite people, list and inspect connections, refresh, revoke, and read tokens.
+
+Talks to the local stack `make run` started (the default, when one is running) or to a deployed
+stack (--stack NAME [--region R]). Exit codes: 0 done, 1 failed, 2 bad usage, 3 no such connection
+or invitation, 4 no local stack / no such stack, 5 AWS credentials missing or refused, 6 the
+refresh did not succeed (Webex or AWS trouble, or the person must authorize again).
+"""
+
+import argparse
+import json
+import re
+import sys
+import time
+from datetime import UTC, datetime
+
+from webex_broker_admin.target import EXIT_CREDENTIALS, Target, TargetError, local_target, stack_target
+
+EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFRESH_FAILED = 1, 2, 3, 6
+RECOVERY_DAYS = 7
+
+
+class CommandError(Exception):
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def duration(text: str) -> int:
+    """'7d', '12h', '30m' or plain seconds."""
+    match = re.fullmatch(r"(\d+)([dhms]?)", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 7d, 12h, 30m)")
+    value, unit = int(match[1]), match[2] or "s"
+    return value * {"d": 86400, "h": 3600, "m": 60, "s": 1}[unit]
+
+
+def when(epoch: int | float | None) -> str:
+    if not epoch:
+        return "-"
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(v)) for v in column) for column in zip(headers, *rows, strict=True)]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]]
+    return "\n".join(lines)
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def cmd_invite(args, target: Target) -> None:
+    from webex_broker.invitations import InvitationStore, invitation_link
+    from webex_broker.settings import load_settings
+
+    invitation, token = InvitationStore(load_settings().invitations_table).create(
+        args.name, email=args.email, ttl_seconds=args.expires, max_uses=args.uses, now=int(time.time())
+    )
+    print(invitation_link(target.broker_url, token))
+    bound = f" for {invitation.email}" if invitation.email else " (anyone who opens it first)"
+    print(
+        f"Invitation {invitation.id} to connect '{args.name}'{bound}, {args.uses} use(s), "
+        f"until {when(invitation.expires_at)}.",
+        file=sys.stderr,
+    )
+
+
+def cmd_invites(args, target: Target) -> None:
+    from webex_broker.invitations import InvitationStore
+    from webex_broker.settings import load_settings
+
+    invitations = InvitationStore(load_settings().invitations_table).open_invitations(now=int(time.time()))
+    if args.json:
+        print(json.dumps([i.as_dict() for i in invitations], indent=2))
+        return
+    rows = [[i.id, i.connection, i.email or "(anyone)", str(i.uses_left), when(i.expires_at)] for i in invitations]
+    print(table(rows, ["ID", "CONNECTION", "PERSON", "USES LEFT", "EXPIRES"]) if rows else "No open invitations.")
+
+
+def cmd_uninvite(args, target: Target) -> None:
+    from webex_broker.invitations import InvitationStore
+    from webex_broker.settings import load_settings
+
+    if not InvitationStore(load_settings().invitations_table).revoke(args.id):
+        raise CommandError(f"No invitation {args.id}.", EXIT_NOT_FOUND)
+    print(f"Invitation {args.id} revoked.")
+
+
+def _connections():
+    from webex_broker.connections import ConnectionsTable
+    from webex_broker.settings import load_settings
+
+    return ConnectionsTable(load_settings().connections_table)
+
+
+def _row(name: str) -> dict:
+    row = _connections().get(name)
+    if row is None:
+        raise CommandError(f"No connection named {name!r}. `webex-broker list` shows them.", EXIT_NOT_FOUND)
+    return row
+
+
+def _summary(row: dict) -> dict:
+    return {
+        "connection": row["connection"],
+        "person": row.get("email", ""),
+        "display_name": row.get("display_name", ""),
+        "status": row.get("status", ""),
+        "access_expires_at": row.get("access_expires_at"),
+        "refresh_expires_at": row.get("refresh_expires_at"),
+        "last_refresh": row.get("refreshed_at"),
+        "next_refresh_at": row.get("next_refresh_at"),
+        "last_error": row.get("last_error"),
+    }
+
+
+def cmd_list(args, target: Target) -> None:
+    rows = [_summary(row) for row in _connections().all()]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=int))
+        return
+    lines = [
+        [
+            r["connection"],
+            r["person"],
+            r["status"],
+            when(r["access_expires_at"]),
+            when(r["refresh_expires_at"]),
+            when(r["last_refresh"]),
+        ]
+        for r in rows
+    ]
+    headers = ["NAME", "PERSON", "STATUS", "ACCESS EXPIRES", "REFRESH EXPIRES", "LAST REFRESH"]
+    print(table(lines, headers) if lines else "No connections yet. `webex-broker invite NAME` makes a login link.")
+
+
+def cmd_show(args, target: Target) -> None:
+    from webex_broker.secret_store import SecretNames, secret_arn
+    from webex_broker.settings import load_settings
+
+    row = _row(args.name)
+    secret_name = SecretNames(load_settings().secret_prefix).consumer(args.name)
+    details = {
+        **_summary(row),
+        "person_id": row.get("person_id"),
+        "org_id": row.get("org_id"),
+        "scopes": row.get("scopes", []),
+        "consecutive_failures": int(row.get("consecutive_failures", 0)),
+        "last_error_class": row.get("last_error_class"),
+        "last_tracking_id": row.get("last_tracking_id"),
+        "authorized_at": row.get("authorized_at"),
+        "created_at": row.get("created_at"),
+        "secret_name": secret_name,
+        "secret_arn": secret_arn(secret_name),
+    }
+    if args.json:
+        print(json.dumps(details, indent=2, default=int))
+        return
+    for key, value in details.items():
+        shown = when(value) if key.endswith("_at") or key == "last_refresh" else value
+        print(f"{key:>22}: {' '.join(shown) if isinstance(shown, list) else ('-' if shown is None else shown)}")
+
+
+def cmd_refresh(args, target: Target) -> None:
+    if args.due == bool(args.name):
+        raise CommandError("Give a connection NAME or --due.", EXIT_USAGE)
+    if args.due:
+        from webex_broker.refresh import Refresher
+
+        report = Refresher().run(remaining_ms=lambda: 900_000).as_dict()
+        print(json.dumps(report, indent=2))
+        if report["failed"]:
+            raise CommandError(f"{report['failed']} connection(s) failed to refresh.", EXIT_REFRESH_FAILED)
+        return
+    from webex_broker.on_demand import refresh_connection
+
+    answer = refresh_connection(args.name)
+    print(json.dumps(answer.body, indent=2))
+    if answer.http_status == 404:
+        raise CommandError(f"No connection named {args.name!r}.", EXIT_NOT_FOUND)
+    if answer.http_status != 200:
+        raise CommandError(answer.body.get("message", "Refresh failed."), EXIT_REFRESH_FAILED)
+
+
+def cmd_revoke(args, target: Target) -> None:
+    from webex_broker.secret_store import SecretNames, delete_secret
+    from webex_broker.settings import load_settings
+
+    _row(args.name)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError("Refusing to revoke without --yes (not a terminal).", EXIT_USAGE)
+        if input(f"Delete the secrets and record of '{args.name}'? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise CommandError("Nothing revoked.", EXIT_FAILED)
+    names = SecretNames(load_settings().secret_prefix)
+    for secret in (names.consumer(args.name), names.refresh(args.name)):
+        if delete_secret(secret, recovery_days=RECOVERY_DAYS):
+            print(f"Scheduled {secret} for deletion (restorable for {RECOVERY_DAYS} days).")
+    _connections().delete(args.name)
+    print(f"Connection '{args.name}' removed; workloads can no longer read its token.")
+    print(
+        "The grant itself still exists at Webex: the person can remove it in their Webex settings, or an org "
+        "admin can revoke it (DELETE /authorizations). The broker cannot do that for them."
+    )
+
+
+def cmd_token(args, target: Target) -> None:
+    from webex_broker.secret_store import SecretNames, get_secret_document
+    from webex_broker.settings import load_settings
+
+    row = _row(args.name)
+    if row.get("status") == "pending":
+        raise CommandError(f"Connection {args.name!r} has no token yet.", EXIT_NOT_FOUND)
+    print(get_secret_document(SecretNames(load_settings().secret_prefix).consumer(args.name))["access_token"])
+
+
+def cmd_reader_policy(args, target: Target) -> None:
+    """An IAM policy that lets a workload read one connection's token and nothing else."""
+    from webex_broker.secret_store import SecretNames, secret_arn
+    from webex_broker.settings import load_settings
+
+    _row(args.name)
+    arn = secret_arn(SecretNames(load_settings().secret_prefix).consumer(args.name))
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadOneWebexToken",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                "Resource": arn,
+            }
+        ],
+    }
+    print(json.dumps(policy, indent=2))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="webex-broker", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    top.add_argument("--stack", help="a deployed broker stack (default: the running local stack)")
+    top.add_argument("--region", help="the deployed stack's region (default: your AWS configuration's)")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, function, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(function=function)
+        return sub
+
+    invite = command("invite", cmd_invite, "Create an invitation link that connects NAME; prints the link.")
+    invite.add_argument("name", metavar="NAME", help="the connection the link creates or re-authorizes")
+    invite.add_argument("--email", help="only this Webex account may use the link")
+    invite.add_argument("--expires", type=duration, default=duration("7d"), help="lifetime, e.g. 7d, 12h (default 7d)")
+    invite.add_argument("--uses", type=int, default=1, help="how many logins the link allows (default 1)")
+    invites = command("invites", cmd_invites, "List open invitations (not expired, uses left).")
+    invites.add_argument("--json", action="store_true", help="machine-readable output")
+    uninvite = command("uninvite", cmd_uninvite, "Revoke an invitation by ID (see `invites`).")
+    uninvite.add_argument("id", metavar="ID")
+    listing = command("list", cmd_list, "List connections: person, status, expiries, last refresh.")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    show = command("show", cmd_show, "Show one connection, including its secret's name and ARN.")
+    show.add_argument("name", metavar="NAME")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    refresh = command("refresh", cmd_refresh, "Refresh NAME now (same lease as the scheduler), or --due.")
+    refresh.add_argument("name", metavar="NAME", nargs="?")
+    refresh.add_argument("--due", action="store_true", help="run the scheduled refresh now, for every due connection")
+    revoke = command("revoke", cmd_revoke, "Delete NAME's secrets (recoverable for 7 days) and its record.")
+    revoke.add_argument("name", metavar="NAME")
+    revoke.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    token = command("token", cmd_token, "Print NAME's current access token (for scripts).")
+    token.add_argument("name", metavar="NAME")
+    policy = command("reader-policy", cmd_reader_policy, "Print an IAM policy that can read only NAME's token.")
+    policy.add_argument("name", metavar="NAME")
+    command("local", None, "Run the whole broker locally (what `make run` runs).")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "local":
+        from devstack.runner import main as run_local
+
+        return run_local()
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    try:
+        target = stack_target(args.stack, args.region) if args.stack else local_target()
+        target.activate()
+        args.function(args, target)
+    except TargetError as exc:
+        print(f"webex-broker: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except CommandError as exc:
+        print(f"webex-broker: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except NoCredentialsError:
+        print("webex-broker: no AWS credentials found.", file=sys.stderr)
+        return EXIT_CREDENTIALS
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        print(f"webex-broker: AWS refused the call ({code}).", file=sys.stderr)
+        return EXIT_CREDENTIALS if "AccessDenied" in code or "Token" in code else EXIT_FAILED
+    except BotoCoreError as exc:
+        print(f"webex-broker: AWS call failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
