@@ -82,17 +82,27 @@ def test_a_multi_use_invitation_counts_its_uses(invite_mode):
     page_of(invite_mode.authorize(token), 400, "already used")
 
 
+def expire(token: str) -> None:
+    """Move an invitation's expiry into the past (TTL would only delete it days later)."""
+    boto3.client("dynamodb").update_item(
+        TableName="InvitationsTable",
+        Key={"invite_id": {"S": token.split(".")[0]}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
+    )
+
+
 def test_an_expired_invitation_is_refused(invite_mode):
-    token = invite_mode.invite("reports", ttl=1)
-    time.sleep(1.1)
+    token = invite_mode.invite("reports")
+    expire(token)
     page_of(invite_mode.authorize(token), 400, "expired")
 
 
 def test_an_invitation_that_expires_during_consent_stores_nothing(invite_mode):
-    token = invite_mode.invite("reports", ttl=2)
+    token = invite_mode.invite("reports")
     start = invite_mode.authorize(token)
     query = invite_mode.consent(start["headers"]["Location"], person=ALICE)
-    time.sleep(2.1)
+    expire(token)
     page_of(invite_mode.callback(query), 400, "expired", "Nothing was stored")
     assert stored_secrets(invite_mode) == []
 
@@ -225,3 +235,16 @@ def test_reauth_required_event_carries_a_working_invitation(invite_mode):
     row = invite_mode.connection("reports")
     assert row["status"] == "active"
     assert row["schedule"] == "scheduled", "schedulable again"
+
+
+@pytest.mark.parametrize(
+    ("connection", "kwargs"),
+    [("", {}), ("has/slash", {}), ("spaces not allowed", {}), ("ok", {"max_uses": 0}), ("ok", {"ttl_seconds": 0})],
+)
+def test_invitations_that_could_never_work_are_refused(broker, connection, kwargs):
+    from webex_broker.invitations import InvitationStore
+
+    arguments = {"email": None, "ttl_seconds": 3600, "max_uses": 1, "now": int(time.time()), **kwargs}
+    with pytest.raises(ValueError, match=r"connection name|at least"):
+        InvitationStore("InvitationsTable").create(connection, **arguments)
+    assert boto3.client("dynamodb").scan(TableName="InvitationsTable")["Count"] == 0

@@ -477,3 +477,35 @@ def test_handler_emits_operator_metrics(short_lived, capsys):
     doc = emf[-1]
     assert 0 < min(doc["HoursToEarliestAccessExpiry"]) <= 1
     assert 80 < min(doc["DaysToEarliestRefreshExpiry"]) <= 90
+
+
+def emf_values(output: str, name: str) -> list[float]:
+    values = []
+    for line in output.splitlines():
+        if '"_aws"' in line and f'"{name}"' in line:
+            value = json.loads(line)[name]
+            values += value if isinstance(value, list) else [value]
+    return values
+
+
+@pytest.mark.parametrize(("interval_minutes", "at_risk"), [("60", 1), ("15", 0)])
+def test_tokens_that_would_lapse_before_the_next_run_are_counted(
+    short_lived, monkeypatch, capsys, interval_minutes, at_risk
+):
+    """1-hour tokens with hourly runs can lapse between runs; with 15-minute runs they cannot."""
+    monkeypatch.setenv("REFRESH_INTERVAL_MINUTES", interval_minutes)
+    reset_broker_caches()
+    short_lived.login(ALICE)
+    short_lived.refresh()
+    assert emf_values(capsys.readouterr().out, "ConnectionsAtRisk") == [at_risk]
+
+
+def test_consecutive_failures_feed_the_failure_alarm(short_lived, sleeps, capsys):
+    broker = short_lived
+    broker.login(ALICE)
+    for _ in range(2):
+        broker.webex.inject("access_token", 503, times=3)
+        make_due(broker, ALICE)
+        broker.refresh()
+    assert emf_values(capsys.readouterr().out, "MaxConsecutiveFailures") == [1, 2]
+    assert broker.connection(ALICE)["consecutive_failures"] == 2

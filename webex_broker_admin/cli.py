@@ -53,9 +53,12 @@ def cmd_invite(args, target: Target) -> None:
     from webex_broker.invitations import InvitationStore, invitation_link
     from webex_broker.settings import load_settings
 
-    invitation, token = InvitationStore(load_settings().invitations_table).create(
-        args.name, email=args.email, ttl_seconds=args.expires, max_uses=args.uses, now=int(time.time())
-    )
+    try:
+        invitation, token = InvitationStore(load_settings().invitations_table).create(
+            args.name, email=args.email, ttl_seconds=args.expires, max_uses=args.uses, now=int(time.time())
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
     print(invitation_link(target.broker_url, token))
     bound = f" for {invitation.email}" if invitation.email else " (anyone who opens it first)"
     print(
@@ -183,6 +186,7 @@ def cmd_refresh(args, target: Target) -> None:
 
 
 def cmd_revoke(args, target: Target) -> None:
+    from webex_broker.invitations import InvitationStore
     from webex_broker.secret_store import SecretNames, delete_secret
     from webex_broker.settings import load_settings
 
@@ -197,7 +201,10 @@ def cmd_revoke(args, target: Target) -> None:
         if delete_secret(secret, recovery_days=RECOVERY_DAYS):
             print(f"Scheduled {secret} for deletion (restorable for {RECOVERY_DAYS} days).")
     _connections().delete(args.name)
+    withdrawn = InvitationStore(load_settings().invitations_table).revoke_for_connection(args.name)
     print(f"Connection '{args.name}' removed; workloads can no longer read its token.")
+    if withdrawn:
+        print(f"Withdrew {withdrawn} invitation(s) for '{args.name}'.")
     print(
         "The grant itself still exists at Webex: the person can remove it in their Webex settings, or an org "
         "admin can revoke it (DELETE /authorizations). The broker cannot do that for them."
@@ -276,6 +283,18 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _library_logs_to_stderr() -> None:
+    """stdout is for results scripts parse; the library's JSON log lines go to stderr, warnings and up
+    unless WEBEX_BROKER_LOG_LEVEL says otherwise."""
+    import os
+
+    os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ.get("WEBEX_BROKER_LOG_LEVEL", "WARNING")
+    from webex_broker.observability import logger
+
+    logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
+    logger.registered_handler.setStream(sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "local":
@@ -287,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         target = stack_target(args.stack, args.region) if args.stack else local_target()
         target.activate()
+        _library_logs_to_stderr()
         args.function(args, target)
     except TargetError as exc:
         print(f"webex-broker: {exc}", file=sys.stderr)

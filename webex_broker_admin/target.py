@@ -66,6 +66,7 @@ def stack_target(stack: str, region: str | None) -> Target:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+    region = region or boto3.session.Session().region_name
     try:
         cloudformation = boto3.client("cloudformation", region_name=region)
         described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]

@@ -6,12 +6,17 @@ and revoked by id without holding anything that opens a login.
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
 from webex_broker import aws
+
+# What Secrets Manager allows in a name, minus '/', which would nest under other connections.
+CONNECTION_NAME = re.compile(r"[A-Za-z0-9_+=.@-]{1,128}")
+MIN_LIFETIME_SECONDS = 60
 
 
 class InvitationRejected(Exception):
@@ -69,7 +74,17 @@ class InvitationStore:
     def create(
         self, connection: str, *, email: str | None, ttl_seconds: int, max_uses: int, now: int
     ) -> tuple[Invitation, str]:
-        """A new invitation and its token; the token is returned once and never stored."""
+        """A new invitation and its token; the token is returned once and never stored.
+
+        Refuses (ValueError) anything that could only make a dead link or a connection that cannot be stored."""
+        if not CONNECTION_NAME.fullmatch(connection):
+            raise ValueError(
+                "A connection name is 1-128 of A-Z a-z 0-9 and _+=.@- (the secret's name is built from it)."
+            )
+        if max_uses < 1:
+            raise ValueError("An invitation must allow at least one use.")
+        if ttl_seconds < MIN_LIFETIME_SECONDS:
+            raise ValueError(f"An invitation must last at least {MIN_LIFETIME_SECONDS} seconds.")
         invitation = Invitation(
             id=secrets.token_hex(6),
             connection=connection,
@@ -146,6 +161,15 @@ class InvitationStore:
                 if invitation.expires_at > now and invitation.uses_left > 0:
                     found.append(invitation)
         return sorted(found, key=lambda i: i.created_at)
+
+    def revoke_for_connection(self, connection: str) -> int:
+        """Withdraw every invitation for a connection (when the connection itself is revoked)."""
+        withdrawn = 0
+        for page in aws.client("dynamodb").get_paginator("scan").paginate(TableName=self._table):
+            for item in page.get("Items", []):
+                if item["connection"]["S"] == connection and self.revoke(item["invite_id"]["S"]):
+                    withdrawn += 1
+        return withdrawn
 
     def revoke(self, invite_id: str) -> bool:
         try:

@@ -51,6 +51,9 @@ class RunReport:
     outcomes: Counter = field(default_factory=Counter)
     failures: dict[str, str] = field(default_factory=dict)
     stopped_early: bool = False
+    risk_horizon: int = 0  # an access token expiring before this may lapse before the next run can help
+    at_risk: int = 0
+    max_consecutive_failures: int = 0
     earliest_access_expiry: int | None = None
     earliest_refresh_expiry: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -62,6 +65,10 @@ class RunReport:
                 self.failures[connection] = outcome.value
             if row and row.get("status") == ACTIVE:
                 self.note_expiries(row)
+                if int(row.get("access_expires_at", 0)) < self.risk_horizon:
+                    self.at_risk += 1
+                failures = int(row.get("consecutive_failures", 0))
+                self.max_consecutive_failures = max(self.max_consecutive_failures, failures)
 
     def note_expiries(self, row: dict) -> None:
         pairs = (("access_expires_at", "earliest_access_expiry"), ("refresh_expires_at", "earliest_refresh_expiry"))
@@ -112,9 +119,9 @@ class Refresher:
 
     def run(self, *, remaining_ms: Callable[[], int]) -> RunReport:
         """Refresh what is due with bounded concurrency; stop starting work when time runs short."""
-        report = RunReport()
-        margin_ms = self.policy.time_margin_seconds * 1000
         now = epoch(self._clock())
+        report = RunReport(risk_horizon=now + self.policy.run_interval_seconds + self.policy.safety_margin_seconds)
+        margin_ms = self.policy.time_margin_seconds * 1000
         with ThreadPoolExecutor(max_workers=self.policy.concurrency, thread_name_prefix="refresh") as pool:
             in_flight: dict = {}
             for name in self._table.due(now):
@@ -166,8 +173,7 @@ class Refresher:
             except (ClientError, BotoCoreError) as exc:
                 code = aws.error_code(exc) or type(exc).__name__
                 logger.warning("AWS call failed during refresh", extra={"error": code})
-                self._record_transient(connection, row, code, "", now)
-                return Outcome.TRANSIENT, row
+                return Outcome.TRANSIENT, self._record_transient(connection, row, code, "", now)
 
     def _refresh_leased(self, connection: str, row: dict, now: datetime) -> tuple[Outcome, dict]:
         material = RefreshMaterial.from_document(get_secret_document(self._names.refresh(connection)))
@@ -242,8 +248,7 @@ class Refresher:
                 self._events.publish(events.CONFIGURATION_ERROR, {"error": exc.code, "tracking_id": exc.tracking_id})
             return Outcome.CONFIGURATION, row
         logger.warning("Webex unavailable; will retry", extra=extra)
-        self._record_transient(connection, row, exc.code, exc.tracking_id, now)
-        return Outcome.TRANSIENT, row
+        return Outcome.TRANSIENT, self._record_transient(connection, row, exc.code, exc.tracking_id, now)
 
     def _reauthorization_link(self, row: dict, now: datetime) -> str | None:
         """A fresh single-use invitation for the same person and connection, so the event can be acted on."""
@@ -255,7 +260,8 @@ class Refresher:
         )
         return invitation_link(base, token)
 
-    def _record_transient(self, connection: str, row: dict, code: str, tracking_id: str, now: datetime) -> None:
+    def _record_transient(self, connection: str, row: dict, code: str, tracking_id: str, now: datetime) -> dict:
+        """Returns the row as it now stands, for the run's figures."""
         failures = int(row.get("consecutive_failures", 0)) + 1
         self._table.record_failure(
             connection,
@@ -266,6 +272,7 @@ class Refresher:
             now=epoch(now),
             retry_at=schedule.retry_at(failures, now=epoch(now), policy=self.policy),
         )
+        return {**row, "consecutive_failures": failures, "last_error": code}
 
     def _after_success(self, connection: str, row: dict, record: TokenRecord) -> None:
         if int(row.get("consecutive_failures", 0)) > 0 or row.get("status") == REAUTH_REQUIRED:
@@ -301,6 +308,8 @@ class Refresher:
             ("FailedPermanent", counts[Outcome.PERMANENT]),
             ("ConfigurationErrors", 1 if counts[Outcome.CONFIGURATION] else 0),
             ("Crashed", counts[Outcome.ERROR]),
+            ("ConnectionsAtRisk", report.at_risk),
+            ("MaxConsecutiveFailures", report.max_consecutive_failures),
         ):
             metrics.add_metric(name=name, unit="Count", value=value)
         if report.earliest_access_expiry is not None:

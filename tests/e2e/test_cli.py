@@ -1,0 +1,652 @@
+"""`webex-broker` as an operator runs it: a real subprocess against the local stack (`make run`).
+
+One local stack serves the whole module (its background refresher is slowed to an hour so it never
+takes a fault injected for a test); every test uses its own connection names. Exit codes are the
+CLI's documented ones: 0 done, 2 bad usage, 3 no such connection or invitation, 4 no local stack / no
+such stack, 5 AWS credentials missing or refused, 6 the refresh did not succeed.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from tests.e2e.conftest import ROOT, RunningBroker, start_local_broker, stop_local_broker
+
+pytestmark = pytest.mark.e2e
+
+PREFIX = "webex-token-broker-local"
+# `webex-broker invite NAME` for several names in one process (setup: the CLI's own main(), run once).
+INVITE_MANY = (
+    "import sys\n"
+    "from webex_broker_admin.cli import main\n"
+    "for name in sys.argv[1:]:\n"
+    "    assert main(['invite', name]) == 0\n"
+)
+COMMANDS = ["invite", "invites", "uninvite", "list", "show", "refresh", "revoke", "token", "reader-policy", "local"]
+LIST_HEADERS = ["NAME", "PERSON", "STATUS", "ACCESS EXPIRES", "REFRESH EXPIRES", "LAST REFRESH"]
+INVITES_HEADERS = ["ID", "CONNECTION", "PERSON", "USES LEFT", "EXPIRES"]
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+# --- running the CLI -----------------------------------------------------------------------------
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without any AWS_* or WEBEX_* variable, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WEBEX_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str], stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "webex_broker_admin.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def run_parallel(commands, *, env: dict[str, str]) -> list[subprocess.CompletedProcess]:
+    """Independent commands at once: each is a whole Python process that mostly spends its time importing."""
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        return list(pool.map(lambda args: run_cli(*args, env=env), commands))
+
+
+class Cli:
+    """`webex-broker` pointed at one local stack through its state file."""
+
+    def __init__(self, broker: RunningBroker):
+        self.broker = broker
+        self.env = clean_env(WEBEX_BROKER_LOCAL_STATE=str(broker.state_file))
+
+    def __call__(self, *args: str, expect: int | None = 0) -> subprocess.CompletedProcess:
+        result = run_cli(*args, env=self.env)
+        if expect is not None:
+            assert result.returncode == expect, (
+                f"webex-broker {' '.join(args)} exited {result.returncode}, not {expect}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    def json(self, *args: str):
+        return json.loads(self(*args).stdout)
+
+    def invite(self, name: str, *options: str) -> str:
+        result = self("invite", name, *options)
+        lines = result.stdout.splitlines()
+        assert len(lines) == 1, f"invite prints exactly one line on stdout, got {lines}"
+        return lines[0]
+
+    def invitation(self, invitation_id: str) -> dict | None:
+        return next((i for i in self.json("invites", "--json") if i["id"] == invitation_id), None)
+
+    def parallel(self, *commands: list[str]) -> list[subprocess.CompletedProcess]:
+        """Independent commands at once; their exit codes are the caller's to check."""
+        return run_parallel(commands, env=self.env)
+
+    def invite_many(self, names: list[str]) -> dict[str, str]:
+        """`invite NAME` for each name, run by the CLI's own main() in one process (setup, not the test)."""
+        result = subprocess.run(
+            [sys.executable, "-c", INVITE_MANY, *names],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return dict(zip(names, result.stdout.splitlines(), strict=True))
+
+
+def invitation_id(link: str) -> str:
+    return parse_qs(urlsplit(link).query)["invite"][0].split(".")[0]
+
+
+def last_json_object(stdout: str) -> dict:
+    """The JSON document the CLI printed (stdout holds nothing else)."""
+    return json.loads(stdout)
+
+
+# --- a person's browser --------------------------------------------------------------------------
+
+
+def consent(location: str, person: str, decision: str = "allow") -> requests.Response:
+    """The simulator's consent form, submitted; follows the redirect back to the broker's /callback."""
+    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    base = location.split("/authorize?")[0]
+    return requests.post(
+        f"{base}/authorize/decision", data={**query, "person": person, "decision": decision}, timeout=10
+    )
+
+
+def login(link: str, person: str) -> requests.Response:
+    start = requests.get(link, allow_redirects=False, timeout=5)
+    assert start.status_code == 302, f"{start.status_code}: {start.text}"
+    return consent(start.headers["Location"], person)
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[RunningBroker]:
+    running = start_local_broker(REFRESH_INTERVAL_SECONDS="3600")
+    yield running
+    assert stop_local_broker(running) == 0
+
+
+@pytest.fixture(scope="module")
+def cli(broker) -> Cli:
+    return Cli(broker)
+
+
+# Connections the tests below use, each connected once up front, by whom.
+CONNECTIONS = {
+    "cli-shown": "bob@example.com",
+    "cli-refreshed": "carol@partner.example.org",
+    "cli-revoked-grant": "alice@example.com",
+    "cli-reauth": "alice@example.com",
+    "cli-outage": "bob@example.com",
+    "cli-clean-stdout": "carol@partner.example.org",
+    "cli-token": "bob@example.com",
+    "cli-policy": "carol@partner.example.org",
+    "cli-revoked": "alice@example.com",
+    "cli-via-stack": "bob@example.com",
+}
+
+
+@pytest.fixture(scope="module")
+def connected(cli) -> None:
+    links = cli.invite_many(list(CONNECTIONS))
+    for name, person in CONNECTIONS.items():
+        response = login(links[name], person)
+        assert response.status_code == 200, response.text
+        assert f"{PREFIX}/tokens/{name}<" in response.text
+
+
+@pytest.fixture
+def sim(broker) -> Iterator:
+    """Inject faults at the Webex simulator; whatever a test leaves pending is cleared afterwards."""
+
+    def inject(**fault) -> None:
+        assert requests.post(f"{broker.webex_url}/_sim/faults", json=fault, timeout=5).status_code == 204
+
+    yield inject
+    requests.delete(f"{broker.webex_url}/_sim/faults", timeout=5)
+
+
+def secret(broker: RunningBroker, name: str) -> dict:
+    sm = broker.boto3("secretsmanager")
+    return json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
+
+
+def secret_names(broker: RunningBroker) -> set[str]:
+    pages = broker.boto3("secretsmanager").get_paginator("list_secrets").paginate()
+    return {s["Name"] for page in pages for s in page["SecretList"]}
+
+
+def columns(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
+
+
+# --- help ----------------------------------------------------------------------------------------
+
+
+def test_help_lists_every_command():
+    result = run_cli("--help", env=clean_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: webex-broker")
+    listed = re.findall(r"^    (\S+)\s", result.stdout, re.MULTILINE)
+    assert listed == COMMANDS
+    for code in "0123456":
+        assert f" {code} " in result.stdout.replace("\n", " "), f"exit code {code} is documented"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = run_cli(command, "--help", env=clean_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: webex-broker {command}")
+    assert result.stderr == ""
+
+
+def test_no_command_is_a_usage_error():
+    result = run_cli(env=clean_env())
+    assert result.returncode == 2
+    assert "COMMAND" in result.stderr
+
+
+# --- invite, invites, uninvite -------------------------------------------------------------------
+
+
+def test_invite_link_with_options_connects_the_named_connection(broker, cli):
+    result = cli("invite", "cli-invited", "--email", "Alice@Example.com", "--expires", "2h", "--uses", "3")
+    link = result.stdout.strip()
+    assert result.stdout == link + "\n", "stdout is exactly one line: the link"
+    assert re.fullmatch(rf"{re.escape(broker.base_url)}/authorize\?invite=[0-9a-f]{{12}}\.[\w-]{{20,}}", link)
+    invite_id = invitation_id(link)
+    assert invite_id in result.stderr
+    assert "for alice@example.com" in result.stderr
+    assert "3 use(s)" in result.stderr
+
+    opened = cli.invitation(invite_id)
+    assert opened["connection"] == "cli-invited"
+    assert opened["email"] == "alice@example.com"
+    assert (opened["max_uses"], opened["uses_left"]) == (3, 3)
+    assert opened["expires_at"] - opened["created_at"] == 2 * 3600
+
+    page = login(link, "alice@example.com")
+    assert page.status_code == 200
+    assert "Connected to Webex" in page.text
+    assert f"{PREFIX}/tokens/cli-invited" in page.text
+
+    listed, invitations = cli.parallel(["list", "--json"], ["invites", "--json"])
+    rows = {row["connection"]: row for row in json.loads(listed.stdout)}
+    assert rows["cli-invited"]["person"] == "alice@example.com"
+    assert rows["cli-invited"]["status"] == "active"
+    assert next(i for i in json.loads(invitations.stdout) if i["id"] == invite_id)["uses_left"] == 2
+    assert secret(broker, f"{PREFIX}/tokens/cli-invited")["email"] == "alice@example.com"
+
+
+def test_email_bound_link_refuses_another_person_and_stores_nothing(broker, cli):
+    link = cli.invite("cli-bound", "--email", "alice@example.com")
+
+    page = login(link, "bob@example.com")
+    assert page.status_code == 403
+    assert "different Webex account" in page.text
+    assert "bob@example.com" in page.text
+    assert "Nothing was stored" in page.text
+    assert not {f"{PREFIX}/tokens/cli-bound", f"{PREFIX}/refresh/cli-bound"} & secret_names(broker)
+    assert cli("show", "cli-bound", expect=3).stdout == ""
+    assert cli.invitation(invitation_id(link))["uses_left"] == 1, "a refused login does not use the link up"
+
+    assert login(link, "alice@example.com").status_code == 200, "the right person can still use it"
+    assert cli.json("show", "cli-bound", "--json")["person"] == "alice@example.com"
+
+
+def test_invites_table_and_json_and_a_used_up_invitation_disappears(cli):
+    link = cli.invite("cli-once")
+    invite_id = invitation_id(link)
+
+    table, listed = cli.parallel(["invites"], ["invites", "--json"])
+    lines = table.stdout.splitlines()
+    assert columns(lines[0]) == INVITES_HEADERS
+    row = next(columns(line) for line in lines[1:] if line.startswith(invite_id))
+    assert row[:4] == [invite_id, "cli-once", "(anyone)", "1"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", row[4])
+
+    opened = next(i for i in json.loads(listed.stdout) if i["id"] == invite_id)
+    assert set(opened) == {"id", "connection", "email", "expires_at", "uses_left", "max_uses", "created_at"}
+    assert opened["connection"] == "cli-once"
+    assert opened["email"] is None
+    assert (opened["max_uses"], opened["uses_left"]) == (1, 1)
+    assert opened["expires_at"] - opened["created_at"] == 7 * 86400
+
+    assert login(link, "carol@partner.example.org").status_code == 200
+    assert invite_id not in cli("invites").stdout
+    again = requests.get(link, allow_redirects=False, timeout=5)
+    assert again.status_code == 400
+    assert "already used" in again.text
+
+
+def test_uninvite_withdraws_the_link(cli):
+    link = cli.invite("cli-withdrawn")
+    invite_id = invitation_id(link)
+
+    result = cli("uninvite", invite_id)
+    assert result.stdout.strip() == f"Invitation {invite_id} revoked."
+    page = requests.get(link, allow_redirects=False, timeout=5)
+    assert page.status_code == 400
+    assert re.search(r"withdrawn|not valid", page.text)
+    assert "Nothing was stored" in page.text
+
+    again, listed = cli.parallel(["uninvite", invite_id], ["invites", "--json"])
+    assert again.returncode == 3
+    assert f"No invitation {invite_id}" in again.stderr
+    assert again.stdout == ""
+    assert invite_id not in [i["id"] for i in json.loads(listed.stdout)]
+
+
+def test_uninvite_while_the_person_is_at_webex_stops_the_login(broker, cli):
+    link = cli.invite("cli-midway")
+    start = requests.get(link, allow_redirects=False, timeout=5)
+    assert start.status_code == 302
+
+    cli("uninvite", invitation_id(link))
+    page = consent(start.headers["Location"], "bob@example.com")
+    assert page.status_code == 400
+    assert "withdrawn" in page.text
+    assert not {f"{PREFIX}/tokens/cli-midway", f"{PREFIX}/refresh/cli-midway"} & secret_names(broker)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["cli-zero", "--uses", "0"], ["cli-expired", "--expires", "0"], [""]],
+    ids=["uses-0", "expires-0", "empty-name"],
+)
+def test_invite_rejects_a_link_that_can_never_work(cli, args):
+    result = cli("invite", *args, expect=None)
+    assert result.returncode == 2, result.stdout
+
+
+# --- list and show -------------------------------------------------------------------------------
+
+
+def test_list_and_show(broker, cli, connected):
+    table, listing, text, details = cli.parallel(
+        ["list"], ["list", "--json"], ["show", "cli-shown"], ["show", "cli-shown", "--json"]
+    )
+
+    lines = table.stdout.splitlines()
+    assert columns(lines[0]) == LIST_HEADERS
+    row = next(columns(line) for line in lines[1:] if line.startswith("cli-shown "))
+    assert row[:3] == ["cli-shown", "bob@example.com", "active"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", value) for value in row[3:6])
+
+    listed = json.loads(listing.stdout)
+    assert isinstance(listed, list)
+    assert all({"connection", "person", "status"} <= set(entry) for entry in listed)
+    entry = next(e for e in listed if e["connection"] == "cli-shown")
+    assert (entry["person"], entry["status"]) == ("bob@example.com", "active")
+    assert {e["connection"] for e in listed} >= set(CONNECTIONS)
+
+    arn = broker.boto3("secretsmanager").describe_secret(SecretId=f"{PREFIX}/tokens/cli-shown")["ARN"]
+    shown = dict(line.strip().split(": ", 1) for line in text.stdout.splitlines() if ": " in line)
+    assert shown["connection"] == "cli-shown"
+    assert shown["status"] == "active"
+    assert shown["secret_name"] == f"{PREFIX}/tokens/cli-shown"
+    assert shown["secret_arn"] == arn
+    assert shown["secret_arn"].startswith("arn:aws:secretsmanager:")
+
+    details = json.loads(details.stdout)
+    assert details["connection"] == "cli-shown"
+    assert details["person"] == "bob@example.com"
+    assert details["display_name"] == "Bob Brown"
+    assert details["status"] == "active"
+    assert details["secret_name"] == f"{PREFIX}/tokens/cli-shown"
+    assert details["secret_arn"] == arn
+    assert details["scopes"] == ["spark:kms", "spark:people_read"]
+    assert details["consecutive_failures"] == 0
+    token = secret(broker, f"{PREFIX}/tokens/cli-shown")["access_token"]
+    assert token not in text.stdout + json.dumps(details)
+
+
+def test_show_unknown_connection(cli):
+    result = cli("show", "cli-nobody", expect=3)
+    assert result.stdout == ""
+    assert "No connection named 'cli-nobody'" in result.stderr
+    assert "webex-broker list" in result.stderr
+
+
+# --- refresh -------------------------------------------------------------------------------------
+
+
+def test_refresh_one_connection_and_the_due_run(broker, cli, connected):
+    result = cli("refresh", "cli-refreshed")
+    answer = json.loads(result.stdout)
+    assert answer["connection"] == "cli-refreshed"
+    assert answer["outcome"] in ("refreshed", "unchanged")
+    assert answer["status"] == "active"
+    assert ISO_Z.fullmatch(answer["expires_at"])
+    assert secret(broker, f"{PREFIX}/tokens/cli-refreshed")["access_token"] not in result.stdout
+
+    report = cli.json("refresh", "--due")
+    assert set(report) >= {"refreshed", "failed", "failures", "outcomes", "stopped_early"}
+    assert report["failed"] == 0
+    assert report["failures"] == {}
+    assert report["refreshed"] >= 1, "every connection here is due (the simulator's tokens live 10 minutes)"
+
+
+def test_refresh_unknown_connection(cli):
+    result = cli("refresh", "cli-nobody", expect=3)
+    assert "No connection named 'cli-nobody'" in result.stderr
+    assert json.loads(result.stdout) == {"connection": "cli-nobody", "message": "No such connection."}
+
+
+def test_refresh_needs_a_name_or_due(cli):
+    for result in cli.parallel(["refresh"], ["refresh", "cli-refreshed", "--due"]):
+        assert result.returncode == 2
+        assert "Give a connection NAME or --due." in result.stderr
+        assert result.stdout == ""
+
+
+def test_refresh_of_a_grant_revoked_at_webex_exits_6_and_marks_reauth(broker, cli, connected):
+    refresh_token = secret(broker, f"{PREFIX}/refresh/cli-revoked-grant")["refresh_token"]
+    revoked = requests.post(f"{broker.webex_url}/_sim/revoke", json={"refresh_token": refresh_token}, timeout=5)
+    assert revoked.json() == {"revoked": 1}
+
+    result = cli("refresh", "cli-revoked-grant", expect=6)
+    assert "must authorize again" in result.stderr
+    answer = last_json_object(result.stdout)
+    assert (answer["outcome"], answer["status"]) == ("permanent", "reauth_required")
+    assert refresh_token not in result.stdout + result.stderr
+    assert cli.json("show", "cli-revoked-grant", "--json")["status"] == "reauth_required"
+
+
+def test_refresh_refused_by_webex_exits_6_then_a_new_invitation_recovers(broker, cli, connected, sim):
+    sim(endpoint="access_token", status=400, error="invalid_grant", times=1)
+
+    result = cli("refresh", "cli-reauth", expect=6)
+    assert "must authorize again" in result.stderr
+    assert last_json_object(result.stdout)["status"] == "reauth_required"
+
+    shown, listed = cli.parallel(["show", "cli-reauth"], ["invites", "--json"])
+    assert re.search(r"^ +status: reauth_required$", shown.stdout, re.MULTILINE)
+    assert re.search(r"^ +last_error: invalid_grant$", shown.stdout, re.MULTILINE)
+    reauth = [i for i in json.loads(listed.stdout) if i["connection"] == "cli-reauth"]
+    assert [(i["email"], i["max_uses"]) for i in reauth] == [("alice@example.com", 1)], (
+        "the refresher left a single-use re-authorization invitation for the same person"
+    )
+
+    assert login(cli.invite("cli-reauth", "--email", "alice@example.com"), "alice@example.com").status_code == 200
+    assert cli.json("show", "cli-reauth", "--json")["status"] == "active"
+
+
+def test_refresh_during_a_webex_outage_exits_6_and_keeps_the_connection_active(cli, connected, sim):
+    sim(endpoint="access_token", status=503, times=3, retry_after="0.05")
+
+    result = cli("refresh", "cli-outage", expect=6)
+    assert "unavailable" in result.stderr
+    answer = last_json_object(result.stdout)
+    assert (answer["outcome"], answer["status"]) == ("transient", "active")
+    details = cli.json("show", "cli-outage", "--json")
+    assert details["status"] == "active"
+    assert details["consecutive_failures"] == 1
+
+
+def test_a_failed_refresh_prints_only_json_on_stdout(cli, connected, sim):
+    sim(endpoint="access_token", status=400, error="invalid_grant", times=1)
+    result = cli("refresh", "cli-clean-stdout", expect=6)
+    assert json.loads(result.stdout)["status"] == "reauth_required"
+
+
+# --- token and reader-policy ---------------------------------------------------------------------
+
+
+def test_token_prints_the_consumer_secrets_access_token(broker, cli, connected):
+    result, missing = cli.parallel(["token", "cli-token"], ["token", "cli-nobody"])
+    assert result.returncode == 0
+    assert result.stdout == secret(broker, f"{PREFIX}/tokens/cli-token")["access_token"] + "\n"
+    assert result.stderr == ""
+    people = requests.get(
+        f"{broker.webex_url}/people/me", headers={"Authorization": f"Bearer {result.stdout.strip()}"}, timeout=5
+    )
+    assert people.json()["displayName"] == "Bob Brown"
+
+    assert missing.returncode == 3
+    assert missing.stdout == ""
+    assert "No connection named 'cli-nobody'" in missing.stderr
+
+
+def test_reader_policy_allows_reading_one_secret_only(broker, cli, connected):
+    found, missing = cli.parallel(["reader-policy", "cli-policy"], ["reader-policy", "cli-nobody"])
+    arn = broker.boto3("secretsmanager").describe_secret(SecretId=f"{PREFIX}/tokens/cli-policy")["ARN"]
+
+    policy = json.loads(found.stdout)
+    assert policy["Version"] == "2012-10-17"
+    [statement] = policy["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Resource"] == arn
+    assert arn.startswith("arn:aws:secretsmanager:")
+    assert f":secret:{PREFIX}/tokens/cli-policy-" in arn
+    assert sorted(statement["Action"]) == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
+    assert "refresh" not in json.dumps(policy)
+
+    assert missing.returncode == 3
+    assert missing.stdout == ""
+
+
+# --- revoke --------------------------------------------------------------------------------------
+
+
+def test_revoke(broker, cli, connected):
+    names = [f"{PREFIX}/tokens/cli-revoked", f"{PREFIX}/refresh/cli-revoked"]
+    sm = broker.boto3("secretsmanager")
+
+    refused, unknown = cli.parallel(["revoke", "cli-revoked"], ["revoke", "cli-nobody", "--yes"])
+    assert refused.returncode == 2, "stdin is /dev/null: not a terminal, so no confirmation without --yes"
+    assert "--yes" in refused.stderr
+    assert unknown.returncode == 3
+    assert "No connection named 'cli-nobody'" in unknown.stderr
+    assert all("DeletedDate" not in sm.describe_secret(SecretId=name) for name in names)
+
+    leftover = cli("invite", "cli-revoked").stdout.strip()
+    result = cli("revoke", "cli-revoked", "--yes")
+    assert re.search(r"Withdrew [12] invitation\(s\)", result.stdout), "the used one and the leftover"
+    assert invitation_id(leftover) not in [i["id"] for i in json.loads(cli("invites", "--json").stdout)]
+    for name in names:
+        assert f"Scheduled {name} for deletion" in result.stdout
+        assert "DeletedDate" in sm.describe_secret(SecretId=name)
+    assert "Connection 'cli-revoked' removed" in result.stdout
+    assert re.search(r"person can remove it .*or an org admin can revoke it", result.stdout, re.DOTALL)
+    assert "cannot do that for them" in result.stdout
+
+    listed, again = cli.parallel(["list", "--json"], ["revoke", "cli-revoked", "--yes"])
+    assert "cli-revoked" not in [row["connection"] for row in json.loads(listed.stdout)]
+    assert "cli-shown" in [row["connection"] for row in json.loads(listed.stdout)]
+    assert again.returncode == 3
+    assert "No connection named 'cli-revoked'" in again.stderr
+
+
+# --- which broker --------------------------------------------------------------------------------
+
+
+def test_no_local_stack(tmp_path):
+    env = clean_env(WEBEX_BROKER_LOCAL_STATE=str(tmp_path / "nothing-here.json"))
+    for args in (["list"], ["invite", "x"], ["show", "x"], ["refresh", "--due"]):
+        result = run_cli(*args, env=env)
+        assert result.returncode == 4, result.stderr
+        assert "make run" in result.stderr
+        assert result.stdout == ""
+
+
+def test_stale_state_file_of_a_stopped_stack(tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    state = tmp_path / "local.json"
+    state.write_text(json.dumps({"pid": int(finished.stdout), "broker_url": "http://127.0.0.1:9", "environment": {}}))
+    result = run_cli("list", env=clean_env(WEBEX_BROKER_LOCAL_STATE=str(state)))
+    assert result.returncode == 4
+    assert "make run" in result.stderr
+
+
+def test_stack_without_aws_credentials(tmp_path):
+    env = clean_env(
+        WEBEX_BROKER_LOCAL_STATE=str(tmp_path / "none.json"),
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    result = run_cli("--stack", "webex-token-broker", "list", env=env)
+    assert result.returncode == 5, result.stderr
+    assert "credentials" in result.stderr.lower()
+    assert result.stdout == ""
+
+
+def test_stack_that_does_not_exist(broker):
+    env = clean_env(**broker.aws_env())
+    result = run_cli("--stack", "cli-no-such-stack", "list", env=env)
+    assert result.returncode == 4, result.stderr
+    assert "No stack named cli-no-such-stack" in result.stderr
+
+
+def _create_stack(broker: RunningBroker, name: str, outputs: dict[str, str], parameters: dict[str, str]) -> None:
+    template = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Parameters": {key: {"Type": "String"} for key in parameters},
+        "Resources": {"Nothing": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    broker.boto3("cloudformation").create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+    )
+
+
+def _broker_stack_outputs(broker: RunningBroker) -> dict[str, str]:
+    """The outputs a deployed broker stack has, pointing at the local stack's tables and secrets."""
+    local = json.loads(Path(broker.state_file).read_text())["environment"]
+    return {
+        "LoginUrl": f"{broker.base_url}/authorize",
+        "TokenSecretPrefix": f"{local['SECRET_PREFIX']}/tokens/",
+        "ConnectionsTableName": local["CONNECTIONS_TABLE"],
+        "StateTableName": local["STATE_TABLE"],
+        "InvitationsTableName": local["INVITATIONS_TABLE"],
+        "ClientSecretArn": local["CLIENT_SECRET_ARN"],
+        "AccessMode": local["ACCESS_MODE"],
+    }
+
+
+@pytest.fixture(scope="module")
+def broker_stack(broker) -> str:
+    """A CloudFormation stack in the local moto with a broker's outputs, naming the local stack's tables."""
+    _create_stack(broker, "cli-broker-stack", _broker_stack_outputs(broker), {"WebexApiBaseUrl": broker.webex_url})
+    return "cli-broker-stack"
+
+
+def test_stack_that_is_not_a_broker(broker):
+    _create_stack(broker, "cli-other-stack", {"Something": "else"}, {})
+    result = run_cli("--stack", "cli-other-stack", "list", env=clean_env(**broker.aws_env()))
+    assert result.returncode == 4, result.stderr
+    assert "not a Webex Token Broker stack" in result.stderr
+
+
+def test_stack_found_through_its_cloudformation_outputs(broker, connected, broker_stack):
+    stack = ["--stack", broker_stack]
+    shown, link, token, refreshed = run_parallel(
+        [
+            [*stack, "show", "cli-via-stack", "--json"],
+            [*stack, "invite", "cli-via-stack-2"],
+            [*stack, "token", "cli-via-stack"],
+            [*stack, "refresh", "cli-via-stack"],
+        ],
+        env=clean_env(**broker.aws_env()),
+    )
+    assert [r.returncode for r in (shown, link, token, refreshed)] == [0, 0, 0, 0], refreshed.stderr
+    details = json.loads(shown.stdout)
+    assert details["person"] == "bob@example.com"
+    assert details["secret_name"] == f"{PREFIX}/tokens/cli-via-stack"
+    assert link.stdout.startswith(f"{broker.base_url}/authorize?invite=")
+    assert token.stdout.strip() == secret(broker, f"{PREFIX}/tokens/cli-via-stack")["access_token"]
+    assert last_json_object(refreshed.stdout)["status"] == "active"
+
+
+def test_stack_refresh_prints_only_json_on_stdout(broker, connected, broker_stack):
+    result = run_cli("--stack", broker_stack, "refresh", "cli-via-stack", env=clean_env(**broker.aws_env()))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "active"
