@@ -110,6 +110,8 @@ class LocalResolver:
                 return any(self.resolve(a) for a in arg)
             case "Condition":
                 return self.condition(arg)
+            case "Fn::GetAtt":
+                return self.values[arg if isinstance(arg, str) else ".".join(arg)]
             case "Fn::Sub":
                 text, extra = (arg, {}) if isinstance(arg, str) else arg
                 names = {**self.values, **{k: self.resolve(v) for k, v in extra.items()}}

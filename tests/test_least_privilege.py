@@ -1,0 +1,148 @@
+"""Each function's IAM policy in template.yaml allows exactly what its code calls: every AWS call the
+handlers make in these flows is checked against the function's own statements, and every statement
+is used by some flow (no spare permissions)."""
+
+import fnmatch
+from contextlib import contextmanager
+
+import botocore.client
+import pytest
+
+from devstack.lambda_runtime import LambdaContext
+from devstack.template import LocalResolver, function_definitions
+from tests.conftest import PREFIX, reset_broker_caches
+
+ACCOUNT = "arn:aws:{service}:us-east-1:123456789012"
+TABLES = {"StateTable", "ConnectionsTable", "InvitationsTable"}
+
+
+class CallRecorder:
+    """Every AWS API call, attributed to the function whose code made it."""
+
+    def __init__(self):
+        self.current: str | None = None
+        self.calls: dict[str, set[tuple[str, str]]] = {}
+
+    @contextmanager
+    def running(self, function: str):
+        """As a fresh Lambda: nothing cached from another function's calls."""
+        reset_broker_caches()
+        self.current = function
+        try:
+            yield
+        finally:
+            self.current = None
+
+    def record(self, service: str, operation: str, params: dict) -> None:
+        if self.current:
+            action = f"{service}:{operation}"
+            self.calls.setdefault(self.current, set()).add((action, resource_of(service, params)))
+
+
+def resource_of(service: str, params: dict) -> str:
+    if service == "dynamodb":
+        arn = ACCOUNT.format(service="dynamodb") + f":table/{params['TableName']}"
+        return arn + (f"/index/{params['IndexName']}" if "IndexName" in params else "")
+    if service == "secretsmanager":
+        secret = params.get("SecretId") or params["Name"]
+        return (
+            secret
+            if secret.startswith("arn:")
+            else ACCOUNT.format(service="secretsmanager") + f":secret:{secret}-AbCdEf"
+        )
+    if service == "events":
+        return ACCOUNT.format(service="events") + ":event-bus/" + params["Entries"][0].get("EventBusName", "default")
+    raise AssertionError(f"unexpected service {service}")
+
+
+@pytest.fixture
+def recorder(broker, monkeypatch):
+    recorder = CallRecorder()
+    real = botocore.client.BaseClient._make_api_call
+
+    def recording(client, operation, params):
+        service = client.meta.service_model.signing_name
+        recorder.record({"secretsmanager": "secretsmanager"}.get(service, service), operation, params)
+        return real(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    return recorder
+
+
+def policies(client_secret_arn: str) -> dict[str, list[dict]]:
+    """Each function's statements, resolved for this test account."""
+    values = {f"{t}.Arn": ACCOUNT.format(service="dynamodb") + f":table/{t}" for t in TABLES}
+    values |= {t: t for t in TABLES}
+    resolver = LocalResolver(
+        parameters={"SecretPrefix": PREFIX, "ExistingClientSecretArn": client_secret_arn},
+        resources=values,
+        stack_name="test-broker",
+    )
+    return {name: resolver.resolve(props["Policies"][0]["Statement"]) for name, props in function_definitions().items()}
+
+
+def allowed(statements: list[dict], action: str, resource: str) -> dict | None:
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if action in actions and any(fnmatch.fnmatchcase(resource, pattern) for pattern in resources):
+            return statement
+    return None
+
+
+def test_every_call_is_allowed_and_every_permission_is_used(broker, recorder, monkeypatch):
+    import os
+
+    from authorize import handler as authorize
+    from callback import handler as callback
+    from refresh_connection import handler as refresh_connection
+    from refresher import handler as refresher
+
+    broker.webex.access_token_ttl = 3600  # due at once
+
+    def login(person: str, invite: str | None = None) -> dict:
+        with recorder.running("AuthorizeFunction"):
+            start = authorize(broker.event("authorize", {"invite": invite} if invite else None), LambdaContext())
+        query = broker.consent(start["headers"]["Location"], person=person)
+        with recorder.running("CallbackFunction"):
+            return callback(broker.event("callback", query), LambdaContext())
+
+    # Every flow, in both access modes, including the failure paths that touch other resources.
+    assert login("alice@example.com")["statusCode"] == 200
+    monkeypatch.setenv("ACCESS_MODE", "invite")
+    reset_broker_caches()
+    assert login("bob@example.com", broker.invite("reports"))["statusCode"] == 200
+    broker.secrets.delete_secret(SecretId=f"{PREFIX}/tokens/reports", RecoveryWindowInDays=7)
+    assert login("bob@example.com", broker.invite("reports"))["statusCode"] == 200, "restores a deleted secret"
+    broker.webex.rotate_refresh_tokens = True
+    broker.webex.same_token_window = 0
+    broker.webex.inject("access_token", 400, error="invalid_grant")  # one of the two: reauth, event, invitation
+    with recorder.running("RefresherFunction"):
+        result = refresher(broker.event("refresher"), LambdaContext(timeout_seconds=900))
+    assert result["outcomes"] == {"permanent": 1, "refreshed": 1}
+    event = broker.event("refresh_connection")
+    for name, fault, status in (("reports", True, 409), ("alice@example.com", False, 200)):
+        event["pathParameters"] = {"name": name}
+        if fault:
+            broker.webex.inject("access_token", 400, error="invalid_grant")
+        with recorder.running("RefreshConnectionFunction"):
+            assert refresh_connection(event, LambdaContext())["statusCode"] == status
+    with monkeypatch.context() as failing:
+        from webex_broker import login as login_module
+
+        failing.setattr(login_module, "write_consumer_secret", lambda *a, **k: (_ for _ in ()).throw(RuntimeError()))
+        assert login("carol@partner.example.org", broker.invite("partners"))["statusCode"] == 500
+
+    statements = policies(os.environ["CLIENT_SECRET_ARN"])
+    refused = []
+    used = {name: set() for name in statements}
+    for function, calls in recorder.calls.items():
+        for action, resource in sorted(calls):
+            statement = allowed(statements[function], action, resource)
+            if statement is None:
+                refused.append(f"{function}: {action} on {resource}")
+            else:
+                used[function].add(statement["Sid"])
+    assert refused == [], "calls the template does not allow"
+    spare = {f: sorted({s["Sid"] for s in statements[f]} - used[f]) for f in statements}
+    assert spare == {f: [] for f in statements}, "permissions no flow needed"
