@@ -82,3 +82,40 @@ def test_webex_outage_is_503(alice, monkeypatch):
     status, body = refresh_route(alice, ALICE)
     assert status == 503
     assert body["status"] == "active"
+
+
+def test_a_connection_whose_login_has_not_finished_is_409_and_untouched(broker):
+    from webex_broker.connections import ConnectionsTable
+
+    table = ConnectionsTable("ConnectionsTable")
+    assert table.claim("half-done", person_id="someone", email="someone@example.com", now=int(time.time()))
+    before = table.get("half-done")
+    status, body = refresh_route(broker, "half-done")
+    assert status == 409
+    assert body["status"] == "pending"
+    assert table.get("half-done") == before, "no error recorded on a connection that has no token yet"
+
+
+def test_on_demand_failures_reach_the_alarm_metrics(alice, capsys):
+    alice.webex.inject("access_token", 400, error="invalid_grant")
+    assert refresh_route(alice, ALICE)[0] == 409
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert any("ReauthRequired" in doc for doc in emf), "flushed by the handler, not left in a buffer"
+
+
+def test_webex_retries_stop_before_the_function_times_out(alice, monkeypatch):
+    from refresh_connection import handler
+
+    slept = []
+    from webex_broker.refresh import Refresher
+
+    real_init = Refresher.__init__
+    monkeypatch.setattr(Refresher, "__init__", lambda self, **kw: real_init(self, **{"sleep": slept.append, **kw}))
+    alice.webex.inject("access_token", 429, times=3)  # no Retry-After: the default wait is 15 s
+    event = alice.event("refresh_connection")
+    event["pathParameters"] = {"name": ALICE}
+    response = handler(event, LambdaContext(function_name="refresh-connection", timeout_seconds=20))
+    assert response["statusCode"] == 503, "answered in time, not killed mid-wait"
+    assert [s for s in slept if s >= 1] == [], "a 15 s wait plus another call would not fit in 20 s"
+    assert alice.connection(ALICE)["last_error_class"] == "transient"
+    assert "lease_owner" not in alice.connection(ALICE)

@@ -509,3 +509,29 @@ def test_consecutive_failures_feed_the_failure_alarm(short_lived, sleeps, capsys
         broker.refresh()
     assert emf_values(capsys.readouterr().out, "MaxConsecutiveFailures") == [1, 2]
     assert broker.connection(ALICE)["consecutive_failures"] == 2
+
+
+def test_reauth_event_is_published_even_when_no_link_can_be_made(short_lived, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from webex_broker.invitations import InvitationStore
+
+    broker = short_lived
+    broker.login(ALICE)
+    broker.dynamodb.update_item(
+        TableName="ConnectionsTable",
+        Key={"connection": {"S": ALICE}},
+        UpdateExpression="SET login_base_url = :url",
+        ExpressionAttributeValues={":url": {"S": "https://broker.example.com"}},
+    )
+    broker.events()
+
+    def refuse(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "PutItem")
+
+    monkeypatch.setattr(InvitationStore, "create", refuse)
+    broker.webex.inject("access_token", 400, error="invalid_grant")
+    assert broker.refresh()["failures"] == {ALICE: "permanent"}
+    [event] = broker.events()
+    assert event["detail-type"] == "Connection Reauthorization Required"
+    assert "login_url" not in event["detail"]

@@ -228,6 +228,8 @@ def cmd_reader_policy(args, target: Target) -> None:
 
     _row(args.name)
     arn = secret_arn(SecretNames(load_settings().secret_prefix).consumer(args.name))
+    if arn is None:
+        raise CommandError(f"Connection {args.name!r} has no token secret yet.", EXIT_NOT_FOUND)
     policy = {
         "Version": "2012-10-17",
         "Statement": [

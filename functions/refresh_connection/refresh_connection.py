@@ -3,12 +3,13 @@
 from urllib.parse import unquote
 
 from webex_broker import web
-from webex_broker.observability import logger
+from webex_broker.observability import logger, metrics
 from webex_broker.on_demand import refresh_connection
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context) -> dict:
     name = unquote(event["pathParameters"]["name"])
-    answer = refresh_connection(name)
+    answer = refresh_connection(name, remaining_ms=context.get_remaining_time_in_millis)
     return web.json_response(answer.http_status, answer.body)

@@ -1,10 +1,12 @@
 """On-demand refresh, for a workload that just got a 401 and for the admin CLI: the same lease and
 the same steps as the scheduled run, answered with status and expiry only (never a token)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from webex_broker.connections import ConnectionsTable
+from webex_broker.connections import PENDING, ConnectionsTable
+from webex_broker.observability import metrics
 from webex_broker.refresh import Outcome, Refresher
 from webex_broker.settings import load_settings
 from webex_broker.token_documents import iso
@@ -16,10 +18,15 @@ class RefreshAnswer:
     body: dict
 
 
-def refresh_connection(name: str, refresher: Refresher | None = None) -> RefreshAnswer:
-    if ConnectionsTable(load_settings().connections_table).get(name) is None:
+def refresh_connection(name: str, *, remaining_ms: Callable[[], int] | None = None) -> RefreshAnswer:
+    """remaining_ms bounds Webex retries to the caller's time (the function's timeout)."""
+    row = ConnectionsTable(load_settings().connections_table).get(name)
+    if row is None:
         return RefreshAnswer(404, {"connection": name, "message": "No such connection."})
-    outcome, row = (refresher or Refresher()).refresh_one(name, force=True)
+    if row.get("status") == PENDING:
+        return RefreshAnswer(409, {"connection": name, "status": PENDING, "message": "Not connected yet."})
+    metrics.add_metric(name="OnDemandRefreshes", unit="Count", value=1)
+    outcome, row = Refresher().refresh_one(name, force=True, remaining_ms=remaining_ms)
     body = {"connection": name, "outcome": outcome.value}
     if row:
         body["status"] = row.get("status")

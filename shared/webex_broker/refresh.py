@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker import aws, events, schedule, webex
 from webex_broker.client_credentials import load_client_credentials
-from webex_broker.connections import ACTIVE, REAUTH_REQUIRED, ConnectionsTable, epoch
+from webex_broker.connections import ACTIVE, PENDING, REAUTH_REQUIRED, ConnectionsTable, epoch
 from webex_broker.invitations import InvitationStore, invitation_link
 from webex_broker.observability import logger, metrics
 from webex_broker.rate_limit import RateLimiter
@@ -34,6 +34,7 @@ from webex_broker.settings import RefreshPolicy, load_settings
 from webex_broker.token_documents import RefreshMaterial, TokenRecord, fingerprint
 
 REAUTH_LINK_SECONDS = 7 * 86400
+RETRY_TIME_MARGIN_SECONDS = 5
 
 
 class Outcome(StrEnum):
@@ -114,11 +115,14 @@ class Refresher:
         self._owner = owner or f"refresher-{uuid.uuid4()}"
         self._writes = RateLimiter(self.policy.write_rate, sleep=self._sleep)
         self._halted = threading.Event()
+        self._remaining_ms: Callable[[], int] | None = None
+        self._webex_timeout = settings.webex_timeout_seconds
 
     # --- a whole run --------------------------------------------------------------------------
 
     def run(self, *, remaining_ms: Callable[[], int]) -> RunReport:
         """Refresh what is due with bounded concurrency; stop starting work when time runs short."""
+        self._remaining_ms = remaining_ms
         now = epoch(self._clock())
         report = RunReport(risk_horizon=now + self.policy.run_interval_seconds + self.policy.safety_margin_seconds)
         margin_ms = self.policy.time_margin_seconds * 1000
@@ -154,8 +158,13 @@ class Refresher:
 
     # --- one connection -------------------------------------------------------------------------
 
-    def refresh_one(self, connection: str, *, force: bool = False) -> tuple[Outcome, dict | None]:
-        """Refresh one connection under its lease. `force` (on-demand) skips the due check, not the lease."""
+    def refresh_one(
+        self, connection: str, *, force: bool = False, remaining_ms: Callable[[], int] | None = None
+    ) -> tuple[Outcome, dict | None]:
+        """Refresh one connection under its lease. `force` (on-demand) skips the due check, not the lease.
+        A connection whose first login has not finished (`pending`) has nothing to refresh."""
+        if remaining_ms is not None:
+            self._remaining_ms = remaining_ms
         now = self._clock()
         row = self._table.acquire(
             connection, owner=self._owner, now=epoch(now), lease_seconds=self.policy.lease_seconds
@@ -163,7 +172,8 @@ class Refresher:
         if row is None:
             return Outcome.SKIPPED, None
         with logger.append_context_keys(connection=connection):
-            if not force and (row.get("status") != ACTIVE or int(row.get("next_refresh_at", 0)) > epoch(now)):
+            not_due = row.get("status") != ACTIVE or int(row.get("next_refresh_at", 0)) > epoch(now)
+            if row.get("status") == PENDING or (not_due and not force):
                 self._table.release(connection, owner=self._owner)
                 return Outcome.SKIPPED, row
             try:
@@ -214,9 +224,19 @@ class Refresher:
                 if exc.kind != webex.FailureKind.TRANSIENT or attempt == self.policy.max_attempts:
                     raise
                 delay = self._retry_delay(exc, attempt)
+                if not self._time_for(delay):
+                    raise
                 logger.info("Retrying Webex", extra={"attempt": attempt, "delay_s": round(delay, 2), "error": exc.code})
                 self._sleep(delay)
         raise AssertionError("unreachable")
+
+    def _time_for(self, delay: float) -> bool:
+        """Whether waiting `delay` and one more Webex call still fit in this invocation, with room to
+        record the outcome: a Lambda killed mid-retry would leave its lease held and nothing recorded."""
+        if self._remaining_ms is None:
+            return True
+        needed_ms = (delay + self._webex_timeout + RETRY_TIME_MARGIN_SECONDS) * 1000
+        return self._remaining_ms() > needed_ms
 
     def _retry_delay(self, exc: webex.WebexError, attempt: int) -> float:
         if exc.status == 429:
@@ -255,9 +275,13 @@ class Refresher:
         base = row.get("login_base_url")
         if not (self._invitations and base):
             return None
-        _, token = self._invitations.create(
-            row["connection"], email=row.get("email"), ttl_seconds=REAUTH_LINK_SECONDS, max_uses=1, now=epoch(now)
-        )
+        try:
+            _, token = self._invitations.create(
+                row["connection"], email=row.get("email"), ttl_seconds=REAUTH_LINK_SECONDS, max_uses=1, now=epoch(now)
+            )
+        except (ClientError, BotoCoreError) as exc:  # the event matters more than the link in it
+            logger.error("Could not create a reauthorization link", extra={"error": aws.error_code(exc)})
+            return None
         return invitation_link(base, token)
 
     def _record_transient(self, connection: str, row: dict, code: str, tracking_id: str, now: datetime) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-READY_SECONDS = 30
+READY_SECONDS = 60
 
 
 def free_port() -> int:
@@ -100,7 +100,7 @@ def start_local_broker(**env: str) -> RunningBroker:
 
 def stop_local_broker(broker: RunningBroker) -> int:
     broker.process.send_signal(signal.SIGTERM)
-    return broker.process.wait(timeout=15)
+    return broker.process.wait(timeout=30)
 
 
 @pytest.fixture
