@@ -650,3 +650,20 @@ def test_stack_refresh_prints_only_json_on_stdout(broker, connected, broker_stac
     result = run_cli("--stack", broker_stack, "refresh", "cli-via-stack", env=clean_env(**broker.aws_env()))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "active"
+
+
+def test_commands_on_a_connection_whose_login_never_finished(broker, cli):
+    """A `pending` row (a login that crashed before storing its tokens) has no secret to read or grant."""
+    broker.boto3("dynamodb").put_item(
+        TableName=f"{PREFIX}-connections",
+        Item={"connection": {"S": "cli-pending"}, "status": {"S": "pending"}, "person_id": {"S": "p"}},
+    )
+    policy, token, refresh = cli.parallel(
+        ["reader-policy", "cli-pending"], ["token", "cli-pending"], ["refresh", "cli-pending"]
+    )
+    assert policy.returncode == 3, policy.stdout
+    assert "no token secret yet" in policy.stderr
+    assert policy.stdout == ""
+    assert token.returncode == 3
+    assert refresh.returncode == 6
+    assert json.loads(refresh.stdout)["status"] == "pending"
