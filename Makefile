@@ -10,12 +10,13 @@ PYTHON313 ?= $(shell for p in $$(command -v python3.13) $${PYENV_ROOT:-$$HOME/.p
 export PATH := $(CURDIR)/$(BIN):$(dir $(PYTHON313)):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv run test lint unit validate build bench clean browser-deps
+.PHONY: help venv run test lint unit validate build bench bench-smoke clean browser-deps
 
 help:
 	@echo "make run    - the whole broker locally (embedded AWS + Webex simulator)"
-	@echo "make test   - every check: ruff, pytest, sam validate (both forms), cfn-lint, sam build"
-	@echo "make bench  - performance figures"
+	@echo "make test   - every check: ruff, pytest, sam validate (both forms), cfn-lint, sam build, bench-smoke"
+	@echo "make bench  - performance figures: cold start, warm overhead, refresh throughput, size, memory, cost (~8 min)"
+	@echo "make bench-smoke - the same benchmark at tiny sizes (< 1 min): proves it still runs"
 	@echo "make browser-deps - Debian's headless Chromium for the browser test (apt-get install chromium)"
 
 $(BIN)/.installed: requirements-dev.txt pyproject.toml
@@ -45,7 +46,14 @@ build: venv
 run: venv
 	$(BIN)/python -m devstack.runner
 
-test: lint unit validate build
+# Tables on stdout, JSON in bench/results/ (gitignored); exits non-zero only if a section crashed.
+bench: venv
+	$(BIN)/python -m bench.run
+
+bench-smoke: venv
+	$(BIN)/python -m bench.run --smoke
+
+test: lint unit validate build bench-smoke
 
 # The browser test drives Debian's chromium; Playwright's own browser download is not used.
 browser-deps:

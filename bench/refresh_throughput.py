@@ -11,12 +11,12 @@ every refresh (so every refresh writes, the expensive case).
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from devstack.lambda_runtime import cold_start
@@ -73,30 +73,108 @@ def configure(aws_url: str, webex_url: str, *, concurrency: int, write_rate: flo
     )
 
 
+def _doc(document: dict) -> str:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
 def seed(sim: WebexSimulator, size: int, run: int) -> None:
-    """size connections, all due now, each with its own Webex grant and both secrets."""
+    """size connections, all due now, each with its own Webex grant and both secrets.
+
+    The secrets hold the documents the broker writes, created in bulk by bench/aws_server.py (one
+    request per 1,000 secrets rather than two moto calls each); the rows are the items the broker's
+    own ConnectionsTable.record_login writes."""
+    import requests
+
+    from webex_broker import aws
     from webex_broker.connections import ConnectionsTable
-    from webex_broker.secret_store import SecretNames, write_consumer_secret, write_refresh_material
+    from webex_broker.secret_store import SecretNames
     from webex_broker.token_documents import TokenRecord
     from webex_broker.webex import Person, TokenGrant, utc_now
 
     names = SecretNames(f"{PREFIX}{run}")
-    table = ConnectionsTable(f"connections-{run}")
+    table_name = f"connections-{run}"
+    table = ConnectionsTable(table_name)
     now = utc_now()
 
-    def one(i: int) -> None:
+    records = []
+    for i in range(size):
         body = sim.issue_grant(CLIENT_ID, "alice@example.com", ["spark:people_read"])
         person = Person(
             id=f"person-{i}", email=f"user{i}@example.com", display_name=f"User {i}", org_id="org", type="person"
         )
         grant = TokenGrant(body["access_token"], now, body["refresh_token"], None, "Bearer", ("spark:people_read",))
-        record = TokenRecord(person.email, person, grant, now)
-        write_refresh_material(record.refresh_material(), names, now=now)
-        arn = write_consumer_secret(record, names)
-        table.record_login(record, consumer_secret_arn=arn, next_refresh_at=int(now.timestamp()) - 1)
+        records.append(TokenRecord(person.email, person, grant, now))
 
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(one, range(size)))
+    arns = []
+    for start in range(0, size, 1000):
+        chunk = records[start : start + 1000]
+        secrets = []
+        for record in chunk:
+            secrets.append(
+                {
+                    "name": names.refresh(record.connection),
+                    "secret_string": _doc(record.refresh_material().document(updated_at=now)),
+                }
+            )
+            secrets.append(
+                {"name": names.consumer(record.connection), "secret_string": _doc(record.consumer_document())}
+            )
+        response = requests.post(
+            f"{os.environ['AWS_ENDPOINT_URL']}/_bench/secrets",
+            json={"region": os.environ["AWS_DEFAULT_REGION"], "secrets": secrets},
+            timeout=120,
+        )
+        response.raise_for_status()
+        arns += response.json()["arns"][1::2]  # the consumer secret of each connection
+
+    # The rows: the broker's record_login computes each UpdateItem; on a new row that is a plain put,
+    # so the items are written 25 at a time with BatchWriteItem (moto parses a 17-attribute update
+    # expression in ~10 ms, which made 10,000 rows take minutes).
+    due = int(now.timestamp()) - 1
+    items = _rows_from_record_login(table, records, arns, next_refresh_at=due)
+    dynamodb = aws.client("dynamodb")
+    # The first row goes through the real UpdateItem, and must come out as the computed item.
+    table.record_login(records[0], consumer_secret_arn=arns[0], next_refresh_at=due, login_base_url="http://127.0.0.1")
+    stored = dynamodb.get_item(TableName=table_name, Key={"connection": items[0]["connection"]}, ConsistentRead=True)
+    if aws.from_item(stored["Item"]) != aws.from_item(items[0]):
+        raise RuntimeError("seeded rows would differ from what record_login writes")
+    for start in range(1, len(items), 25):
+        request = {table_name: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]}
+        while request:
+            request = dynamodb.batch_write_item(RequestItems=request).get("UnprocessedItems")
+
+
+def _rows_from_record_login(table, records: list, arns: list[str], *, next_refresh_at: int) -> list[dict]:
+    """Each row as the item record_login's UpdateItem (SET only, on a new row) would leave behind."""
+    from webex_broker import aws
+
+    captured = []
+
+    class Capture:
+        def update_item(self, **kwargs):
+            captured.append(kwargs)
+            return {}
+
+    real_client = aws.client
+    aws.client = lambda service, *args, **kwargs: Capture() if service == "dynamodb" else real_client(service)
+    try:
+        for record, arn in zip(records, arns, strict=True):
+            table.record_login(
+                record, consumer_secret_arn=arn, next_refresh_at=next_refresh_at, login_base_url="http://127.0.0.1"
+            )
+    finally:
+        aws.client = real_client
+    items = []
+    for call in captured:
+        expression = call["UpdateExpression"]
+        sets = expression.partition("SET ")[2].split(" REMOVE ")[0].split(" ADD ")[0]
+        if " ADD " in expression:
+            raise RuntimeError(f"cannot seed from an ADD expression: {expression}")
+        item = dict(call["Key"])
+        for name, value in re.findall(r"(#\w+) = (?:if_not_exists\(#\w+, )?(:\w+)", sets):
+            item[call["ExpressionAttributeNames"][name]] = call["ExpressionAttributeValues"][value]
+        items.append(item)
+    return items
 
 
 def measure(size: int, *, latency: float, concurrency: int, write_rate: float, aws_url: str, run: int) -> dict:

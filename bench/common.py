@@ -1,0 +1,121 @@
+"""What every benchmark section shares: the four functions, a Lambda-like environment, small stats.
+
+Kept free of heavy imports: child processes that time cold starts must not import anything that
+the measured code would then find already loaded.
+"""
+
+import os
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+SHARED = ROOT / "shared"
+EVENTS = ROOT / "events"
+
+CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
+API_DOMAIN = "abc123.execute-api.us-east-1.amazonaws.com"  # the domainName of events/*.json
+CALLBACK_URL = f"https://{API_DOMAIN}/callback"
+
+# The Lambda Python runtime ships boto3 without the AWS CRT and without pyOpenSSL; this venv has both
+# (from aws-sam-cli and moto), and botocore imports them when present (~50 ms and ~25 ms). Every child
+# that times imports blocks them, the baseline too, so both sides import what they would on Lambda.
+NOT_ON_LAMBDA = ("awscrt", "OpenSSL")
+BLOCK_CRT = f"import sys; sys.modules.update(dict.fromkeys({NOT_ON_LAMBDA!r}))\n"
+
+# Peak RSS of a child, from its own /proc/self/status VmHWM. Not getrusage(RUSAGE_SELF).ru_maxrss: on
+# Linux that survives execve and so starts at the parent's RSS when the child was spawned.
+PEAK_RSS_KB = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1])"
+
+
+@dataclass(frozen=True)
+class Function:
+    logical_id: str
+    folder: str  # functions/<folder>/<folder>.py, handler = <folder>.handler
+    clients: tuple[str, ...]  # the boto3 clients it needs (the cold-start baseline creates these)
+
+    @property
+    def code_dir(self) -> Path:
+        return ROOT / "functions" / self.folder
+
+    @property
+    def module(self) -> str:
+        return self.folder
+
+
+FUNCTIONS = (
+    Function("AuthorizeFunction", "authorize", ("dynamodb", "secretsmanager")),
+    Function("CallbackFunction", "callback", ("dynamodb", "secretsmanager")),
+    Function("RefresherFunction", "refresher", ("dynamodb", "secretsmanager", "events")),
+    Function("RefreshConnectionFunction", "refresh_connection", ("dynamodb", "secretsmanager", "events")),
+)
+
+
+def broker_env(**overrides: str) -> dict[str, str]:
+    """The environment template.yaml gives the functions, with local values (open mode: any account)."""
+    env = {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_SESSION_TOKEN": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "WEBEX_API_BASE_URL": "https://webexapis.com/v1",
+        "WEBEX_SCOPES": "spark:kms spark:people_read",
+        "CLIENT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-client-AbCdEf",
+        "STATE_TABLE": "StateTable",
+        "CONNECTIONS_TABLE": "ConnectionsTable",
+        "INVITATIONS_TABLE": "InvitationsTable",
+        "SECRET_PREFIX": "bench",
+        "PUBLIC_BASE_URL": "",
+        "STATE_TTL_SECONDS": "600",
+        "ACCESS_MODE": "open",
+        "ALLOWED_EMAIL_DOMAINS": "",
+        "ALLOWED_ORG_IDS": "",
+        "OPEN_TO_ANY_WEBEX_ACCOUNT": "true",
+        "REFRESH_WINDOW_HOURS": "48",
+        "REFRESH_MAX_AGE_DAYS": "7",
+        "REFRESH_INTERVAL_MINUTES": "60",
+        "REFRESH_CONCURRENCY": "16",
+        "SECRETS_WRITE_RATE": "40",
+        "REFRESH_EXPIRY_WARNING_DAYS": "14",
+        "EVENTS_SOURCE": "webex-token-broker",
+        "WEBEX_TIMEOUT_SECONDS": "8",
+        "POWERTOOLS_SERVICE_NAME": "webex-token-broker",
+        "POWERTOOLS_METRICS_NAMESPACE": "WebexTokenBroker",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+    env.update(overrides)
+    return env
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """os.environ minus anything that would point boto3 elsewhere, plus the broker's environment."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "POWERTOOLS_", "PYTHON")) and k not in broker_env()
+    }
+    env.update(broker_env(**overrides))
+    env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"
+    return env
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "MISS")
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)

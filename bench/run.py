@@ -1,0 +1,643 @@
+"""`make bench`: the broker's speed, size and cost, each next to its baseline or limit, in one run.
+
+    .venv/bin/python -m bench.run            # default sizes, ~8 minutes on 2 cores
+    .venv/bin/python -m bench.run --smoke    # tiny sizes, < 1 minute: proves the benchmark still runs
+
+Prints the tables on stdout (progress on stderr) and writes JSON to bench/results/bench.json
+(bench-smoke.json for --smoke). Figures are medians from this one run on this machine: read the ratios,
+not the absolute times. Exits non-zero only if a section crashed, never for a missed target.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+if __package__ in (None, ""):  # python bench/run.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import cold_start, cost, sizes
+from bench.common import FUNCTIONS, RESULTS, ROOT, log, verdict
+
+COLD_TARGET, WARM_TARGET, BOUND_TARGET, FLAT_TARGET = 1.25, 1.2, 0.8, 1.10
+SIZE_LIMIT_MB, MEMORY_LIMIT_MB, HEADROOM = 5.0, 128, 0.75
+LAMBDA_SIZES = (128, 256, 512, 1024, 2048)
+
+FULL = {
+    "cold_runs": 10,
+    "deployed_runs": 10,
+    "warm_requests": 200,
+    "warm_warmup": 20,
+    "invoke_runs": 3,
+    "sizes": [1000, 10000],
+    "latency": 0.1,
+    "build": "if-stale",
+}
+SMOKE = {
+    "cold_runs": 3,
+    "deployed_runs": 1,
+    "warm_requests": 20,
+    "warm_warmup": 5,
+    "invoke_runs": 1,
+    "sizes": [20, 50],
+    "latency": 0.01,
+    "build": "if-missing",
+}
+CONCURRENCY, WRITE_RATE = 16, 40.0
+ROUTES = {
+    "authorize": "GET /authorize",
+    "callback": "GET /callback",
+    "refresh_one": "one refresh: Refresher().refresh_one(force=True)",
+    "refresh_connection": "POST /connections/{name}/refresh",
+}
+
+
+def _python_module(module: str, *args: str, timeout: float) -> None:
+    """Run a section in its own interpreter: the handlers log to stdout, which must not mix with the tables."""
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{module} exited {out.returncode}:\n{out.stderr[-3000:]}")
+
+
+def run_sections(cfg: dict, skip: set[str], tmp: Path) -> tuple[dict, dict]:
+    results, errors = {}, {}
+
+    def section(name: str, action) -> None:
+        if name in skip:
+            return
+        started = time.monotonic()
+        log(f"{name}: start")
+        try:
+            results[name] = action()
+        except Exception:
+            errors[name] = traceback.format_exc()
+            log(f"{name}: FAILED\n{errors[name]}")
+        log(f"{name}: {time.monotonic() - started:.0f} s")
+
+    section("size", lambda: sizes.measure(build=cfg["build"]))
+
+    def cold():
+        measured = cold_start.measure(cfg["cold_runs"], deployed_runs=cfg["deployed_runs"])
+        for fn in FUNCTIONS:
+            measured[fn.folder]["profile"] = cold_start.import_profile(fn)
+        return measured
+
+    section("cold_start", cold)
+
+    def warm():
+        path = tmp / "warm.json"
+        _python_module(
+            "bench.warm",
+            "--requests",
+            str(cfg["warm_requests"]),
+            "--warmup",
+            str(cfg["warm_warmup"]),
+            "--json",
+            str(path),
+            timeout=600,
+        )
+        return json.loads(path.read_text())
+
+    section("warm", warm)
+
+    def invoke():
+        path = tmp / "invoke.json"
+        _python_module("bench.invoke", "--runs", str(cfg["invoke_runs"]), "--json", str(path), timeout=600)
+        return json.loads(path.read_text())
+
+    section("first_invocation", invoke)
+
+    def throughput():
+        path = tmp / "throughput.json"
+        args = ["--sizes", *map(str, cfg["sizes"]), "--latency", str(cfg["latency"])]
+        args += ["--concurrency", str(CONCURRENCY), "--write-rate", str(WRITE_RATE), "--json", str(path)]
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "refresh_throughput.py"), *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
+        if not path.exists():
+            raise RuntimeError(f"refresh_throughput.py exited {out.returncode}:\n{out.stderr[-3000:]}")
+        measured = json.loads(path.read_text())
+        if out.returncode != 0:  # it ran, but not every connection was refreshed: reported, not a crash
+            log(f"throughput: refresh_throughput.py exited {out.returncode} (failures in the run)")
+        return {"latency": cfg["latency"], "concurrency": CONCURRENCY, "write_rate": WRITE_RATE, "runs": measured}
+
+    section("throughput", throughput)
+
+    def cost_model():
+        return build_cost(results)
+
+    section("cost", cost_model)
+    return results, errors
+
+
+# --- derived figures -----------------------------------------------------------------------------------
+
+
+def template_memory_mb() -> int | None:
+    from devstack.template import load_template
+
+    return load_template()["Globals"]["Function"].get("MemorySize")
+
+
+def recommended_memory(peak_mb: float) -> int:
+    return next((size for size in LAMBDA_SIZES if peak_mb <= size * HEADROOM), LAMBDA_SIZES[-1])
+
+
+def _add(*counts: dict) -> dict:
+    total: dict = {}
+    for c in counts:
+        for op, n in c.items():
+            total[op] = total.get(op, 0) + n
+    return dict(sorted(total.items()))
+
+
+def build_cost(results: dict) -> dict:
+    throughput, invoke, warm = results.get("throughput"), results.get("first_invocation"), results.get("warm")
+    if not (throughput and invoke and warm):
+        raise RuntimeError("cost model needs the throughput, warm and first-invocation sections")
+    largest = throughput["runs"][-1]
+    refreshed = max(largest["refreshed"], 1)
+    per_refresh = {op: n / refreshed for op, n in largest["aws_calls"].items()}
+    login_calls = _add(invoke["authorize"]["aws_calls"], invoke["callback"]["aws_calls"])
+    # A scheduled run's own calls: the refresher's first invocation (one due connection) minus one refresh.
+    one_refresh = warm["refresh_one"]["aws_calls_broker"]
+    run_calls = {op: n - one_refresh.get(op, 0) for op, n in invoke["refresher"]["aws_calls"].items()}
+    run_calls = {op: n for op, n in run_calls.items() if n > 0}
+    peak = max(invoke[fn.folder]["peak_rss_mb"] for fn in FUNCTIONS)
+    return cost.model(
+        per_refresh_calls=per_refresh,
+        refresh_ms=largest["ms_per_connection"],
+        login_calls=login_calls,
+        login_ms=invoke["authorize"]["first_invocation_ms"] + invoke["callback"]["first_invocation_ms"],
+        login_webex_calls=sum(warm["callback"]["webex_calls_broker"].values()),
+        run_calls=run_calls,
+        run_ms=invoke["refresher"]["first_invocation_ms"],
+        memory_mb=recommended_memory(peak),
+    )
+
+
+# --- the report --------------------------------------------------------------------------------------
+
+
+def _calls(counts: dict) -> str:
+    if not counts:
+        return "-"
+    return ", ".join(op if round(n, 4) == 1 else f"{op} x{round(n, 4):g}" for op, n in counts.items())
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _ms(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def table(out, header: list[str], rows: list[list[str]], *, left: int = 1, last_left: bool = False) -> None:
+    """Columns sized to fit; the first `left` columns (and the last, if last_left) left-aligned."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    n = len(widths)
+
+    def line(cells):
+        return "   " + "  ".join(
+            str(c).ljust(w) if i < left or (last_left and i == n - 1) else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    out(line(header).rstrip())
+    for row in rows:
+        out(line(row).rstrip())
+
+
+class Report:
+    def __init__(self):
+        self.lines: list[str] = []
+        self.misses: list[str] = []
+        self.extra_misses: list[str] = []
+
+    def out(self, text: str = "") -> None:
+        self.lines.append(text)
+
+    def judge(self, label: str, ok: bool | None, *, extra: bool = False) -> str:
+        if ok is False:
+            (self.extra_misses if extra else self.misses).append(label)
+        return verdict(ok)
+
+
+def report(cfg: dict, results: dict, errors: dict, elapsed: float, mode: str) -> tuple[str, list[str]]:
+    r = Report()
+    out = r.out
+    out(
+        f"Webex Token Broker benchmark ({mode}) - {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python "
+        f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, {elapsed:.0f} s"
+    )
+    out("Medians from this one run on this machine: compare the ratios, not the absolute times.")
+    out(
+        f"Command: make {'bench-smoke' if mode == 'smoke' else 'bench'} (.venv/bin/python -m bench.run"
+        + (" --smoke)" if mode == "smoke" else ")")
+    )
+    _cold(r, results.get("cold_start"))
+    _first_invocation(r, results.get("first_invocation"))
+    _warm(r, results.get("warm"))
+    _throughput(r, results.get("throughput"), results.get("first_invocation"), results.get("warm"))
+    _size(r, results.get("size"))
+    _memory(r, results.get("first_invocation"))
+    _cost(r, results.get("cost"), results.get("first_invocation"))
+    out()
+    out(f"Targets missed ({len(r.misses)}): " + ("; ".join(r.misses) if r.misses else "none"))
+    if r.extra_misses:
+        out(f"Extra cold-start figures over 1.25x ({len(r.extra_misses)}): " + "; ".join(r.extra_misses))
+    if errors:
+        out(f"Sections that crashed: {', '.join(errors)} (tracebacks on stderr and in the JSON)")
+    return "\n".join(r.lines), r.misses
+
+
+def _cold(r: Report, cold: dict | None) -> None:
+    if not cold:
+        return
+    out, judge = r.out, r.judge
+    out()
+    out(
+        f"1. Cold start - a fresh python3.13 process imports the handler "
+        f"(median of {cold['authorize']['runs']} processes)"
+    )
+    out("   baseline: a fresh process that imports boto3 and creates the boto3 clients the function needs")
+    rows = []
+    for fn in FUNCTIONS:
+        c = cold[fn.folder]
+        ok = c["ratio"] <= COLD_TARGET
+        rows.append(
+            [
+                fn.folder,
+                ",".join(c["clients"]),
+                _ms(c["import_ms"]),
+                _ms(c["baseline_ms"]),
+                _ratio(c["ratio"]),
+                f"<={COLD_TARGET}x",
+                judge(f"cold start {fn.folder}", ok),
+            ]
+        )
+    table(out, ["function", "clients", "handler ms", "baseline ms", "ratio", "target", "result"], rows, left=2)
+    out("   extra, same baseline and target: (a) import, then create the same clients (the first request does")
+    out("   anyway); (b) as deployed: .aws-sam/build function + SharedLayer, no .pyc (sam build ships none and")
+    out("   Lambda cannot write any to /opt, so the layer's modules compile on every cold start)")
+    rows = []
+    for fn in FUNCTIONS:
+        c = cold[fn.folder]
+        dep = c["deployed_no_pyc_ms"]
+        dep_ratio = dep / c["baseline_ms"] if dep else None
+        rows.append(
+            [
+                fn.folder,
+                _ms(c["import_with_clients_ms"]),
+                _ratio(c["ratio_with_clients"]),
+                judge(f"(a) {fn.folder}", c["ratio_with_clients"] <= COLD_TARGET, extra=True),
+                _ms(dep) if dep else "not built",
+                _ratio(dep_ratio),
+                judge(f"(b) {fn.folder}", None if dep_ratio is None else dep_ratio <= COLD_TARGET, extra=True),
+            ]
+        )
+    table(out, ["function", "(a) import+clients ms", "ratio", "result", "(b) deployed ms", "ratio", "result"], rows)
+    out("   where the time goes (python -X importtime, self ms of what the handler imports beyond boto3's own):")
+    for fn in FUNCTIONS:
+        prof = cold[fn.folder].get("profile")
+        if prof:
+            beyond = ", ".join(f"{name} {ms:.1f}" for name, ms in prof["beyond_boto3_ms"].items())
+            out(f"   {fn.folder:<19} +{prof['handler_total_ms'] - prof['boto3_total_ms']:.1f} ms: {beyond}")
+    out("   (awscrt and pyOpenSSL are blocked in every child, baselines too: the Lambda runtime has neither;")
+    out("   boto3 keeps its .pyc everywhere, as the runtime's does)")
+
+
+def _first_invocation(r: Report, invoke: dict | None) -> None:
+    if not invoke:
+        return
+    out = r.out
+    out()
+    out("   extra: first invocation = import + first request in a fresh process, against moto's server and the")
+    out(f"   simulator (median of {invoke['authorize']['runs']}); baseline: bench/baseline.py doing the same request")
+    rows = []
+    for fn in FUNCTIONS:
+        v = invoke[fn.folder]
+        same = "" if v["aws_calls"] == v["baseline_aws_calls"] else " (baseline differs!)"
+        rows.append(
+            [
+                fn.folder,
+                _ms(v["import_ms"]),
+                _ms(v["first_call_ms"]),
+                _ms(v["first_invocation_ms"]),
+                _ms(v["baseline_first_invocation_ms"]),
+                _ratio(v["ratio"]),
+                _calls(v["aws_calls"]) + same,
+            ]
+        )
+    table(
+        out,
+        ["function", "import ms", "1st call ms", "total ms", "baseline ms", "ratio", "AWS calls (both sides)"],
+        rows,
+        last_left=True,
+    )
+
+
+def _warm(r: Report, warm: dict | None) -> None:
+    if not warm:
+        return
+    out, judge = r.out, r.judge
+    out()
+    out("2. Warm overhead - per request: the real handlers in-process, moto in-process, the Webex simulator with")
+    out(f"   no latency (median of {warm['authorize']['requests']} requests, alternating with the baseline:")
+    out("   bench/baseline.py, the same AWS and Webex calls with plain boto3 + requests and no broker code)")
+    rows = []
+    for key, label in ROUTES.items():
+        w = warm[key]
+        rows.append(
+            [
+                label,
+                _ms(w["broker_ms"], 2),
+                _ms(w["baseline_ms"], 2),
+                f"{w['broker_ms'] - w['baseline_ms']:+.2f}",
+                _ratio(w["ratio"]),
+                f"<={WARM_TARGET}x",
+                judge(f"warm {key}", w["ratio"] <= WARM_TARGET),
+            ]
+        )
+    table(out, ["request", "broker ms", "baseline ms", "+ms", "ratio", "target", "result"], rows)
+    out("   calls per request, counted on both sides:")
+    for key in ROUTES:
+        w = warm[key]
+        same = (
+            "same on both sides"
+            if w["same_calls"]
+            else (
+                f"DIFFERENT, baseline: AWS {_calls(w['aws_calls_baseline'])}; Webex {_calls(w['webex_calls_baseline'])}"
+            )
+        )
+        out(f"   {key:<19} AWS {_calls(w['aws_calls_broker'])}; Webex {_calls(w['webex_calls_broker'])} ({same})")
+
+
+def _throughput(r: Report, tp: dict | None, invoke: dict | None, warm: dict | None) -> None:
+    if not tp:
+        return
+    out, judge = r.out, r.judge
+    runs = tp["runs"]
+    out()
+    out(
+        f"3. Refresh throughput - the real Refresher, moto's server, the simulator answering in "
+        f"{tp['latency'] * 1000:.0f} ms,"
+    )
+    out(
+        f"   concurrency {tp['concurrency']}, write cap {tp['write_rate']:g}/s (bench/refresh_throughput.py); "
+        "bound = min(concurrency / latency,"
+    )
+    out("   write cap / PutSecretValue per refresh)")
+    rows = []
+    for run in runs:
+        ok = run["ratio_to_bound"] >= BOUND_TARGET and run["refreshed"] == run["connections"]
+        rows.append(
+            [
+                str(run["connections"]),
+                str(run["refreshed"]),
+                _ms(run["seconds"]),
+                _ms(run["per_second"]),
+                _ms(run["bound_per_second"]),
+                f"{run['ratio_to_bound']:.2f}",
+                f">={BOUND_TARGET}",
+                judge(f"throughput at {run['connections']}", ok),
+                _ms(run["ms_per_connection"], 2),
+                f"{run['aws_calls_per_refresh']:.2f}",
+            ]
+        )
+    table(
+        out,
+        [
+            "connections",
+            "refreshed",
+            "seconds",
+            "conn/s",
+            "bound/s",
+            "ratio",
+            "target",
+            "result",
+            "ms/conn",
+            "AWS calls/refresh",
+        ],
+        rows,
+        left=0,
+    )
+    if len(runs) > 1:
+        flat = runs[-1]["ms_per_connection"] / runs[0]["ms_per_connection"]
+        out(
+            f"   time per connection, {runs[-1]['connections']} vs {runs[0]['connections']} connections: {flat:.2f}x "
+            f"(target <= {FLAT_TARGET}x: flat)  {judge('throughput flat', flat <= FLAT_TARGET)}"
+        )
+    largest = runs[-1]
+    per_refresh = {op: n / max(largest["refreshed"], 1) for op, n in largest["aws_calls"].items()}
+    out(f"   AWS calls per refresh ({largest['connections']} run): {_calls(per_refresh)}")
+    if invoke:
+        login = _add(invoke["authorize"]["aws_calls"], invoke["callback"]["aws_calls"])
+        out(f"   AWS calls per login (cold /authorize + cold /callback): {_calls(login)} = {sum(login.values()):g}")
+    if warm:
+        first = warm["first_login_calls"]
+        new = _add(first["broker_authorize"], first["broker_callback"])
+        out(f"   first login of a new connection (one container): {_calls(new)} = {sum(new.values()):g}")
+
+
+def _size(r: Report, size: dict | None) -> None:
+    if not size:
+        return
+    out, judge = r.out, r.judge
+    out()
+    built = "ran now" if size["built_now"] else "not run (existing build)"
+    out(f"4. Size - .aws-sam/build zipped in memory (ZIP_DEFLATED); sam build {built}; build {size['build_state']}")
+    rows = []
+    for name, value in size["artifacts"].items():
+        mb = None if value is None else value / 1e6
+        rows.append(
+            [
+                name,
+                "missing" if mb is None else f"{value / 1e3:.1f}",
+                f"{SIZE_LIMIT_MB * 1000:g}",
+                _ratio(None if mb is None else mb / SIZE_LIMIT_MB),
+                judge(f"size {name}", None if mb is None else mb < SIZE_LIMIT_MB),
+            ]
+        )
+    table(out, ["artifact", "zipped kB", "limit kB", "ratio", "result"], rows)
+    if size["layer_packages"]:
+        top = ", ".join(f"{k} {v / 1e6:.2f}" for k, v in list(size["layer_packages"].items())[:7])
+        out(f"   SharedLayer by package, MB zipped: {top}")
+        out("   (Powertools is bundled in SharedLayer, not taken from the AWS-managed layer, so it counts)")
+
+
+def _memory(r: Report, invoke: dict | None) -> None:
+    if not invoke:
+        return
+    out, judge = r.out, r.judge
+    out()
+    out("   Memory - peak RSS (VmHWM) of one invocation in a fresh process (moto server and simulator outside it);")
+    out(f"   baseline: bench/baseline.py doing the same; fits {MEMORY_LIMIT_MB} MB = peak <= {HEADROOM:.0%} of it")
+    rows = []
+    for fn in FUNCTIONS:
+        v = invoke[fn.folder]
+        ok = v["peak_rss_mb"] <= MEMORY_LIMIT_MB * HEADROOM
+        rows.append(
+            [
+                fn.folder,
+                _ms(v["peak_rss_mb"]),
+                _ms(v["baseline_peak_rss_mb"]),
+                _ratio(v["rss_ratio"]),
+                f"<={MEMORY_LIMIT_MB * HEADROOM:.0f}",
+                judge(f"memory {fn.folder}", ok),
+            ]
+        )
+    table(out, ["function", "peak MB", "baseline MB", "ratio", "target MB", "result"], rows)
+    peak = max(invoke[fn.folder]["peak_rss_mb"] for fn in FUNCTIONS)
+    out(
+        f"   recommended MemorySize: {recommended_memory(peak)} MB (the smallest whose {HEADROOM:.0%} holds the largest"
+        f" peak, {peak:.1f} MB); template.yaml has {template_memory_mb()} MB"
+    )
+    out("   (Lambda's CPU share grows with memory: 128 MB is ~1/14 of a vCPU, so cold starts run slower there)")
+
+
+def _cost(r: Report, model: dict | None, invoke: dict | None) -> None:
+    if not model:
+        return
+    out = r.out
+    p, a, inputs = model["prices"], model["assumptions"], model["inputs"]
+    out()
+    out("5. Cost model - USD per month, from this run's calls and durations")
+    rows = [
+        [service, f"{row['per_connection']:.6f}", f"{row['fixed']:.6f}", f"{row['per_1000']:.4f}"]
+        for service, row in model["rows"].items()
+    ]
+    t = model["total"]
+    rows.append(["total", f"{t['per_connection']:.6f}", f"{t['fixed']:.6f}", f"{t['per_1000']:.4f}"])
+    table(out, ["service", "per connection", "fixed per stack", "1,000 connections"], rows)
+    out(f"   = ${model['per_connection_at_1000']:.4f} per connection per month at 1,000 connections")
+    out(
+        f"   prices: Secrets Manager ${p['secret_month']:.2f}/secret-month, ${p['secrets_api_per_10k']:.2f}/10,000 "
+        f"calls; Lambda arm64 ${p['lambda_gb_s_arm64']:.10f}/GB-s,"
+    )
+    out(
+        f"   ${p['lambda_per_million']:.2f}/1M requests; DynamoDB on-demand ${p['ddb_write_per_million']:.2f}/1M WRU, "
+        f"${p['ddb_read_per_million']:.2f}/1M RRU; API Gateway HTTP API ${p['api_per_million']:.2f}/1M;"
+    )
+    out(
+        f"   EventBridge Scheduler {p['scheduler_free'] / 1e6:.0f}M invocations free, then "
+        f"${p['scheduler_per_million']:.2f}/1M; EventBridge PutEvents ${p['put_events_per_million']:.2f}/1M; "
+        "no free tiers"
+    )
+    out(
+        f"   assumptions: {a['secrets_per_connection']} secrets per connection, {a['stack_secrets']} client secret per "
+        f"stack; 1 login per connection per quarter; {a['refreshes_per_month']:.2f} refreshes per"
+    )
+    out(
+        f"   connection per month (weekly); {a['runs_per_month']} scheduled runs per month (hourly, each a cold start: "
+        "INIT is billed); Lambda at"
+    )
+    out(
+        f"   {inputs['memory_mb']} MB (recommended above); 1 RRU per read and 1 WRU per write (items < 1 KB), "
+        f"+{a['gsi_wru_per_reschedule']} WRU for ScheduleIndex per reschedule;"
+    )
+    out(
+        f"   durations: refresh {inputs['refresh_ms']:.1f} ms (throughput ms/conn at the largest size), login "
+        f"{inputs['login_ms']:.0f} ms (cold /authorize + cold /callback)"
+    )
+    out(
+        f"   + {a['webex_ms_per_call']} ms for each of {inputs['login_webex_calls']} Webex calls, scheduled run "
+        f"{inputs['run_ms']:.0f} ms (cold refresher); calls per run: {_calls(inputs['run_calls'])}"
+    )
+    metrics = (invoke or {}).get("_metric_names", [])
+    out(
+        f"   not modelled: CloudWatch - the refresher emits {len(metrics)} custom metrics (~$0.30 each per month), "
+        "alarms ~$0.10 each per month,"
+    )
+    out("   logs $0.50/GB ingested; reads of the token secret by workloads are billed to them.")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, < 1 minute; fails only on a crash")
+    parser.add_argument(
+        "--json", type=Path, help="where to write the results (default bench/results/bench[-smoke].json)"
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", help="connection counts for the throughput run")
+    parser.add_argument("--build", choices=("always", "if-stale", "if-missing"), help="when to run sam build")
+    parser.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        choices=("size", "cold_start", "warm", "first_invocation", "throughput", "cost"),
+        help="leave sections out (for working on one)",
+    )
+    args = parser.parse_args(argv)
+    mode = "smoke" if args.smoke else "full"
+    cfg = dict(SMOKE if args.smoke else FULL)
+    if args.sizes:
+        cfg["sizes"] = args.sizes
+    if args.build:
+        cfg["build"] = args.build
+    os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        results, errors = run_sections(cfg, set(args.skip), Path(tmp))
+    elapsed = time.monotonic() - started
+    try:
+        text, misses = report(cfg, results, errors, elapsed, mode)
+    except Exception:
+        errors["report"] = traceback.format_exc()
+        log(errors["report"])
+        text, misses = "(report failed)", []
+    print(text)
+    path = args.json or RESULTS / ("bench-smoke.json" if args.smoke else "bench.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {
+                "mode": mode,
+                "config": cfg,
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "elapsed_seconds": round(elapsed, 1),
+                "targets": {
+                    "cold_start_ratio": COLD_TARGET,
+                    "warm_ratio": WARM_TARGET,
+                    "throughput_fraction_of_bound": BOUND_TARGET,
+                    "throughput_flat_ratio": FLAT_TARGET,
+                    "zip_mb": SIZE_LIMIT_MB,
+                    "memory_mb": MEMORY_LIMIT_MB,
+                },
+                "missed": misses,
+                "results": results,
+                "errors": errors,
+                "report": text,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    log(f"results written to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
