@@ -57,13 +57,12 @@ class LocalFunction:
 
 def cold_start() -> None:
     """Forget what a warm Lambda keeps between invocations: settings, boto3 clients, the cached client secret."""
-    from aws_lambda_powertools.utilities import parameters
-
-    from webex_broker import aws, settings
+    from webex_broker import aws, client_credentials, settings, webex
 
     settings.load_settings.cache_clear()
     aws.client.cache_clear()
-    parameters.clear_caches()
+    client_credentials._provider.cache_clear()
+    webex.http_session.cache_clear()
 
 
 def local_functions() -> list[LocalFunction]:

@@ -1,9 +1,11 @@
 """The integration's client ID and secret, read from Secrets Manager at run time, never from env."""
 
 from dataclasses import dataclass
+from functools import cache
 
-from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
+from webex_broker import aws
 from webex_broker.settings import ConfigurationError, load_settings
 
 CACHE_SECONDS = 300
@@ -18,9 +20,15 @@ class ClientCredentials:
         return f"ClientCredentials(client_id={self.client_id!r}, client_secret=***)"
 
 
+@cache
+def _provider() -> SecretsProvider:
+    """Powertools' cache over the broker's own Secrets Manager client: one client, one session per cold start."""
+    return SecretsProvider(boto3_client=aws.client("secretsmanager"))
+
+
 def load_client_credentials() -> ClientCredentials:
     """Cached for five minutes, so a rotated client secret is picked up without a redeploy."""
-    document = parameters.get_secret(load_settings().client_secret_arn, transform="json", max_age=CACHE_SECONDS)
+    document = _provider().get(load_settings().client_secret_arn, transform="json", max_age=CACHE_SECONDS)
     try:
         return ClientCredentials(client_id=document["client_id"], client_secret=document["client_secret"])
     except (KeyError, TypeError):

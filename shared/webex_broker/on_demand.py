@@ -20,12 +20,12 @@ class RefreshAnswer:
 
 def refresh_connection(name: str, *, remaining_ms: Callable[[], int] | None = None) -> RefreshAnswer:
     """remaining_ms bounds Webex retries to the caller's time (the function's timeout)."""
+    metrics.add_metric(name="OnDemandRefreshes", unit="Count", value=1)
     row = ConnectionsTable(load_settings().connections_table).get(name)
     if row is None:
         return RefreshAnswer(404, {"connection": name, "message": "No such connection."})
     if row.get("status") == PENDING:
         return RefreshAnswer(409, {"connection": name, "status": PENDING, "message": "Not connected yet."})
-    metrics.add_metric(name="OnDemandRefreshes", unit="Count", value=1)
     outcome, row = Refresher().refresh_one(name, force=True, remaining_ms=remaining_ms)
     body = {"connection": name, "outcome": outcome.value}
     if row:

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from urllib.parse import quote, urlencode
 
 import requests
@@ -82,12 +83,23 @@ def authorize_url(
     return f"{base_url}/authorize?{query}"
 
 
+@cache
+def http_session() -> requests.Session:
+    """One pooled session per warm Lambda: the refresher's threads reuse TLS connections to Webex
+    instead of a handshake per call. No retries here; the refresher owns retry policy."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
 class WebexClient:
-    def __init__(self, base_url: str, credentials: ClientCredentials, *, timeout: float, session=None):
+    def __init__(self, base_url: str, credentials: ClientCredentials, *, timeout: float):
         self._base_url = base_url
         self._credentials = credentials
         self._timeout = (min(3.05, timeout), timeout)
-        self._session = session or requests
+        self._session = http_session()
 
     def exchange_code(self, *, code: str, redirect_uri: str, code_verifier: str, now: datetime) -> TokenGrant:
         return self._token_request(
