@@ -7,8 +7,8 @@ Three kinds of child process, run interleaved so drift on a shared machine hits 
             (an extra figure: the first invocation creates them anyway);
 - baseline: `import boto3` and boto3.client(...) for each client the function needs;
 - deployed: the handler from .aws-sam/build (function folder + SharedLayer/python, as Lambda mounts
-            them at /var/task and /opt/python), with no .pyc: Lambda's /opt is read-only and sam build
-            ships no bytecode, so every cold start compiles the layer's modules from source.
+            them at /var/task and /opt/python), with only the bytecode the build ships: Lambda's /opt is
+            read-only, so whatever is not precompiled (shared/Makefile does the layer) compiles each time.
 """
 
 import json
@@ -61,8 +61,8 @@ print(json.dumps({{"import_ms": (t1 - t0) * 1000, "maxrss_kb": """
 def _run(code: str, *, write_bytecode: bool = True) -> dict:
     env = child_env()
     if not write_bytecode:
-        # sam build ships no .pyc and Lambda cannot write any: the build's modules compile every time,
-        # while boto3 (the runtime's, here the venv's) keeps its bytecode.
+        # Lambda cannot write bytecode: only what the build shipped is used, while boto3 (the runtime's,
+        # here the venv's) keeps its own.
         env["PYTHONDONTWRITEBYTECODE"] = "1"
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True, check=False

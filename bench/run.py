@@ -299,8 +299,8 @@ def _cold(r: Report, cold: dict | None) -> None:
         )
     table(out, ["function", "clients", "handler ms", "baseline ms", "ratio", "target", "result"], rows, left=2)
     out("   extra, same baseline and target: (a) import, then create the same clients (the first request does")
-    out("   anyway); (b) as deployed: .aws-sam/build function + SharedLayer, no .pyc (sam build ships none and")
-    out("   Lambda cannot write any to /opt, so the layer's modules compile on every cold start)")
+    out("   anyway); (b) as deployed: .aws-sam/build function + SharedLayer, with only the bytecode the build")
+    out("   ships (shared/Makefile precompiles the layer; Lambda cannot write any to /opt)")
     rows = []
     for fn in FUNCTIONS:
         c = cold[fn.folder]
