@@ -9,13 +9,25 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_SECONDS = 60
+PREFIX = "webex-token-broker-local"
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+# `webex-broker invite NAME` for several names in one process (setup: the CLI's own main(), run once).
+INVITE_MANY = (
+    "import sys\n"
+    "from webex_broker_admin.cli import main\n"
+    "for name in sys.argv[1:]:\n"
+    "    assert main(['invite', name]) == 0\n"
+)
 
 
 def free_port() -> int:
@@ -112,3 +124,44 @@ def local_broker():
     yield broker
     assert stop_local_broker(broker) == 0
     broker.wait_for_line(r"^Stopped\.$", 5)
+
+
+def invite_many(broker: RunningBroker, names: list[str]) -> dict[str, str]:
+    """`webex-broker invite NAME` for each name, by the CLI's own main() in one process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WEBEX_"))}
+    env["WEBEX_BROKER_LOCAL_STATE"] = str(broker.state_file)
+    result = subprocess.run(
+        [sys.executable, "-c", INVITE_MANY, *names], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(zip(names, result.stdout.splitlines(), strict=True))
+
+
+def consent(location: str, person: str, decision: str = "allow") -> requests.Response:
+    """What the person's browser does on the consent page; follows the redirect back to the callback."""
+    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    base = location.split("/authorize?")[0]
+    page = requests.get(location, timeout=5)
+    assert page.status_code == 200
+    assert person in page.text
+    return requests.post(
+        f"{base}/authorize/decision", data={**query, "person": person, "decision": decision}, timeout=10
+    )
+
+
+def login(link: str, person: str, decision: str = "allow") -> requests.Response:
+    """The person's browser: the link, the simulator's consent form, back to /callback."""
+    start = requests.get(link, allow_redirects=False, timeout=5)
+    assert start.status_code == 302, f"{start.status_code}: {start.text}"
+    return consent(start.headers["Location"], person, decision)
+
+
+@pytest.fixture
+def sim(broker) -> Iterator:
+    """Inject faults at the Webex simulator; whatever a test leaves pending is cleared afterwards."""
+
+    def inject(**fault) -> None:
+        assert requests.post(f"{broker.webex_url}/_sim/faults", json=fault, timeout=5).status_code == 204
+
+    yield inject
+    requests.delete(f"{broker.webex_url}/_sim/faults", timeout=5)

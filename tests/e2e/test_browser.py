@@ -15,11 +15,12 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright
 
+from tests.e2e.conftest import PREFIX
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "browser"
-PREFIX = "webex-token-broker-local"
 CHROMIUM_PATHS = ("/usr/bin/chromium",)
 CHROMIUM_ARGS = [
     "--no-sandbox",

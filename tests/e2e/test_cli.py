@@ -19,22 +19,23 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from tests.e2e.conftest import ROOT, RunningBroker, start_local_broker, stop_local_broker
+from tests.e2e.conftest import (
+    ISO_Z,
+    PREFIX,
+    ROOT,
+    RunningBroker,
+    consent,
+    invite_many,
+    login,
+    start_local_broker,
+    stop_local_broker,
+)
 
 pytestmark = pytest.mark.e2e
 
-PREFIX = "webex-token-broker-local"
-# `webex-broker invite NAME` for several names in one process (setup: the CLI's own main(), run once).
-INVITE_MANY = (
-    "import sys\n"
-    "from webex_broker_admin.cli import main\n"
-    "for name in sys.argv[1:]:\n"
-    "    assert main(['invite', name]) == 0\n"
-)
 COMMANDS = ["invite", "invites", "uninvite", "list", "show", "refresh", "revoke", "token", "reader-policy", "local"]
 LIST_HEADERS = ["NAME", "PERSON", "STATUS", "ACCESS EXPIRES", "REFRESH EXPIRES", "LAST REFRESH"]
 INVITES_HEADERS = ["ID", "CONNECTION", "PERSON", "USES LEFT", "EXPIRES"]
-ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
 # --- running the CLI -----------------------------------------------------------------------------
@@ -99,17 +100,7 @@ class Cli:
         return run_parallel(commands, env=self.env)
 
     def invite_many(self, names: list[str]) -> dict[str, str]:
-        """`invite NAME` for each name, run by the CLI's own main() in one process (setup, not the test)."""
-        result = subprocess.run(
-            [sys.executable, "-c", INVITE_MANY, *names],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
-        return dict(zip(names, result.stdout.splitlines(), strict=True))
+        return invite_many(self.broker, names)
 
 
 def invitation_id(link: str) -> str:
@@ -119,24 +110,6 @@ def invitation_id(link: str) -> str:
 def last_json_object(stdout: str) -> dict:
     """The JSON document the CLI printed (stdout holds nothing else)."""
     return json.loads(stdout)
-
-
-# --- a person's browser --------------------------------------------------------------------------
-
-
-def consent(location: str, person: str, decision: str = "allow") -> requests.Response:
-    """The simulator's consent form, submitted; follows the redirect back to the broker's /callback."""
-    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
-    base = location.split("/authorize?")[0]
-    return requests.post(
-        f"{base}/authorize/decision", data={**query, "person": person, "decision": decision}, timeout=10
-    )
-
-
-def login(link: str, person: str) -> requests.Response:
-    start = requests.get(link, allow_redirects=False, timeout=5)
-    assert start.status_code == 302, f"{start.status_code}: {start.text}"
-    return consent(start.headers["Location"], person)
 
 
 # --- fixtures ------------------------------------------------------------------------------------
@@ -176,17 +149,6 @@ def connected(cli) -> None:
         response = login(links[name], person)
         assert response.status_code == 200, response.text
         assert f"{PREFIX}/tokens/{name}<" in response.text
-
-
-@pytest.fixture
-def sim(broker) -> Iterator:
-    """Inject faults at the Webex simulator; whatever a test leaves pending is cleared afterwards."""
-
-    def inject(**fault) -> None:
-        assert requests.post(f"{broker.webex_url}/_sim/faults", json=fault, timeout=5).status_code == 204
-
-    yield inject
-    requests.delete(f"{broker.webex_url}/_sim/faults", timeout=5)
 
 
 def secret(broker: RunningBroker, name: str) -> dict:

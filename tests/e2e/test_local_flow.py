@@ -4,25 +4,10 @@
 import json
 import re
 import time
-from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from tests.e2e.conftest import start_local_broker, stop_local_broker
-
-PREFIX = "webex-token-broker-local"
-
-
-def consent(location: str, person: str, decision: str = "allow") -> requests.Response:
-    """What the person's browser does on the consent page; follows the redirect back to the callback."""
-    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
-    base = location.split("/authorize?")[0]
-    page = requests.get(location, timeout=5)
-    assert page.status_code == 200
-    assert person in page.text
-    return requests.post(
-        f"{base}/authorize/decision", data={**query, "person": person, "decision": decision}, timeout=10
-    )
+from tests.e2e.conftest import PREFIX, consent, start_local_broker, stop_local_broker
 
 
 def people_me(webex_url: str, token: str) -> requests.Response:

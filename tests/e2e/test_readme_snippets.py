@@ -18,13 +18,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.conftest import ROOT, RunningBroker, start_local_broker, stop_local_broker
-from tests.e2e.test_local_flow import consent
+from tests.e2e.conftest import PREFIX, ROOT, RunningBroker, consent, start_local_broker, stop_local_broker
 
 pytestmark = pytest.mark.e2e
 
 README = ROOT / "README.md"
-PREFIX = "webex-token-broker-local"
 CONNECTION = "demo"
 PERSON, DISPLAY_NAME = "carol@partner.example.org", "Carol Chen"
 # Every snippet the README marks, and only these: renaming or removing one fails the tests below.

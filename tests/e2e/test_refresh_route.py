@@ -7,12 +7,8 @@ mints a new access token on every refresh, so a 200 here is a real token change 
 """
 
 import json
-import os
-import re
-import subprocess
-import sys
 from collections.abc import Iterator
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -20,19 +16,18 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.e2e.conftest import ROOT, RunningBroker, start_local_broker, stop_local_broker
+from tests.e2e.conftest import (
+    ISO_Z,
+    PREFIX,
+    RunningBroker,
+    invite_many,
+    login,
+    start_local_broker,
+    stop_local_broker,
+)
 
 pytestmark = pytest.mark.e2e
 
-PREFIX = "webex-token-broker-local"
-# `webex-broker invite NAME` for several names in one process (setup: the CLI's own main(), run once).
-INVITE_MANY = (
-    "import sys\n"
-    "from webex_broker_admin.cli import main\n"
-    "for name in sys.argv[1:]:\n"
-    "    assert main(['invite', name]) == 0\n"
-)
-ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 FORBIDDEN = {"message": "Forbidden"}
 ANSWER_FIELDS = {"connection", "outcome", "status", "expires_at", "message"}
 
@@ -48,30 +43,6 @@ CONNECTIONS = {
 # --- the local stack and its connections ---------------------------------------------------------
 
 
-def invite_many(broker: RunningBroker, names: list[str]) -> dict[str, str]:
-    """`webex-broker invite NAME` for each name, by the CLI's own main() in one process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WEBEX_"))}
-    env["WEBEX_BROKER_LOCAL_STATE"] = str(broker.state_file)
-    result = subprocess.run(
-        [sys.executable, "-c", INVITE_MANY, *names], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    return dict(zip(names, result.stdout.splitlines(), strict=True))
-
-
-def login(link: str, person: str) -> requests.Response:
-    """The person's browser: the link, the simulator's consent form (allow), back to /callback."""
-    start = requests.get(link, allow_redirects=False, timeout=5)
-    assert start.status_code == 302, start.text
-    location = start.headers["Location"]
-    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
-    return requests.post(
-        f"{location.split('/authorize?')[0]}/authorize/decision",
-        data={**query, "person": person, "decision": "allow"},
-        timeout=10,
-    )
-
-
 @pytest.fixture(scope="module")
 def broker() -> Iterator[RunningBroker]:
     running = start_local_broker(REFRESH_INTERVAL_SECONDS="3600", WEBEX_SIM_SAME_TOKEN_SECONDS="0")
@@ -80,17 +51,6 @@ def broker() -> Iterator[RunningBroker]:
         assert login(links[name], person).status_code == 200
     yield running
     assert stop_local_broker(running) == 0
-
-
-@pytest.fixture
-def sim(broker) -> Iterator:
-    """Inject faults at the Webex simulator; whatever a test leaves pending is cleared afterwards."""
-
-    def inject(**fault) -> None:
-        assert requests.post(f"{broker.webex_url}/_sim/faults", json=fault, timeout=5).status_code == 204
-
-    yield inject
-    requests.delete(f"{broker.webex_url}/_sim/faults", timeout=5)
 
 
 def secret(broker: RunningBroker, kind: str, name: str) -> dict:
