@@ -96,23 +96,22 @@ class Refresher:
     def __init__(
         self,
         *,
-        client: webex.WebexClient | None = None,
         clock: Callable[[], datetime] = webex.utc_now,
         sleep: Callable[[float], None] | None = None,
-        owner: str | None = None,
     ):
+        """clock and sleep are what tests replace, to step past leases and skip backoff waits."""
         settings = load_settings()
         self.policy: RefreshPolicy = settings.refresh
         self._names = SecretNames(settings.secret_prefix)
         self._table = ConnectionsTable(settings.connections_table)
         self._events = events.EventPublisher(source=settings.events_source, bus=settings.event_bus)
         self._invitations = InvitationStore(settings.invitations_table) if settings.invitations_table else None
-        self._client = client or webex.WebexClient(
+        self._client = webex.WebexClient(
             settings.webex_base_url, load_client_credentials(), timeout=settings.webex_timeout_seconds
         )
         self._clock = clock
         self._sleep = sleep or time.sleep
-        self._owner = owner or f"refresher-{uuid.uuid4()}"
+        self._owner = f"refresher-{uuid.uuid4()}"
         self._writes = RateLimiter(self.policy.write_rate, sleep=self._sleep)
         self._halted = threading.Event()
         self._remaining_ms: Callable[[], int] | None = None
