@@ -4,6 +4,7 @@ boto3 honours AWS_ENDPOINT_URL, which is how the local stack points them at moto
 DynamoDB client (not the resource API) keeps the cold start short.
 """
 
+from collections.abc import Iterator
 from functools import cache
 
 import boto3
@@ -30,6 +31,24 @@ def from_item(item: dict) -> dict:
     return {key: _deserializer.deserialize(value) for key, value in item.items()}
 
 
+def get_item(table: str, key: str, value: str) -> dict | None:
+    """One item by its string key, read consistently, as plain Python values (None if absent)."""
+    item = client("dynamodb").get_item(TableName=table, Key={key: {"S": value}}, ConsistentRead=True).get("Item")
+    return from_item(item) if item else None
+
+
+def scan(table: str) -> Iterator[dict]:
+    """Every item, page by page, as plain Python values: for operators' listings, never a hot path."""
+    for page in client("dynamodb").get_paginator("scan").paginate(TableName=table):
+        for item in page.get("Items", []):
+            yield from_item(item)
+
+
 def error_code(exc: Exception) -> str:
     """The AWS error code of a botocore ClientError, or '' for anything else."""
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+def condition_failed(exc: Exception) -> bool:
+    """A conditional write lost: someone else's state won, which callers turn into their own answer."""
+    return error_code(exc) == "ConditionalCheckFailedException"

@@ -76,7 +76,7 @@ class ConnectionsTable:
                 ConditionExpression="attribute_not_exists(person_id) OR person_id = :person_id",
             )
         except ClientError as exc:
-            if aws.error_code(exc) == "ConditionalCheckFailedException":
+            if aws.condition_failed(exc):
                 return False
             raise
         return True
@@ -92,7 +92,7 @@ class ConnectionsTable:
                 ExpressionAttributeValues={":pending": {"S": PENDING}, ":person_id": {"S": person_id}},
             )
         except ClientError as exc:
-            if aws.error_code(exc) != "ConditionalCheckFailedException":
+            if not aws.condition_failed(exc):
                 raise
 
     def record_login(
@@ -127,19 +127,11 @@ class ConnectionsTable:
         )
 
     def get(self, connection: str) -> dict | None:
-        item = (
-            aws.client("dynamodb")
-            .get_item(TableName=self._table, Key={"connection": {"S": connection}}, ConsistentRead=True)
-            .get("Item")
-        )
-        return aws.from_item(item) if item else None
+        return aws.get_item(self._table, "connection", connection)
 
     def all(self) -> list[dict]:
         """Every row, for operators' listings (a scan: not on any hot path)."""
-        rows = []
-        for page in aws.client("dynamodb").get_paginator("scan").paginate(TableName=self._table):
-            rows += [aws.from_item(item) for item in page.get("Items", [])]
-        return sorted(rows, key=lambda row: row["connection"])
+        return sorted(aws.scan(self._table), key=lambda row: row["connection"])
 
     def delete(self, connection: str) -> None:
         aws.client("dynamodb").delete_item(TableName=self._table, Key={"connection": {"S": connection}})
@@ -189,7 +181,7 @@ class ConnectionsTable:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if aws.error_code(exc) == "ConditionalCheckFailedException":
+            if aws.condition_failed(exc):
                 return None
             raise
         return aws.from_item(response["Attributes"])
@@ -269,7 +261,7 @@ class ConnectionsTable:
                 **expression,
             )
         except ClientError as exc:
-            if aws.error_code(exc) == "ConditionalCheckFailedException":
+            if aws.condition_failed(exc):
                 raise LeaseLost(connection) from None
             raise
 

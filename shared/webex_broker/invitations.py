@@ -113,16 +113,8 @@ class InvitationStore:
         )
         return invitation, f"{invitation.id}.{secret}"
 
-    def _item(self, invite_id: str) -> dict | None:
-        item = (
-            aws.client("dynamodb")
-            .get_item(TableName=self._table, Key={"invite_id": {"S": invite_id}}, ConsistentRead=True)
-            .get("Item")
-        )
-        return aws.from_item(item) if item else None
-
     def get(self, invite_id: str) -> Invitation | None:
-        item = self._item(invite_id)
+        item = aws.get_item(self._table, "invite_id", invite_id)
         return _invitation(item) if item else None
 
     def verify(self, token: str, *, now: int) -> Invitation:
@@ -130,7 +122,7 @@ class InvitationStore:
         invite_id, _, secret = (token or "").partition(".")
         if not invite_id or not secret:
             raise InvitationRejected("unknown")
-        item = self._item(invite_id)
+        item = aws.get_item(self._table, "invite_id", invite_id)
         if not item or not hmac.compare_digest(item["secret_sha256"], _digest(secret)):
             raise InvitationRejected("unknown")
         invitation = _invitation(item)
@@ -148,28 +140,20 @@ class InvitationStore:
                 ExpressionAttributeValues={":one": {"N": "1"}, ":now": {"N": str(now)}},
             )
         except ClientError as exc:
-            if aws.error_code(exc) == "ConditionalCheckFailedException":
+            if aws.condition_failed(exc):
                 raise InvitationRejected("used") from None
             raise
 
     def open_invitations(self, *, now: int) -> list[Invitation]:
         """Invitations still usable. A scan: invitations are few and short-lived."""
-        found = []
-        for page in aws.client("dynamodb").get_paginator("scan").paginate(TableName=self._table):
-            for item in page.get("Items", []):
-                invitation = _invitation(aws.from_item(item))
-                if invitation.expires_at > now and invitation.uses_left > 0:
-                    found.append(invitation)
-        return sorted(found, key=lambda i: i.created_at)
+        usable = (i for i in map(_invitation, aws.scan(self._table)) if i.expires_at > now and i.uses_left > 0)
+        return sorted(usable, key=lambda i: i.created_at)
 
     def revoke_for_connection(self, connection: str) -> int:
         """Withdraw every invitation for a connection (when the connection itself is revoked)."""
-        withdrawn = 0
-        for page in aws.client("dynamodb").get_paginator("scan").paginate(TableName=self._table):
-            for item in page.get("Items", []):
-                if item["connection"]["S"] == connection and self.revoke(item["invite_id"]["S"]):
-                    withdrawn += 1
-        return withdrawn
+        return sum(
+            1 for item in aws.scan(self._table) if item["connection"] == connection and self.revoke(item["invite_id"])
+        )
 
     def revoke(self, invite_id: str) -> bool:
         try:
@@ -179,7 +163,7 @@ class InvitationStore:
                 ConditionExpression="attribute_exists(invite_id)",
             )
         except ClientError as exc:
-            if aws.error_code(exc) == "ConditionalCheckFailedException":
+            if aws.condition_failed(exc):
                 return False
             raise
         return True

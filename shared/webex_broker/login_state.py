@@ -84,7 +84,7 @@ class StateStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if aws.error_code(exc) != "ConditionalCheckFailedException":
+            if not aws.condition_failed(exc):
                 raise
             raise StateRejected("expired" if exc.response.get("Item") else "unknown") from None
         item = aws.from_item(response["Attributes"])
