@@ -168,6 +168,10 @@ class LocalBroker:
         else:
             from moto.server import ThreadedMotoServer
 
+            from devstack import aws_fidelity
+
+            aws_fidelity.apply()
+
             server = ThreadedMotoServer(ip_address=self.config.host, port=0, verbose=False)
             server.start()
             self._stops.append(server.stop)
@@ -186,8 +190,7 @@ class LocalBroker:
             refresh_token_ttl=self.config.sim_refresh_token_seconds,
             same_token_window=self.config.sim_same_token_seconds,
         )
-        port = broker_base.rsplit(":", 1)[1]
-        sim.register_client(client_id, client_secret, [f"{broker_base}/callback", f"http://localhost:{port}/callback"])
+        sim.register_client(client_id, client_secret, [f"{broker_base}/callback"])
         server = sim.serve(self.config.host, 0)
         self._stops.append(server.shutdown)
         self.simulator = sim
@@ -200,7 +203,13 @@ class LocalBroker:
             boto3.client("dynamodb"),
             names={name: f"{STACK_NAME}-{name.removesuffix('Table').lower()}" for name in table_definitions()},
         )
-        parameters = {"WebexApiBaseUrl": self.webex_url, "WebexClientId": client_id, "WebexClientSecret": client_secret}
+        parameters = {
+            "WebexApiBaseUrl": self.webex_url,
+            "WebexClientId": client_id,
+            "WebexClientSecret": client_secret,
+            # Loopback has no API Gateway domain: the callback URL comes from configuration, as on AWS.
+            "PublicBaseUrl": self.base_url,
+        }
         if self.config.webex_scopes:
             parameters["WebexScopes"] = self.config.webex_scopes
         resolver = LocalResolver(parameters=parameters, resources=tables, stack_name=STACK_NAME)

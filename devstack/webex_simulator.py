@@ -160,6 +160,7 @@ class _Fault:
     error: str
     retry_after: str | None
     remaining: int
+    message: str | None = None
 
 
 class _OAuthError(Exception):
@@ -288,12 +289,16 @@ class WebexSimulator:
         error: str | None = None,
         retry_after: str | None = None,
         times: int = 1,
+        message: str | None = None,
     ) -> None:
         """Answer the next ``times`` requests to ``endpoint`` with ``status``.
 
         On ``authorize`` a 3xx status sends the browser back to the client with ``error`` (default
         ``server_error``), as Webex does for consent failures; other statuses answer with an error body.
         ``retry_after`` becomes the Retry-After header verbatim ("0" included); None leaves it out.
+        ``message`` replaces the whole human-readable text: ``error_description`` in the OAuth shape, and
+        ``message`` and ``errors[].description`` in Webex's shape, verbatim (a refusal worded by Webex
+        alone, with no error code in it at all).
         """
         if endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint must be one of {ENDPOINTS}")
@@ -305,7 +310,7 @@ class WebexSimulator:
             raise ValueError("times must be at least 1")
         default_error = "server_error" if 300 <= status < 400 else phrase.lower().replace(" ", "_")
         with self._lock:
-            self._faults[endpoint].append(_Fault(status, shape, error or default_error, retry_after, times))
+            self._faults[endpoint].append(_Fault(status, shape, error or default_error, retry_after, times, message))
 
     def set_latency(self, seconds: float, endpoint: str | None = None) -> None:
         """Delay answers from one endpoint, or from all (a per-endpoint delay wins); 0 removes it."""
@@ -580,6 +585,7 @@ class WebexSimulator:
                 error=body.get("error"),
                 retry_after=None if retry_after is None else str(retry_after),
                 times=int(body.get("times", 1)),
+                message=body.get("message"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             return self._error(400, "invalid_request", f"Bad fault: {exc}", shape="oauth")
@@ -629,6 +635,8 @@ class WebexSimulator:
 
     def _fault_response(self, fault: _Fault) -> Response:
         headers = {} if fault.retry_after is None else {"Retry-After": fault.retry_after}
+        if fault.message is not None:
+            return self._error(fault.status, fault.error, fault.message, fault.shape, headers, verbatim=True)
         return self._error(fault.status, fault.error, HTTPStatus(fault.status).phrase, fault.shape, headers)
 
     def _error(
@@ -638,10 +646,12 @@ class WebexSimulator:
         description: str,
         shape: str | None = None,
         headers: dict[str, str] | None = None,
+        *,
+        verbatim: bool = False,
     ) -> Response:
         if (shape or self.error_shape) == "webex":
             message = description
-            if request.endpoint == "access_token":
+            if request.endpoint == "access_token" and not verbatim:
                 # Webex relays its identity broker's OAuth error inside its own message text.
                 message = (
                     f"POST failed: HTTP/1.1 {status} {HTTPStatus(status).phrase} (url = {_IDBROKER_TOKEN_URL}, "

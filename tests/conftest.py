@@ -12,12 +12,15 @@ import pytest
 import requests
 from moto import mock_aws
 
+from devstack import aws_fidelity
 from devstack.lambda_runtime import LambdaContext, cold_start
 from devstack.template import create_tables
 from devstack.webex_simulator import WebexSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
+aws_fidelity.apply()
+
 CLIENT_ID = "C0ffee-test-client"
 CLIENT_SECRET = "s3cr3t-client-value-never-shown"
 API_DOMAIN = "abc123.execute-api.us-east-1.amazonaws.com"
@@ -105,6 +108,7 @@ class Broker:
 
     def __init__(self, webex: WebexSimulator):
         self.webex = webex
+        self.browser: dict[str, str] = {}  # the cookies a browser would keep between authorize and callback
         self.secrets = boto3.client("secretsmanager")
         self.dynamodb = boto3.client("dynamodb")
         self.sqs = boto3.client("sqs")
@@ -116,19 +120,29 @@ class Broker:
         events.put_rule(Name="all-broker-events", EventPattern=json.dumps({"source": ["webex-token-broker"]}))
         events.put_targets(Rule="all-broker-events", Targets=[{"Id": "queue", "Arn": queue_arn}])
 
-    @staticmethod
-    def event(name: str, query: dict | None = None) -> dict:
+    def event(self, name: str, query: dict | None = None) -> dict:
+        """A sample event from events/, carrying this browser's cookies (none if it has none)."""
         event = copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
+        event.pop("cookies", None)
+        if self.browser:
+            event["cookies"] = [f"{k}={v}" for k, v in self.browser.items()]
         if query is None:
             return event
         event["queryStringParameters"] = query
         event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
         return event
 
+    def keep_cookies(self, response: dict) -> dict:
+        for cookie in response.get("cookies") or []:
+            name, _, value = cookie.partition(";")[0].partition("=")
+            self.browser[name] = value
+        return response
+
     def authorize(self, invite: str | None = None) -> dict:
         from authorize import handler
 
-        return handler(self.event("authorize", {"invite": invite} if invite else None), LambdaContext())
+        event = self.event("authorize", {"invite": invite} if invite else None)
+        return self.keep_cookies(handler(event, LambdaContext()))
 
     def invite(self, connection: str, *, email: str | None = None, uses: int = 1, ttl: int = 7 * 86400) -> str:
         """What `webex-broker invite` does; returns the token the link carries."""
@@ -139,10 +153,21 @@ class Broker:
         )
         return token
 
-    def callback(self, query: dict) -> dict:
+    def callback(self, query: dict, *, follow: bool = True) -> dict:
+        """The callback; like a browser, follow its 303 to the result page unless told not to."""
         from callback import handler
 
-        return handler(self.event("callback", query), LambdaContext())
+        response = handler(self.event("callback", query), LambdaContext())
+        if follow and response["statusCode"] == 303:
+            return self.result_page(response["headers"]["Location"])
+        return response
+
+    def result_page(self, location: str) -> dict:
+        from callback import handler
+
+        assert location.startswith(f"https://{API_DOMAIN}/connected?r="), location
+        event = self.event("connected", {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()})
+        return handler(event, LambdaContext())
 
     def refresh(self) -> dict:
         from refresher import handler

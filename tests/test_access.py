@@ -204,8 +204,11 @@ def test_open_mode_allows_listed_orgs(open_mode, monkeypatch):
     page_of(open_mode.login(ALICE), 403, "not allowed")
 
 
-def test_open_mode_without_allowlists_needs_explicit_confirmation(open_mode):
-    page_of(open_mode.authorize(), 500, "AllowedEmailDomains")
+def test_open_mode_without_allowlists_needs_explicit_confirmation(open_mode, caplog):
+    response = open_mode.authorize()
+    page_of(response, 500, "not set up correctly", "logs")
+    assert "AllowedEmailDomains" not in response["body"], "configuration details stay out of public pages"
+    assert any("AllowedEmailDomains" in getattr(r, "problem", "") for r in caplog.records), "the log has them"
     assert boto3.client("dynamodb").scan(TableName="StateTable")["Count"] == 0
 
 

@@ -102,10 +102,12 @@ def test_every_call_is_allowed_and_every_permission_is_used(broker, recorder, mo
 
     def login(person: str, invite: str | None = None) -> dict:
         with recorder.running("AuthorizeFunction"):
-            start = authorize(broker.event("authorize", {"invite": invite} if invite else None), LambdaContext())
+            event = broker.event("authorize", {"invite": invite} if invite else None)
+            start = broker.keep_cookies(authorize(event, LambdaContext()))
         query = broker.consent(start["headers"]["Location"], person=person)
         with recorder.running("CallbackFunction"):
-            return callback(broker.event("callback", query), LambdaContext())
+            done = callback(broker.event("callback", query), LambdaContext())
+            return broker.result_page(done["headers"]["Location"]) if done["statusCode"] == 303 else done
 
     # Every flow, in both access modes, including the failure paths that touch other resources.
     assert login("alice@example.com")["statusCode"] == 200
@@ -121,10 +123,16 @@ def test_every_call_is_allowed_and_every_permission_is_used(broker, recorder, mo
         result = refresher(broker.event("refresher"), LambdaContext(timeout_seconds=900))
     assert result["outcomes"] == {"permanent": 1, "refreshed": 1}
     event = broker.event("refresh_connection")
-    for name, fault, status in (("reports", True, 409), ("alice@example.com", False, 200)):
+    # A refused grant (its open invitation reused), a plain refresh, then the refused one restored.
+    for name, fault, status in (("reports", True, 409), ("alice@example.com", False, 200), ("reports", False, 200)):
         event["pathParameters"] = {"name": name}
         if fault:
             broker.webex.inject("access_token", 400, error="invalid_grant")
+        broker.dynamodb.update_item(  # a minute later: past the on-demand cooldown
+            TableName="ConnectionsTable",
+            Key={"connection": {"S": name}},
+            UpdateExpression="REMOVE forced_at",
+        )
         with recorder.running("RefreshConnectionFunction"):
             assert refresh_connection(event, LambdaContext())["statusCode"] == status
     with monkeypatch.context() as failing:

@@ -90,10 +90,13 @@ def test_named_stage_is_part_of_the_callback(broker):
     assert query["redirect_uri"] == "https://abc123.execute-api.us-east-1.amazonaws.com/prod/callback"
 
 
-def test_authorize_refuses_scopes_without_people_read(broker, monkeypatch):
+def test_authorize_refuses_scopes_without_people_read(broker, monkeypatch, caplog):
     monkeypatch.setenv("WEBEX_SCOPES", "spark:kms spark:messages_write")
     reset_broker_caches()
-    assert_page(broker.authorize(), 500, "spark:people_read")
+    response = broker.authorize()
+    assert_page(response, 500, "not set up correctly")
+    assert "spark:people_read" not in response["body"]
+    assert any("spark:people_read" in getattr(r, "problem", "") for r in caplog.records), "the log names it"
     assert boto3.client("dynamodb").scan(TableName="StateTable")["Count"] == 0
 
 
@@ -355,9 +358,10 @@ def test_people_me_failure_stores_nothing(broker, status):
     assert_nothing_stored(broker)
 
 
-def test_people_me_forbidden_names_the_missing_scope(broker):
+def test_people_me_forbidden_names_the_missing_scope_in_the_log(broker, caplog):
     response = callback_with_fault(broker, "people_me", 403, shape="webex")
-    assert_page(response, 500, "spark:people_read")
+    assert_page(response, 500, "not set up correctly")
+    assert any("spark:people_read" in getattr(r, "problem", "") for r in caplog.records), "the log names it"
     assert_nothing_stored(broker)
 
 

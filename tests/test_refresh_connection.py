@@ -119,3 +119,120 @@ def test_webex_retries_stop_before_the_function_times_out(alice, monkeypatch):
     assert [s for s in slept if s >= 1] == [], "a 15 s wait plus another call would not fit in 20 s"
     assert alice.connection(ALICE)["last_error_class"] == "transient"
     assert "lease_owner" not in alice.connection(ALICE)
+
+
+# --- the route keeps its promises: documented JSON on every path, lease never left held -------------------
+
+
+def a_minute_later(broker, name: str) -> None:
+    broker.dynamodb.update_item(
+        TableName="ConnectionsTable",
+        Key={"connection": {"S": name}},
+        UpdateExpression="SET forced_at = forced_at - :minute",
+        ExpressionAttributeValues={":minute": {"N": "61"}},
+    )
+
+
+def refresh_route_response(broker, name: str) -> dict:
+    from refresh_connection import handler
+
+    event = broker.event("refresh_connection")
+    event["pathParameters"] = {"name": name}
+    return handler(event, LambdaContext(function_name="refresh-connection", timeout_seconds=29))
+
+
+def throttled(operation: str):
+    from botocore.exceptions import ClientError
+
+    def fail(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, operation)
+
+    return fail
+
+
+def test_a_throttled_read_is_a_503_json_answer(alice, monkeypatch):
+    from webex_broker import connections
+
+    monkeypatch.setattr(connections.ConnectionsTable, "get", throttled("GetItem"))
+    status, body = refresh_route(alice, ALICE)
+    assert (status, body["connection"]) == (503, ALICE)
+    assert "AWS is unavailable" in body["message"]
+
+
+def test_an_unreadable_client_secret_is_a_502_json_answer_and_frees_nothing_it_never_took(alice, monkeypatch):
+    alice.secrets.put_secret_value(SecretId="test-broker-client", SecretString="not json")
+    from tests.conftest import reset_broker_caches
+
+    reset_broker_caches()
+    status, body = refresh_route(alice, ALICE)
+    assert status == 502
+    assert "operator must act" in body["message"]
+    assert "lease_owner" not in alice.connection(ALICE)
+
+
+def test_a_lost_lease_is_a_409_json_answer(alice, monkeypatch):
+    from webex_broker import connections
+
+    monkeypatch.setattr(
+        connections.ConnectionsTable,
+        "record_refresh",
+        lambda *a, **k: (_ for _ in ()).throw(connections.LeaseLost(ALICE)),
+    )
+    status, body = refresh_route(alice, ALICE)
+    assert status == 409
+    assert "in progress" in body["message"]
+    assert "lease_owner" not in alice.connection(ALICE), "released on the way out"
+
+
+@pytest.mark.parametrize("failing", ["record_failure", "record_refresh"])
+def test_an_aws_failure_after_taking_the_lease_releases_it(alice, monkeypatch, failing):
+    from webex_broker import connections
+
+    if failing == "record_failure":
+        alice.webex.inject("access_token", 503, times=3, retry_after="0.01")
+    monkeypatch.setattr(connections.ConnectionsTable, failing, throttled("UpdateItem"))
+    status, body = refresh_route(alice, ALICE)
+    assert status == 503
+    assert {"connection", "message"} <= set(body) <= {"connection", "outcome", "status", "expires_at", "message"}
+    assert "lease_owner" not in alice.connection(ALICE), "not held for 300 s"
+
+
+def test_a_second_forced_refresh_within_a_minute_is_429_with_retry_after(alice):
+    calls = alice.webex.calls["access_token"]
+    assert refresh_route(alice, ALICE)[0] == 200
+    response = refresh_route_response(alice, ALICE)
+    assert response["statusCode"] == 429
+    assert 1 <= int(response["headers"]["Retry-After"]) <= 60
+    assert json.loads(response["body"])["connection"] == ALICE
+    assert alice.webex.calls["access_token"] == calls + 1, "one Webex call per connection per minute"
+    a_minute_later(alice, ALICE)
+    assert refresh_route(alice, ALICE)[0] == 200
+
+
+def test_repeated_calls_on_a_dead_grant_reuse_one_invitation_and_one_event(alice):
+    alice.events()
+    alice.webex.revoke_grant(person_email=ALICE)
+    for _ in range(7):
+        status, body = refresh_route(alice, ALICE)
+        assert (status, body["status"]) == (409, "reauth_required")
+        a_minute_later(alice, ALICE)
+    reauth = [e for e in alice.events() if e["detail-type"] == "Connection Reauthorization Required"]
+    assert len(reauth) == 1, "seven calls, one event"
+    assert alice.dynamodb.scan(TableName="InvitationsTable")["Count"] == 1, "seven calls, one link"
+
+
+def test_a_new_link_once_the_old_one_expired(alice):
+    alice.events()
+    alice.webex.revoke_grant(person_email=ALICE)
+    refresh_route(alice, ALICE)
+    alice.dynamodb.update_item(
+        TableName="InvitationsTable",
+        Key={"invite_id": {"S": alice.connection(ALICE)["reauth_invite_id"]}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": "1"}},
+    )
+    a_minute_later(alice, ALICE)
+    refresh_route(alice, ALICE)
+    reauth = [e for e in alice.events() if e["detail-type"] == "Connection Reauthorization Required"]
+    assert len(reauth) == 2
+    assert reauth[1]["detail"]["login_url"] != reauth[0]["detail"].get("login_url")

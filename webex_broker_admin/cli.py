@@ -165,8 +165,8 @@ def cmd_show(args, target: Target) -> None:
 
 
 def cmd_refresh(args, target: Target) -> None:
-    if args.due == bool(args.name):
-        raise CommandError("Give a connection NAME or --due.", EXIT_USAGE)
+    if [bool(args.name), args.due, args.reauth_required].count(True) != 1:
+        raise CommandError("Give a connection NAME, --due or --reauth-required.", EXIT_USAGE)
     if args.due:
         from webex_broker.refresh import Refresher
 
@@ -174,6 +174,9 @@ def cmd_refresh(args, target: Target) -> None:
         print(json.dumps(report, indent=2))
         if report["failed"]:
             raise CommandError(f"{report['failed']} connection(s) failed to refresh.", EXIT_REFRESH_FAILED)
+        return
+    if args.reauth_required:
+        _retry_reauth_required()
         return
     from webex_broker.on_demand import refresh_connection
 
@@ -183,6 +186,30 @@ def cmd_refresh(args, target: Target) -> None:
         raise CommandError(f"No connection named {args.name!r}.", EXIT_NOT_FOUND)
     if answer.http_status != 200:
         raise CommandError(answer.body.get("message", "Refresh failed."), EXIT_REFRESH_FAILED)
+
+
+def _retry_reauth_required() -> None:
+    """The repair for a grant marked dead that was not: try each `reauth_required` connection once;
+    those Webex still honours are active and scheduled again."""
+    from webex_broker.connections import REAUTH_REQUIRED
+    from webex_broker.on_demand import refresh_connection
+
+    names = [row["connection"] for row in _connections().all() if row.get("status") == REAUTH_REQUIRED]
+    answers = {}
+    for name in names:
+        answers[name] = refresh_connection(name)
+        if answers[name].retry_after:  # forced less than a minute ago: wait out the cooldown, once
+            print(f"{name}: waiting {answers[name].retry_after} s for its on-demand cooldown.", file=sys.stderr)
+            time.sleep(answers[name].retry_after)
+            answers[name] = refresh_connection(name)
+    print(json.dumps({name: answer.body for name, answer in answers.items()}, indent=2))
+    restored = [name for name, answer in answers.items() if answer.http_status == 200]
+    print(f"Restored {len(restored)} of {len(names)} connection(s) marked reauth_required.", file=sys.stderr)
+    if len(restored) < len(names):
+        raise CommandError(
+            f"{len(names) - len(restored)} connection(s) still need their person to authorize again.",
+            EXIT_REFRESH_FAILED,
+        )
 
 
 def cmd_revoke(args, target: Target) -> None:
@@ -271,9 +298,16 @@ def parser() -> argparse.ArgumentParser:
     show = command("show", cmd_show, "Show one connection, including its secret's name and ARN.")
     show.add_argument("name", metavar="NAME")
     show.add_argument("--json", action="store_true", help="machine-readable output")
-    refresh = command("refresh", cmd_refresh, "Refresh NAME now (same lease as the scheduler), or --due.")
+    refresh = command(
+        "refresh", cmd_refresh, "Refresh NAME now (same lease as the scheduler), or --due, or --reauth-required."
+    )
     refresh.add_argument("name", metavar="NAME", nargs="?")
     refresh.add_argument("--due", action="store_true", help="run the scheduled refresh now, for every due connection")
+    refresh.add_argument(
+        "--reauth-required",
+        action="store_true",
+        help="try every reauth_required connection once; restore those whose grant still works",
+    )
     revoke = command("revoke", cmd_revoke, "Delete NAME's secrets (recoverable for 7 days) and its record.")
     revoke.add_argument("name", metavar="NAME")
     revoke.add_argument("--yes", action="store_true", help="do not ask for confirmation")

@@ -1,17 +1,35 @@
-"""GET /callback: consume the state, exchange the code, learn who it is and store the tokens."""
+"""GET /callback: consume the state, exchange the code, learn who it is and store the tokens, then
+send the browser on (303) to GET /connected, the result page, so code and state leave the address bar."""
 
 from webex_broker import login, pages, web
 from webex_broker.observability import logger
+from webex_broker.settings import load_settings
 
 
-def _finish(event: dict) -> dict:
-    result = login.finish_login(web.query(event))
+def _finish(event: dict, context) -> dict:
+    site = web.base_url(event, load_settings().public_base_url)
+    result_id = login.finish_login(
+        web.query(event),
+        browser_nonce=web.browser_nonce(event, site),
+        remaining_ms=context.get_remaining_time_in_millis,
+    )
+    return web.redirect(f"{site}/connected?r={result_id}", status=303)
+
+
+def _result(event: dict, context) -> dict:
+    site = web.base_url(event, load_settings().public_base_url)
+    result = login.login_result(web.query(event).get("r", ""), browser_nonce=web.browser_nonce(event, site))
+    if result is None:
+        return web.html(404, pages.result_gone())
     return web.html(
         200,
         pages.connected(display_name=result.display_name, email=result.email, secret_name=result.consumer_secret_name),
     )
 
 
+ROUTES = {"GET /callback": _finish, "GET /connected": _result}
+
+
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context) -> dict:
-    return web.respond(lambda: _finish(event))
+    return web.respond(lambda: ROUTES[event["routeKey"]](event, context))

@@ -12,4 +12,7 @@ from webex_broker.on_demand import refresh_connection
 def handler(event: dict, context) -> dict:
     name = unquote(event["pathParameters"]["name"])
     answer = refresh_connection(name, remaining_ms=context.get_remaining_time_in_millis)
-    return web.json_response(answer.http_status, answer.body)
+    response = web.json_response(answer.http_status, answer.body)
+    if answer.retry_after:
+        response["headers"]["Retry-After"] = str(answer.retry_after)
+    return response

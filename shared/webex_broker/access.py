@@ -1,5 +1,6 @@
 """Who may connect, decided after Webex says who the person is and before anything is written."""
 
+from webex_broker import emails
 from webex_broker.invitations import Invitation
 from webex_broker.settings import Settings
 from webex_broker.token_documents import connection_name_for
@@ -24,10 +25,16 @@ def require_invitation(settings: Settings, invite_token: str) -> None:
 
 
 def connection_for(settings: Settings, person: Person, invitation: Invitation | None) -> str:
-    """The connection this person's consent may write, or AccessDenied."""
-    email = person.email.strip().lower()
+    """The connection this person's consent may write, or AccessDenied. Addresses compare only in
+    their plain-ASCII form (see emails.comparable)."""
+    email = emails.comparable(person.email)
     if invitation is not None:
         if invitation.email and invitation.email != email:
+            if email is None:
+                raise AccessDenied(
+                    "This invitation is for a different Webex account: the address you signed in with "
+                    "is not a plain ASCII address and cannot match it."
+                )
             raise AccessDenied(
                 f"This invitation is for a different Webex account. You signed in as {email}; "
                 "sign out of Webex and use the account the invitation was sent to."
@@ -35,6 +42,8 @@ def connection_for(settings: Settings, person: Person, invitation: Invitation | 
         return invitation.connection
     if settings.access_mode != OPEN:
         raise AccessDenied("An invitation is required.")
+    if email is None:
+        raise AccessDenied("This broker only connects Webex accounts with a plain ASCII e-mail address.")
     domain = email.rpartition("@")[2]
     domains, orgs = settings.allowed_email_domains, settings.allowed_org_ids
     if (domains or orgs) and domain not in domains and person.org_id not in orgs:

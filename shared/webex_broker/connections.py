@@ -5,10 +5,11 @@ carry the `schedule` attribute), so a run costs work proportional to what is due
 stored. A lease on the row makes sure exactly one refresher works on a connection at a time.
 """
 
+import contextlib
 from collections.abc import Iterator
 from datetime import datetime
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker import aws
 from webex_broker.token_documents import TokenRecord, fingerprint
@@ -20,10 +21,19 @@ SCHEDULE_INDEX = "ScheduleIndex"
 SCHEDULED = "scheduled"
 _LEASE = ("lease_owner", "lease_expires_at")
 _ERROR = ("last_error", "last_error_class", "last_error_at", "last_tracking_id")
+_REFUSAL = ("refused_error", "refused_since")  # a streak of unexplained refusals, cleared by any success
 
 
 class LeaseLost(Exception):
     """Another worker took the connection over (our lease expired); our write was refused."""
+
+
+class CoolingDown(Exception):
+    """A forced refresh came too soon after the last one; `retry_after` says when the next may start."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
 
 
 def epoch(moment: datetime | None) -> int | None:
@@ -81,27 +91,37 @@ class ConnectionsTable:
             raise
         return True
 
-    def drop_pending_claim(self, connection: str, *, person_id: str) -> None:
-        """Undo a claim whose login failed before any token was stored (a finished login is never removed)."""
+    def drop_pending_claim(self, connection: str, *, person_id: str, owner: str) -> None:
+        """Undo a claim whose login failed before its row was recorded (a finished login is never
+        removed, nor a claim another login of the same person is working on)."""
         try:
             aws.client("dynamodb").delete_item(
                 TableName=self._table,
                 Key={"connection": {"S": connection}},
-                ConditionExpression="#status = :pending AND person_id = :person_id",
+                ConditionExpression=(
+                    "#status = :pending AND person_id = :person_id AND "
+                    "(attribute_not_exists(lease_owner) OR lease_owner = :owner)"
+                ),
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":pending": {"S": PENDING}, ":person_id": {"S": person_id}},
+                ExpressionAttributeValues={
+                    ":pending": {"S": PENDING},
+                    ":person_id": {"S": person_id},
+                    ":owner": {"S": owner},
+                },
             )
         except ClientError as exc:
             if not aws.condition_failed(exc):
                 raise
 
     def record_login(
-        self, record: TokenRecord, *, consumer_secret_arn: str, next_refresh_at: int, login_base_url: str
+        self, record: TokenRecord, *, owner: str, consumer_secret_arn: str, next_refresh_at: int, login_base_url: str
     ) -> None:
-        """A (re)authorization makes the connection healthy and schedulable again."""
+        """A (re)authorization makes the connection healthy and schedulable again, and frees the lease
+        the login held while it wrote the secrets."""
         now = epoch(record.updated_at)
-        self._update(
+        self._owned_update(
             record.connection,
+            owner,
             {
                 "person_id": record.person.id,
                 "email": record.person.email,
@@ -123,7 +143,7 @@ class ConnectionsTable:
                 "created_at": now,
             },
             keep_first=("created_at",),
-            remove=_ERROR,
+            remove=(*_LEASE, *_ERROR, *_REFUSAL, "reauth_invite_id"),
         )
 
     def get(self, connection: str) -> dict | None:
@@ -162,32 +182,53 @@ class ConnectionsTable:
         )["Items"]
         return self.get(items[0]["connection"]["S"]) if items else None
 
-    def acquire(self, connection: str, *, owner: str, now: int, lease_seconds: int) -> dict | None:
+    def acquire(
+        self, connection: str, *, owner: str, now: int, lease_seconds: int, cooldown_seconds: int = 0
+    ) -> dict | None:
         """Take the lease, or None if someone else holds an unexpired one (or the row is gone).
 
         Returns the row as it stands after acquiring: the caller decides on fresh data, never on
-        what a possibly stale index said."""
+        what a possibly stale index said. With `cooldown_seconds` (forced refreshes) the lease is also
+        refused, with CoolingDown, until that long after the previous forced one."""
+        values = {":owner": owner, ":until": now + lease_seconds, ":now": now}
+        update = "SET lease_owner = :owner, lease_expires_at = :until"
+        condition = (
+            "attribute_exists(#c) AND "
+            "(attribute_not_exists(lease_expires_at) OR lease_expires_at < :now OR lease_owner = :owner)"
+        )
+        if cooldown_seconds:
+            values[":cooled"] = now - cooldown_seconds
+            update += ", forced_at = :now"
+            condition += " AND (attribute_not_exists(forced_at) OR forced_at <= :cooled)"
         try:
             response = aws.client("dynamodb").update_item(
                 TableName=self._table,
                 Key={"connection": {"S": connection}},
-                UpdateExpression="SET lease_owner = :owner, lease_expires_at = :until",
-                ConditionExpression=(
-                    "attribute_exists(#c) AND "
-                    "(attribute_not_exists(lease_expires_at) OR lease_expires_at < :now OR lease_owner = :owner)"
-                ),
+                UpdateExpression=update,
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#c": "connection"},
-                ExpressionAttributeValues=aws.to_item({":owner": owner, ":until": now + lease_seconds, ":now": now}),
+                ExpressionAttributeValues=aws.to_item(values),
                 ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if aws.condition_failed(exc):
-                return None
-            raise
+            if not aws.condition_failed(exc):
+                raise
+            old = aws.from_item(exc.response.get("Item") or {})
+            held = int(old.get("lease_expires_at", 0)) >= now and old.get("lease_owner") != owner
+            if old and cooldown_seconds and not held:
+                raise CoolingDown(int(old["forced_at"]) + cooldown_seconds - now) from None
+            return None
         return aws.from_item(response["Attributes"])
 
     def release(self, connection: str, *, owner: str) -> None:
         self._owned_update(connection, owner, {}, remove=_LEASE)
+
+    def release_if_held(self, connection: str, *, owner: str) -> None:
+        """On a path that already failed: free the lease if it is still ours. Best effort, since the
+        original failure matters more; a lease that cannot be freed expires on its own."""
+        with contextlib.suppress(LeaseLost, ClientError, BotoCoreError):
+            self.release(connection, owner=owner)
 
     def record_refresh(self, record: TokenRecord, *, owner: str, next_refresh_at: int) -> None:
         """The last step of a refresh: new expiry and schedule, health reset, lease released."""
@@ -207,13 +248,23 @@ class ConnectionsTable:
                 "consecutive_failures": 0,
                 "updated_at": now,
             },
-            remove=_LEASE + _ERROR,
+            remove=_LEASE + _ERROR + _REFUSAL + ("reauth_invite_id",),
         )
 
     def record_failure(
-        self, connection: str, *, owner: str, error: str, error_class: str, tracking_id: str, now: int, retry_at: int
+        self,
+        connection: str,
+        *,
+        owner: str,
+        error: str,
+        error_class: str,
+        tracking_id: str,
+        now: int,
+        retry_at: int,
+        refused_since: int | None = None,
     ) -> None:
-        """A transient failure: status unchanged, the error and the next attempt recorded."""
+        """A failure that proves nothing about the grant: status and schedule kept, the error and the next
+        attempt recorded. An unexplained refusal also records since when the same refusal has repeated."""
         self._owned_update(
             connection,
             owner,
@@ -225,13 +276,18 @@ class ConnectionsTable:
                 "last_attempt_at": now,
                 "next_refresh_at": retry_at,
                 "updated_at": now,
+                "refused_error": error if refused_since is not None else None,
+                "refused_since": refused_since,
             },
             add={"consecutive_failures": 1},
             remove=_LEASE,
         )
 
-    def mark_reauth_required(self, connection: str, *, owner: str, error: str, tracking_id: str, now: int) -> None:
-        """The grant is dead: stop scheduling it (out of the index) and keep everything else for inspection."""
+    def mark_reauth_required(
+        self, connection: str, *, owner: str, error: str, tracking_id: str, now: int, invite_id: str | None
+    ) -> None:
+        """The grant is dead: stop scheduling it (out of the index) and keep everything else for inspection.
+        `invite_id` is the open re-authorization invitation, reused while it lasts."""
         self._owned_update(
             connection,
             owner,
@@ -243,15 +299,23 @@ class ConnectionsTable:
                 "last_tracking_id": tracking_id or None,
                 "last_attempt_at": now,
                 "updated_at": now,
+                "reauth_invite_id": invite_id,
             },
-            remove=(*_LEASE, "schedule"),
+            remove=(*_LEASE, "schedule", *_REFUSAL),
         )
 
     def _owned_update(
-        self, connection: str, owner: str, values: dict, *, remove: tuple = (), add: dict | None = None
+        self,
+        connection: str,
+        owner: str,
+        values: dict,
+        *,
+        remove: tuple = (),
+        add: dict | None = None,
+        keep_first: tuple = (),
     ) -> None:
         """Only the lease holder may write; anyone else's write is refused and reported."""
-        expression = _expression(values, remove=remove, add=add)
+        expression = _expression(values, remove=remove, add=add, keep_first=keep_first)
         expression["ExpressionAttributeValues"][":owner"] = {"S": owner}
         try:
             aws.client("dynamodb").update_item(
@@ -264,10 +328,3 @@ class ConnectionsTable:
             if aws.condition_failed(exc):
                 raise LeaseLost(connection) from None
             raise
-
-    def _update(self, connection: str, values: dict, *, keep_first: tuple = (), remove: tuple = ()) -> None:
-        aws.client("dynamodb").update_item(
-            TableName=self._table,
-            Key={"connection": {"S": connection}},
-            **_expression(values, keep_first=keep_first, remove=remove),
-        )

@@ -13,6 +13,7 @@ REAUTH_REQUIRED = "Connection Reauthorization Required"
 RECOVERED = "Connection Recovered"
 REFRESH_TOKEN_EXPIRING = "Refresh Token Expiring"
 CONFIGURATION_ERROR = "Integration Configuration Error"
+RUN_STOPPED = "Refresh Run Stopped"  # most of a run was refused without a reason: no status was changed
 
 
 class EventPublisher:

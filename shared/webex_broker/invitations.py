@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from webex_broker import aws
+from webex_broker import aws, emails
 
 # What Secrets Manager allows in a name, minus '/', which would nest under other connections.
 CONNECTION_NAME = re.compile(r"[A-Za-z0-9_+=.@-]{1,128}")
+# `<id>.<secret>` as create() makes them; anything else is refused before DynamoDB sees it.
+TOKEN = re.compile(r"(?P<id>[0-9a-f]{12})\.(?P<secret>[A-Za-z0-9_-]{43})")
 MIN_LIFETIME_SECONDS = 60
 
 
@@ -85,10 +87,12 @@ class InvitationStore:
             raise ValueError("An invitation must allow at least one use.")
         if ttl_seconds < MIN_LIFETIME_SECONDS:
             raise ValueError(f"An invitation must last at least {MIN_LIFETIME_SECONDS} seconds.")
+        if email and not emails.comparable(email):
+            raise ValueError("An invitation's e-mail must be a plain ASCII address.")
         invitation = Invitation(
             id=secrets.token_hex(6),
             connection=connection,
-            email=email.strip().lower() if email else None,
+            email=emails.comparable(email),
             expires_at=now + ttl_seconds,
             max_uses=max_uses,
             uses=0,
@@ -119,9 +123,10 @@ class InvitationStore:
 
     def verify(self, token: str, *, now: int) -> Invitation:
         """The invitation behind a link, if the link is genuine and still usable (does not use it up)."""
-        invite_id, _, secret = (token or "").partition(".")
-        if not invite_id or not secret:
+        shape = TOKEN.fullmatch(token or "")
+        if shape is None:
             raise InvitationRejected("unknown")
+        invite_id, secret = shape["id"], shape["secret"]
         item = aws.get_item(self._table, "invite_id", invite_id)
         if not item or not hmac.compare_digest(item["secret_sha256"], _digest(secret)):
             raise InvitationRejected("unknown")

@@ -1,18 +1,33 @@
-"""The login flow: start it (invitation check, state + PKCE, redirect) and finish it
-(state → code → who is it → may they? → tokens → secrets → row)."""
+"""The login flow: start it (invitation check, state + PKCE bound to the browser, redirect) and finish
+it (state → code → who is it → may they? → lease → secrets → row → invitation use).
 
-from dataclasses import dataclass
+Finishing writes in a fixed order, under the connection's lease so that no refresh interleaves:
+refresh material → consumer secret → row (which frees the lease) → one use of the invitation. The
+use is counted last, so a failed or crashed write never spends the person's invitation; a failed
+first login removes what it wrote, so no live refresh token is left without a row.
+"""
+
+import math
+import time
+import uuid
+from collections.abc import Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker import access, webex
 from webex_broker.client_credentials import load_client_credentials
-from webex_broker.connections import ConnectionsTable, epoch
-from webex_broker.invitations import InvitationRejected, InvitationStore
-from webex_broker.login_state import StateStore, code_challenge, new_login_state
+from webex_broker.connections import PENDING, ConnectionsTable, epoch
+from webex_broker.invitations import Invitation, InvitationRejected, InvitationStore
+from webex_broker.login_state import LoginResult, StateStore, code_challenge, new_login_state
 from webex_broker.observability import logger
 from webex_broker.schedule import next_refresh_at
-from webex_broker.secret_store import SecretNames, write_consumer_secret, write_refresh_material
-from webex_broker.settings import ConfigurationError, load_settings
+from webex_broker.secret_store import SecretNames, delete_secret, write_consumer_secret, write_refresh_material
+from webex_broker.settings import ConfigurationError, Settings, load_settings
 from webex_broker.token_documents import TokenRecord
+
+LEASE_POLL_SECONDS = 0.25
+WRITE_TIME_SECONDS = 6  # left, after waiting for the lease, for two secret writes and the row
+ORPHAN_RECOVERY_DAYS = 7
 
 
 class ConsentDeclined(Exception):
@@ -27,16 +42,12 @@ class BadCallback(Exception):
     """The callback request itself is malformed (no state, no code)."""
 
 
-@dataclass(frozen=True)
-class LoginResult:
-    connection: str
-    display_name: str
-    email: str
-    consumer_secret_name: str
+class LoginBusy(Exception):
+    """A refresh of this connection held its lease for longer than the login could wait; nothing was stored."""
 
 
-def start_login(callback_url: str, invite_token: str = "") -> str:
-    """Returns the Webex consent URL for a fresh, stored, single-use state."""
+def start_login(callback_url: str, invite_token: str = "", *, browser_nonce: str) -> str:
+    """Returns the Webex consent URL for a fresh, stored, single-use state bound to this browser."""
     settings = load_settings()
     settings.require_people_scope()
     settings.require_safe_access_mode()
@@ -48,6 +59,7 @@ def start_login(callback_url: str, invite_token: str = "") -> str:
         redirect_uri=callback_url,
         now=now,
         ttl_seconds=settings.state_ttl_seconds,
+        browser_nonce=browser_nonce,
         invite_id=invitation.id if invitation else None,
     )
     StateStore(settings.state_table).save(login, now=now)
@@ -61,15 +73,16 @@ def start_login(callback_url: str, invite_token: str = "") -> str:
     )
 
 
-def finish_login(params: dict[str, str]) -> LoginResult:
+def finish_login(params: dict[str, str], *, browser_nonce: str, remaining_ms: Callable[[], int]) -> str:
     """Consume the state first (so a replay can never get further); decide who may connect before
-    anything is written; then write refresh material, consumer secret and row, in that order."""
+    anything is written; then write under the lease. Returns the id of the result page."""
     settings = load_settings()
     state = params.get("state", "")
     if not state:
         raise BadCallback("The request has no state parameter.")
     now = webex.utc_now()
-    login = StateStore(settings.state_table).consume(state, now=epoch(now))
+    states = StateStore(settings.state_table)
+    login = states.consume(state, browser_nonce=browser_nonce, now=epoch(now))
     if params.get("error"):
         raise ConsentDeclined(params["error"])
     code = params.get("code", "")
@@ -90,44 +103,114 @@ def finish_login(params: dict[str, str]) -> LoginResult:
         raise
 
     invitations = InvitationStore(settings.invitations_table)
-    invitation = None
-    if login.invite_id:
-        invitation = invitations.get(login.invite_id)
-        if invitation is None:
-            raise InvitationRejected("revoked")
-        invitation.check(epoch(now))
+    invitation = _usable_invitation(invitations, login.invite_id, epoch(now))
     connection = access.connection_for(settings, person, invitation)
     table = ConnectionsTable(settings.connections_table)
     access.check_owner(table.get(connection), person)
-    if invitation:
-        invitations.use(invitation.id, now=epoch(now))
-    if not table.claim(connection, person_id=person.id, email=person.email, now=epoch(now)):
-        access.check_owner(table.get(connection), person)  # another person won a race for it
 
     record = TokenRecord(connection=connection, person=person, grant=grant, updated_at=now)
-    names = SecretNames(settings.secret_prefix)
-    try:
-        write_refresh_material(record.refresh_material(), names, now=now)
-        consumer_arn = write_consumer_secret(record, names)
-    except Exception:
-        table.drop_pending_claim(connection, person_id=person.id)
-        raise
-    table.record_login(
-        record,
-        consumer_secret_arn=consumer_arn,
-        login_base_url=login.redirect_uri.removesuffix("/callback"),
-        next_refresh_at=next_refresh_at(
-            connection,
-            access_expires_at=epoch(grant.access_expires_at),
-            refreshed_at=epoch(now),
-            now=epoch(now),
-            policy=settings.refresh,
-        ),
-    )
+    result = _store(settings, table, record, login.redirect_uri, remaining_ms)
+    if invitation:
+        _count_use(invitations, invitation, epoch(now))
     logger.info("Connection authorized", extra={"connection": connection, "invite_id": login.invite_id})
+    return states.save_result(result, browser_hash=login.browser_hash, now=epoch(now))
+
+
+def login_result(result_id: str, *, browser_nonce: str) -> LoginResult | None:
+    return StateStore(load_settings().state_table).result(
+        result_id, browser_nonce=browser_nonce, now=epoch(webex.utc_now())
+    )
+
+
+def _usable_invitation(invitations: InvitationStore, invite_id: str | None, now: int) -> Invitation | None:
+    """Checked, not used: the use is counted once the tokens are stored."""
+    if not invite_id:
+        return None
+    invitation = invitations.get(invite_id)
+    if invitation is None:
+        raise InvitationRejected("revoked")
+    invitation.check(now)
+    return invitation
+
+
+def _store(
+    settings: Settings, table: ConnectionsTable, record: TokenRecord, redirect_uri: str, remaining_ms
+) -> LoginResult:
+    """Claim, lease, secrets, row. A first login that fails at any step removes what it wrote."""
+    connection, person = record.connection, record.person
+    owner = f"login-{uuid.uuid4()}"
+    names = SecretNames(settings.secret_prefix)
+    written: list[str] = []
+    try:
+        if not table.claim(connection, person_id=person.id, email=person.email, now=epoch(record.updated_at)):
+            access.check_owner(table.get(connection), person)  # another person won a race for it
+        access.check_owner(_take_lease(table, connection, owner, remaining_ms), person)
+        written.append(names.refresh(connection))  # before the call: a write can land and still fail
+        write_refresh_material(record.refresh_material(), names, now=record.updated_at)
+        written.append(names.consumer(connection))
+        consumer_arn = write_consumer_secret(record, names)
+        table.record_login(
+            record,
+            owner=owner,
+            consumer_secret_arn=consumer_arn,
+            login_base_url=redirect_uri.removesuffix("/callback"),
+            next_refresh_at=next_refresh_at(
+                connection,
+                access_expires_at=epoch(record.grant.access_expires_at),
+                refreshed_at=epoch(record.updated_at),
+                now=epoch(record.updated_at),
+                policy=settings.refresh,
+            ),
+        )
+    except BaseException:
+        _undo(table, record, owner, names, written)
+        raise
     return LoginResult(
         connection=connection,
         display_name=person.display_name,
         email=person.email,
         consumer_secret_name=names.consumer(connection),
     )
+
+
+def _take_lease(table: ConnectionsTable, connection: str, owner: str, remaining_ms) -> dict:
+    """Wait for a refresh in flight to finish its one Webex call and its writes; it never holds the
+    lease across a backoff. Give up, with nothing stored, when the function's time runs short. The
+    login's own lease lasts no longer than the function can, so a crashed login blocks no one for long."""
+    while True:
+        lease_seconds = max(1, math.ceil(remaining_ms() / 1000))
+        row = table.acquire(connection, owner=owner, now=epoch(webex.utc_now()), lease_seconds=lease_seconds)
+        if row is not None:
+            return row
+        if remaining_ms() < (WRITE_TIME_SECONDS + LEASE_POLL_SECONDS) * 1000:
+            logger.warning("A refresh of this connection held its lease too long for the login to wait")
+            raise LoginBusy(connection)
+        time.sleep(LEASE_POLL_SECONDS)
+
+
+def _undo(table: ConnectionsTable, record: TokenRecord, owner: str, names: SecretNames, written: list[str]) -> None:
+    """After a failed step. A first login (the row still `pending`, ours) leaves nothing behind: its
+    secrets are scheduled for deletion (the next login restores and overwrites them) before its claim
+    is dropped, so no live refresh token is ever left without a row and the person can simply try
+    again. A connection that was already working keeps its row; the secrets written hold this newer,
+    valid grant of the same person, which the next refresh uses."""
+    try:
+        row = table.get(record.connection) or {}
+        ours = row.get("lease_owner") in (owner, None) and row.get("person_id") == record.person.id
+        if row.get("status") == PENDING and ours:
+            for name in written:
+                delete_secret(name, recovery_days=ORPHAN_RECOVERY_DAYS)
+            table.drop_pending_claim(record.connection, person_id=record.person.id, owner=owner)
+        else:
+            table.release_if_held(record.connection, owner=owner)
+    except (ClientError, BotoCoreError) as exc:
+        logger.error("Could not clean up after a failed login", extra={"error": type(exc).__name__})
+
+
+def _count_use(invitations: InvitationStore, invitation: Invitation, now: int) -> None:
+    """The tokens are stored and the connection is bound to this person: a use that can no longer be
+    counted (a concurrent login of the same person, a revoke in between) does not undo that."""
+    try:
+        invitations.use(invitation.id, now=now)
+    except (InvitationRejected, ClientError, BotoCoreError) as exc:
+        logger.warning("The invitation's use could not be counted", extra={"error": type(exc).__name__})

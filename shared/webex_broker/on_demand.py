@@ -1,14 +1,21 @@
 """On-demand refresh, for a workload that just got a 401 and for the admin CLI: the same lease and
-the same steps as the scheduled run, answered with status and expiry only (never a token)."""
+the same steps as the scheduled run, answered with status and expiry only (never a token).
+
+Every path answers the documented JSON, and none leaves the lease held: a failure that is nobody's
+fault (throttled AWS, an unreadable client secret, a lost lease) is a 5xx or 409 with a message."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from webex_broker.connections import PENDING, ConnectionsTable
-from webex_broker.observability import metrics
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
+from botocore.exceptions import BotoCoreError, ClientError
+
+from webex_broker import aws
+from webex_broker.connections import PENDING, ConnectionsTable, CoolingDown, LeaseLost
+from webex_broker.observability import logger, metrics
 from webex_broker.refresh import Outcome, Refresher
-from webex_broker.settings import load_settings
+from webex_broker.settings import ConfigurationError, load_settings
 from webex_broker.token_documents import iso
 
 
@@ -16,11 +23,37 @@ from webex_broker.token_documents import iso
 class RefreshAnswer:
     http_status: int
     body: dict
+    retry_after: int | None = None
+
+
+MESSAGES = {
+    Outcome.SKIPPED: (409, "A refresh or login of this connection is in progress; read the secret again shortly."),
+    Outcome.PERMANENT: (409, "Webex refused the grant: the person must authorize again."),
+    Outcome.CONFIGURATION: (502, "Webex refused the broker's client credentials."),
+    Outcome.REFUSED: (503, "Webex refused the refresh without saying why; the connection is kept and retried."),
+}
 
 
 def refresh_connection(name: str, *, remaining_ms: Callable[[], int] | None = None) -> RefreshAnswer:
     """remaining_ms bounds Webex retries to the caller's time (the function's timeout)."""
     metrics.add_metric(name="OnDemandRefreshes", unit="Count", value=1)
+    try:
+        return _refresh(name, remaining_ms)
+    except CoolingDown as exc:
+        message = "This connection was refreshed on demand less than a minute ago; try again after Retry-After."
+        return RefreshAnswer(429, {"connection": name, "message": message}, retry_after=max(exc.retry_after, 1))
+    except LeaseLost:
+        return RefreshAnswer(409, {"connection": name, "message": MESSAGES[Outcome.SKIPPED][1]})
+    except (ConfigurationError, GetParameterError, TransformParameterError) as exc:
+        logger.error("The broker cannot read its configuration", extra={"error_type": type(exc).__name__})
+        message = "The broker cannot read its integration's configuration; its operator must act (see its logs)."
+        return RefreshAnswer(502, {"connection": name, "message": message})
+    except (ClientError, BotoCoreError) as exc:
+        logger.warning("AWS call failed during an on-demand refresh", extra={"error": aws.error_code(exc)})
+        return RefreshAnswer(503, {"connection": name, "message": "AWS is unavailable; try again later."})
+
+
+def _refresh(name: str, remaining_ms: Callable[[], int] | None) -> RefreshAnswer:
     row = ConnectionsTable(load_settings().connections_table).get(name)
     if row is None:
         return RefreshAnswer(404, {"connection": name, "message": "No such connection."})
@@ -32,17 +65,7 @@ def refresh_connection(name: str, *, remaining_ms: Callable[[], int] | None = No
         body["status"] = row.get("status")
         if row.get("access_expires_at"):
             body["expires_at"] = iso(datetime.fromtimestamp(int(row["access_expires_at"]), UTC))
-    match outcome:
-        case Outcome.REFRESHED | Outcome.UNCHANGED:
-            return RefreshAnswer(200, body)
-        case Outcome.SKIPPED:
-            body["message"] = "Another refresh of this connection is in progress; read the secret again shortly."
-            return RefreshAnswer(409, body)
-        case Outcome.PERMANENT:
-            body["message"] = "Webex refused the grant: the person must authorize again."
-            return RefreshAnswer(409, body)
-        case Outcome.CONFIGURATION:
-            body["message"] = "Webex refused the broker's client credentials."
-            return RefreshAnswer(502, body)
-    body["message"] = "Webex or AWS is unavailable; try again later."
-    return RefreshAnswer(503, body)
+    if outcome in (Outcome.REFRESHED, Outcome.UNCHANGED):
+        return RefreshAnswer(200, body)
+    status, message = MESSAGES.get(outcome, (503, "Webex or AWS is unavailable; try again later."))
+    return RefreshAnswer(status, {**body, "message": message})

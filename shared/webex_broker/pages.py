@@ -42,6 +42,15 @@ def connected(*, display_name: str, email: str, secret_name: str) -> str:
     )
 
 
+def result_gone() -> str:
+    return _page(
+        "Nothing to show here",
+        "<p>This page showed the result of a sign-in, in the browser that signed in, for a few minutes. "
+        "It has expired or belongs to another browser. A finished connection is not affected.</p>",
+        tone="",
+    )
+
+
 def declined(error: str) -> str:
     if error == "access_denied":
         return _page(

@@ -4,10 +4,15 @@ One connection at a time is refreshed under a lease on its row, in a fixed order
 steps: read the refresh material → ask Webex → write the refresh secret (only if the refresh token
 changed) → write the consumer secret (only if the access token changed) → update the row and release
 the lease. A crash at any step leaves the row due and the lease to expire, and the next run finishes
-the job; the refresh token is on disk before anything that depends on it.
+the job; the refresh token is on disk before anything that depends on it. A login takes the same
+lease, so a login and a refresh of one connection never interleave: the refresher lets go of the
+lease while it waits out a backoff, and after it reads the row and the refresh token again.
 
-Failures are classified: a dead grant is marked `reauth_required`, a rejected client stops the run
-with one error, and outages are retried with backoff and then rescheduled without changing status.
+Failures are classified, and only proof changes a status: `invalid_grant` (or Webex's words for a
+dead refresh token) marks a connection `reauth_required`; any other refusal is retried like an
+outage, alarmed, and ends a connection only when it repeats in separate runs over an hour while
+other connections refresh fine. A rejected client stops the run with one error, and so does a run
+in which most attempts are refused (Webex or the integration is at fault, not the people).
 """
 
 import random
@@ -40,11 +45,16 @@ RETRY_TIME_MARGIN_SECONDS = 5
 class Outcome(StrEnum):
     REFRESHED = "refreshed"  # Webex gave a new access token; the consumer secret has it
     UNCHANGED = "unchanged"  # Webex gave the same token back (its 24 h rule); nothing rewritten
-    SKIPPED = "skipped"  # not due after all, or another refresher holds the lease
+    SKIPPED = "skipped"  # not due after all, or another refresher or a login holds the lease
     TRANSIENT = "transient"  # Webex or AWS unavailable: retried later, status unchanged
+    REFUSED = "refused"  # Webex refused without saying the grant is dead: retried later, status unchanged
     PERMANENT = "permanent"  # the grant is dead: reauth_required
     CONFIGURATION = "configuration"  # the integration's credentials were refused: the run stops
     ERROR = "error"  # a bug or a crash: the lease expires and the next run tries again
+
+
+FAILED = (Outcome.TRANSIENT, Outcome.REFUSED, Outcome.PERMANENT, Outcome.CONFIGURATION, Outcome.ERROR)
+ATTEMPTED = (Outcome.REFRESHED, Outcome.UNCHANGED, Outcome.TRANSIENT, Outcome.REFUSED, Outcome.PERMANENT)
 
 
 @dataclass
@@ -52,17 +62,19 @@ class RunReport:
     outcomes: Counter = field(default_factory=Counter)
     failures: dict[str, str] = field(default_factory=dict)
     stopped_early: bool = False
+    refusals_stopped_run: bool = False
     risk_horizon: int = 0  # an access token expiring before this may lapse before the next run can help
     at_risk: int = 0
     max_consecutive_failures: int = 0
     earliest_access_expiry: int | None = None
     earliest_refresh_expiry: int | None = None
+    refused_long: dict[str, int] = field(default_factory=dict)  # connection → since when refused, an hour or more
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, connection: str, outcome: "Outcome", row: dict | None = None) -> None:
         with self._lock:
             self.outcomes[outcome] += 1
-            if outcome in (Outcome.TRANSIENT, Outcome.PERMANENT, Outcome.CONFIGURATION, Outcome.ERROR):
+            if outcome in FAILED:
                 self.failures[connection] = outcome.value
             if row and row.get("status") == ACTIVE:
                 self.note_expiries(row)
@@ -70,6 +82,16 @@ class RunReport:
                     self.at_risk += 1
                 failures = int(row.get("consecutive_failures", 0))
                 self.max_consecutive_failures = max(self.max_consecutive_failures, failures)
+
+    def mostly_refused(self, policy: RefreshPolicy) -> bool:
+        """Unexplained refusals for much of a run say the fault is Webex's or the integration's, not the people's."""
+        refused = self.outcomes[Outcome.REFUSED]
+        attempted = sum(self.outcomes[o] for o in ATTEMPTED)
+        return refused >= policy.breaker_min_refused and refused >= policy.breaker_refused_share * attempted
+
+    @property
+    def succeeded(self) -> int:
+        return self.outcomes[Outcome.REFRESHED] + self.outcomes[Outcome.UNCHANGED]
 
     def note_expiries(self, row: dict) -> None:
         pairs = (("access_expires_at", "earliest_access_expiry"), ("refresh_expires_at", "earliest_refresh_expiry"))
@@ -80,16 +102,13 @@ class RunReport:
 
     def as_dict(self) -> dict:
         return {
-            "refreshed": self.outcomes[Outcome.REFRESHED] + self.outcomes[Outcome.UNCHANGED],
+            "refreshed": self.succeeded,
             "failed": len(self.failures),
             "failures": dict(self.failures),
             "outcomes": {k.value: v for k, v in sorted(self.outcomes.items())},
             "stopped_early": self.stopped_early,
+            "refusals_stopped_run": self.refusals_stopped_run,
         }
-
-
-class _Halt(Exception):
-    """The integration itself was refused: no connection in this run can succeed."""
 
 
 class Refresher:
@@ -138,6 +157,7 @@ class Refresher:
                 in_flight[pool.submit(self.refresh_one, name)] = name
             for future in wait(in_flight).done:
                 self._collect(report, in_flight[future], future)
+        self._confirm_long_refusals(report)
         upcoming = self._table.next_up(now)
         if upcoming:
             report.note_expiries(upcoming)
@@ -154,39 +174,111 @@ class Refresher:
             )
             outcome, row = Outcome.ERROR, None
         report.add(connection, outcome, row)
+        if outcome == Outcome.REFUSED and row and row.get("refused_since") is not None:
+            since = int(row["refused_since"])
+            if epoch(self._clock()) - since >= self.policy.refusal_proof_seconds:
+                report.refused_long[connection] = since
+        if not report.refusals_stopped_run and report.mostly_refused(self.policy):
+            self._stop_for_refusals(report)
+
+    def _stop_for_refusals(self, report: RunReport) -> None:
+        """One alarm for the run, no status changed: the people's grants are not what failed."""
+        report.refusals_stopped_run = True
+        report.stopped_early = True
+        self._halted.set()
+        detail = {"refused": report.outcomes[Outcome.REFUSED], "attempted": sum(report.outcomes[o] for o in ATTEMPTED)}
+        logger.error("Most refreshes in this run were refused without a reason; stopping the run", extra=detail)
+        self._events.publish(events.RUN_STOPPED, detail)
+
+    def _confirm_long_refusals(self, report: RunReport) -> None:
+        """The same refusal for an hour, in separate runs, while others refresh fine: the grant is dead."""
+        if report.refusals_stopped_run or not report.succeeded:
+            return
+        for connection, since in report.refused_long.items():
+            now = self._clock()
+            row = self._table.acquire(
+                connection, owner=self._owner, now=epoch(now), lease_seconds=self.policy.lease_seconds
+            )
+            if row is None:
+                continue
+            with logger.append_context_keys(connection=connection):
+                try:
+                    self._confirm_dead(connection, row, since, now, report)
+                except Exception:
+                    logger.exception("Could not record a long refusal; the next run sees it again")
+                    self._table.release_if_held(connection, owner=self._owner)
+
+    def _confirm_dead(self, connection: str, row: dict, since: int, now: datetime, report: RunReport) -> None:
+        if row.get("status") != ACTIVE or int(row.get("refused_since", -1)) != since:
+            self._table.release(connection, owner=self._owner)  # it changed meanwhile: no proof any more
+            return
+        refusal = webex.WebexError(
+            "Webex kept refusing this grant", code=row.get("refused_error", ""), kind=webex.FailureKind.REFUSED
+        )
+        logger.warning("The same refusal for over an hour while others refresh: the grant is dead")
+        self._end_grant(connection, row, refusal, now, reason="refused_for_an_hour")
+        report.outcomes[Outcome.REFUSED] -= 1
+        report.add(connection, Outcome.PERMANENT)
 
     # --- one connection -------------------------------------------------------------------------
 
     def refresh_one(
         self, connection: str, *, force: bool = False, remaining_ms: Callable[[], int] | None = None
     ) -> tuple[Outcome, dict | None]:
-        """Refresh one connection under its lease. `force` (on-demand) skips the due check, not the lease.
-        A connection whose first login has not finished (`pending`) has nothing to refresh."""
+        """Refresh one connection under its lease. `force` (on-demand) skips the due check, not the lease,
+        and is refused with CoolingDown within a minute of the previous forced refresh. A connection whose
+        first login has not finished (`pending`) has nothing to refresh."""
         if remaining_ms is not None:
             self._remaining_ms = remaining_ms
-        now = self._clock()
-        row = self._table.acquire(
-            connection, owner=self._owner, now=epoch(now), lease_seconds=self.policy.lease_seconds
-        )
-        if row is None:
-            return Outcome.SKIPPED, None
-        with logger.append_context_keys(connection=connection):
-            not_due = row.get("status") != ACTIVE or int(row.get("next_refresh_at", 0)) > epoch(now)
-            if row.get("status") == PENDING or (not_due and not force):
-                self._table.release(connection, owner=self._owner)
-                return Outcome.SKIPPED, row
-            try:
-                return self._refresh_leased(connection, row, now)
-            except webex.WebexError as exc:
+        cooldown = self.policy.forced_cooldown_seconds if force else 0
+        for attempt in range(1, self.policy.max_attempts + 1):
+            now = self._clock()
+            row = self._table.acquire(
+                connection,
+                owner=self._owner,
+                now=epoch(now),
+                lease_seconds=self.policy.lease_seconds,
+                cooldown_seconds=cooldown if attempt == 1 else 0,
+            )
+            if row is None:
+                return Outcome.SKIPPED, None
+            with logger.append_context_keys(connection=connection):
+                try:
+                    result = self._attempt(connection, row, now, attempt=attempt, force=force)
+                except BaseException:
+                    self._table.release_if_held(connection, owner=self._owner)
+                    raise
+            if result is not None:
+                return result
+        raise AssertionError("unreachable: the last attempt never retries")
+
+    def _attempt(
+        self, connection: str, row: dict, now: datetime, *, attempt: int, force: bool
+    ) -> tuple[Outcome, dict | None] | None:
+        """One try under the lease; None means: the lease was let go for a backoff, try again."""
+        not_due = row.get("status") != ACTIVE or int(row.get("next_refresh_at", 0)) > epoch(now)
+        if row.get("status") == PENDING or (not_due and not force):
+            self._table.release(connection, owner=self._owner)
+            return Outcome.SKIPPED, row
+        try:
+            return self._refresh_leased(connection, row, now)
+        except webex.WebexError as exc:
+            delay = self._retry_delay(exc, attempt)
+            if delay is None:
                 return self._handle_webex_failure(connection, row, exc, now)
-            except (ClientError, BotoCoreError) as exc:
-                code = aws.error_code(exc) or type(exc).__name__
-                logger.warning("AWS call failed during refresh", extra={"error": code})
-                return Outcome.TRANSIENT, self._record_transient(connection, row, code, "", now)
+            # Let go while waiting: a login finishing meanwhile must not be undone by an old token.
+            self._table.release(connection, owner=self._owner)
+            logger.info("Retrying Webex", extra={"attempt": attempt, "delay_s": round(delay, 2), "error": exc.code})
+            self._sleep(delay)
+            return None
+        except (ClientError, BotoCoreError) as exc:
+            code = aws.error_code(exc) or type(exc).__name__
+            logger.warning("AWS call failed during refresh", extra={"error": code})
+            return Outcome.TRANSIENT, self._record_failure(connection, row, "transient", code, "", now)
 
     def _refresh_leased(self, connection: str, row: dict, now: datetime) -> tuple[Outcome, dict]:
         material = RefreshMaterial.from_document(get_secret_document(self._names.refresh(connection)))
-        grant = material.complete(self._refresh_with_retries(material.refresh_token, now))
+        grant = material.complete(self._client.refresh(refresh_token=material.refresh_token, now=self._clock()))
         record = TokenRecord(connection=connection, person=material.person, grant=grant, updated_at=now)
         if grant.refresh_token != material.refresh_token:
             self._writes.acquire()
@@ -214,51 +306,31 @@ class Refresher:
         logger.info("Connection refreshed", extra={"token_changed": changed, "next_refresh_at": next_at})
         return (Outcome.REFRESHED if changed else Outcome.UNCHANGED), updated
 
-    def _refresh_with_retries(self, refresh_token: str, now: datetime) -> webex.TokenGrant:
-        """Transient failures are retried with exponential backoff and jitter, honouring Retry-After."""
-        for attempt in range(1, self.policy.max_attempts + 1):
-            try:
-                return self._client.refresh(refresh_token=refresh_token, now=self._clock())
-            except webex.WebexError as exc:
-                if exc.kind != webex.FailureKind.TRANSIENT or attempt == self.policy.max_attempts:
-                    raise
-                delay = self._retry_delay(exc, attempt)
-                if not self._time_for(delay):
-                    raise
-                logger.info("Retrying Webex", extra={"attempt": attempt, "delay_s": round(delay, 2), "error": exc.code})
-                self._sleep(delay)
-        raise AssertionError("unreachable")
-
-    def _time_for(self, delay: float) -> bool:
-        """Whether waiting `delay` and one more Webex call still fit in this invocation, with room to
-        record the outcome: a Lambda killed mid-retry would leave its lease held and nothing recorded."""
-        if self._remaining_ms is None:
-            return True
-        needed_ms = (delay + self._webex_timeout + RETRY_TIME_MARGIN_SECONDS) * 1000
-        return self._remaining_ms() > needed_ms
-
-    def _retry_delay(self, exc: webex.WebexError, attempt: int) -> float:
+    def _retry_delay(self, exc: webex.WebexError, attempt: int) -> float | None:
+        """How long to wait before trying again within this invocation, or None to stop trying now.
+        Outages and unexplained refusals are retried with exponential backoff and jitter, honouring
+        Retry-After, only while waiting and one more call still fit in the invocation with room to record
+        the outcome: a Lambda killed mid-retry would leave nothing recorded."""
+        if exc.kind not in (webex.FailureKind.TRANSIENT, webex.FailureKind.REFUSED):
+            return None
+        if attempt >= self.policy.max_attempts or self._halted.is_set():
+            return None
         if exc.status == 429:
             delay = exc.retry_after or self.policy.default_retry_after
         else:
             delay = exc.retry_after or 2 ** (attempt - 1)
-        delay = delay + random.uniform(0, delay / 4)
-        return min(delay, self.policy.retry_cap_seconds)
+        delay = min(delay + random.uniform(0, delay / 4), self.policy.retry_cap_seconds)
+        if self._remaining_ms is not None:
+            needed_ms = (delay + self._webex_timeout + RETRY_TIME_MARGIN_SECONDS) * 1000
+            if self._remaining_ms() <= needed_ms:
+                return None
+        return delay
 
     def _handle_webex_failure(self, connection: str, row: dict, exc: webex.WebexError, now: datetime):
         extra = {"error": exc.code, "status": exc.status, "tracking_id": exc.tracking_id, "failure": exc.kind.value}
         if exc.kind == webex.FailureKind.PERMANENT:
             logger.warning("Grant refused: the person must authorize again", extra=extra)
-            self._table.mark_reauth_required(
-                connection, owner=self._owner, error=exc.code, tracking_id=exc.tracking_id, now=epoch(now)
-            )
-            metrics.add_metric(name="ReauthRequired", unit="Count", value=1)
-            detail = self._event_detail(row, status=REAUTH_REQUIRED, exc=exc)
-            link = self._reauthorization_link(row, now)
-            if link:
-                detail["login_url"] = link
-            self._events.publish(events.REAUTH_REQUIRED, detail)
-            return Outcome.PERMANENT, {**row, "status": REAUTH_REQUIRED}
+            return Outcome.PERMANENT, self._end_grant(connection, row, exc, now, reason="invalid_grant")
         if exc.kind == webex.FailureKind.CONFIGURATION:
             self._table.release(connection, owner=self._owner)
             if not self._halted.is_set():
@@ -266,36 +338,79 @@ class Refresher:
                 logger.error("Webex refused the integration's client credentials; stopping the run", extra=extra)
                 self._events.publish(events.CONFIGURATION_ERROR, {"error": exc.code, "tracking_id": exc.tracking_id})
             return Outcome.CONFIGURATION, row
+        if exc.kind == webex.FailureKind.REFUSED:
+            logger.warning("Webex refused the refresh without saying the grant is dead; will retry", extra=extra)
+            return Outcome.REFUSED, self._record_failure(connection, row, "refused", exc.code, exc.tracking_id, now)
         logger.warning("Webex unavailable; will retry", extra=extra)
-        return Outcome.TRANSIENT, self._record_transient(connection, row, exc.code, exc.tracking_id, now)
+        return Outcome.TRANSIENT, self._record_failure(connection, row, "transient", exc.code, exc.tracking_id, now)
 
-    def _reauthorization_link(self, row: dict, now: datetime) -> str | None:
+    def _end_grant(self, connection: str, row: dict, exc: webex.WebexError, now: datetime, *, reason: str) -> dict:
+        """Mark `reauth_required` with a link to re-authorize. While an earlier link is still open it is
+        reused, and no new event is sent: asking again must not flood the person with links."""
+        invite_id = row.get("reauth_invite_id")
+        reuse = row.get("status") == REAUTH_REQUIRED and self._invitation_open(invite_id, now)
+        link = None
+        if not reuse:
+            invite_id, link = self._reauthorization_link(row, now)
+        self._table.mark_reauth_required(
+            connection,
+            owner=self._owner,
+            error=exc.code,
+            tracking_id=exc.tracking_id,
+            now=epoch(now),
+            invite_id=invite_id,
+        )
+        if not reuse:
+            metrics.add_metric(name="ReauthRequired", unit="Count", value=1)
+            detail = {**self._event_detail(row, status=REAUTH_REQUIRED, exc=exc), "reason": reason}
+            if link:
+                detail["login_url"] = link
+            self._events.publish(events.REAUTH_REQUIRED, detail)
+        return {**row, "status": REAUTH_REQUIRED}
+
+    def _invitation_open(self, invite_id: str | None, now: datetime) -> bool:
+        if not (invite_id and self._invitations):
+            return False
+        invitation = self._invitations.get(invite_id)
+        return invitation is not None and invitation.expires_at > epoch(now) and invitation.uses_left > 0
+
+    def _reauthorization_link(self, row: dict, now: datetime) -> tuple[str | None, str | None]:
         """A fresh single-use invitation for the same person and connection, so the event can be acted on."""
         base = row.get("login_base_url")
         if not (self._invitations and base):
-            return None
+            return None, None
         try:
-            _, token = self._invitations.create(
+            invitation, token = self._invitations.create(
                 row["connection"], email=row.get("email"), ttl_seconds=REAUTH_LINK_SECONDS, max_uses=1, now=epoch(now)
             )
         except (ClientError, BotoCoreError) as exc:  # the event matters more than the link in it
             logger.error("Could not create a reauthorization link", extra={"error": aws.error_code(exc)})
-            return None
-        return invitation_link(base, token)
+            return None, None
+        return invitation.id, invitation_link(base, token)
 
-    def _record_transient(self, connection: str, row: dict, code: str, tracking_id: str, now: datetime) -> dict:
-        """Returns the row as it now stands, for the run's figures."""
+    def _record_failure(
+        self, connection: str, row: dict, error_class: str, code: str, tracking_id: str, now: datetime
+    ) -> dict:
+        """Status and schedule kept, the next attempt backed off. Returns the row as it now stands."""
         failures = int(row.get("consecutive_failures", 0)) + 1
+        refused_since = None
+        if error_class == "refused":
+            same = row.get("refused_error") == code and row.get("refused_since") is not None
+            refused_since = int(row["refused_since"]) if same else epoch(now)
         self._table.record_failure(
             connection,
             owner=self._owner,
             error=code,
-            error_class="transient",
+            error_class=error_class,
             tracking_id=tracking_id,
             now=epoch(now),
             retry_at=schedule.retry_at(failures, now=epoch(now), policy=self.policy),
+            refused_since=refused_since,
         )
-        return {**row, "consecutive_failures": failures, "last_error": code}
+        updated = {**row, "consecutive_failures": failures, "last_error": code}
+        if refused_since is not None:
+            updated |= {"refused_error": code, "refused_since": refused_since}
+        return updated
 
     def _after_success(self, connection: str, row: dict, record: TokenRecord) -> None:
         if int(row.get("consecutive_failures", 0)) > 0 or row.get("status") == REAUTH_REQUIRED:
@@ -328,7 +443,9 @@ class Refresher:
             ("Refreshed", counts[Outcome.REFRESHED] + counts[Outcome.UNCHANGED]),
             ("Skipped", counts[Outcome.SKIPPED]),
             ("FailedTransient", counts[Outcome.TRANSIENT]),
+            ("FailedRefused", counts[Outcome.REFUSED]),
             ("FailedPermanent", counts[Outcome.PERMANENT]),
+            ("RunsStoppedByRefusals", 1 if report.refusals_stopped_run else 0),
             ("ConfigurationErrors", 1 if counts[Outcome.CONFIGURATION] else 0),
             ("Crashed", counts[Outcome.ERROR]),
             ("ConnectionsAtRisk", report.at_risk),

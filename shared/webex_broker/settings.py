@@ -29,6 +29,10 @@ class RefreshPolicy:
     default_retry_after: float = 15.0
     retry_cap_seconds: float = 60.0
     expiry_warning_seconds: int = 14 * 86400
+    forced_cooldown_seconds: int = 60  # at most one forced (on-demand) Webex call per connection per minute
+    refusal_proof_seconds: int = 3600  # the same unexplained refusal this long, in separate runs, proves a dead grant
+    breaker_min_refused: int = 5  # a run stops when at least this many attempts were refused, unexplained,
+    breaker_refused_share: float = 0.5  # and they are at least this share of the run's attempts
 
 
 @dataclass(frozen=True)

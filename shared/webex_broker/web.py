@@ -5,8 +5,8 @@ import json
 from webex_broker import pages
 from webex_broker.access import AccessDenied
 from webex_broker.invitations import InvitationRejected
-from webex_broker.login import BadCallback, ConsentDeclined
-from webex_broker.login_state import StateRejected
+from webex_broker.login import BadCallback, ConsentDeclined, LoginBusy
+from webex_broker.login_state import StateRejected, browser_cookie_name, new_browser_nonce, well_formed
 from webex_broker.observability import logger
 from webex_broker.settings import ConfigurationError
 from webex_broker.webex import FailureKind, WebexError
@@ -29,24 +29,55 @@ INVITATION_PROBLEMS = {
 }
 
 
-def callback_url(event: dict, public_base_url: str) -> str:
-    """The redirect URI registered on the integration: the custom domain if set, else this API's own."""
+def base_url(event: dict, public_base_url: str) -> str:
+    """Where the broker's pages live: the configured custom domain, else this API's own https domain
+    from the request context. Never from client headers such as X-Forwarded-Proto or Host."""
     if public_base_url:
-        return f"{public_base_url}/callback"
+        return public_base_url
     context = event.get("requestContext", {})
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    scheme = headers.get("x-forwarded-proto", "https")
     stage = context.get("stage", "$default")
     stage_path = "" if stage == "$default" else f"/{stage}"
-    return f"{scheme}://{context['domainName']}{stage_path}/callback"
+    return f"https://{context['domainName']}{stage_path}"
+
+
+def callback_url(event: dict, public_base_url: str) -> str:
+    """The redirect URI registered on the integration."""
+    return f"{base_url(event, public_base_url)}/callback"
 
 
 def query(event: dict) -> dict[str, str]:
     return dict(event.get("queryStringParameters") or {})
 
 
-def redirect(location: str) -> dict:
-    return {"statusCode": 302, "headers": {**SECURITY_HEADERS, "Location": location}, "body": ""}
+def cookies(event: dict) -> dict[str, str]:
+    """Payload v2 hands cookies over as a list of `name=value`; the first of a repeated name wins."""
+    found: dict[str, str] = {}
+    for cookie in event.get("cookies") or []:
+        name, _, value = cookie.strip().partition("=")
+        found.setdefault(name, value)
+    return found
+
+
+def browser_nonce(event: dict, site: str) -> str:
+    """The login-binding nonce this browser presented, or '' if none (or not well formed)."""
+    value = cookies(event).get(browser_cookie_name(secure=site.startswith("https://")), "")
+    return value if well_formed(value) else ""
+
+
+def browser_cookie(event: dict, site: str, *, max_age: int) -> tuple[str, str]:
+    """The nonce to bind a new login to (the browser's own if it has one, so two tabs both work) and the
+    Set-Cookie that keeps it: HttpOnly, SameSite=Lax (sent on Webex's redirect back), Secure over https."""
+    secure = site.startswith("https://")
+    nonce = browser_nonce(event, site) or new_browser_nonce()
+    attributes = f"Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax" + ("; Secure" if secure else "")
+    return nonce, f"{browser_cookie_name(secure=secure)}={nonce}; {attributes}"
+
+
+def redirect(location: str, *, status: int = 302, cookies: list[str] | None = None) -> dict:
+    response = {"statusCode": status, "headers": {**SECURITY_HEADERS, "Location": location}, "body": ""}
+    if cookies:
+        response["cookies"] = cookies
+    return response
 
 
 def html(status: int, body: str) -> dict:
@@ -74,6 +105,14 @@ def error_page(exc: Exception) -> dict:
     match exc:
         case StateRejected(reason="expired"):
             return html(400, pages.problem("This sign-in link has expired", "Sign-in links last a few minutes."))
+        case StateRejected(reason="browser"):
+            return html(
+                400,
+                pages.problem(
+                    "This sign-in was started in another browser",
+                    "For your safety a sign-in must finish in the browser that started it. Nothing was stored.",
+                ),
+            )
         case StateRejected():
             return html(
                 400,
@@ -88,9 +127,27 @@ def error_page(exc: Exception) -> dict:
             return html(403 if error == "access_denied" else 400, pages.declined(error))
         case BadCallback():
             return html(400, pages.problem("Incomplete sign-in request", str(exc)))
+        case LoginBusy():
+            response = html(
+                503,
+                pages.problem(
+                    "The broker is busy with this connection",
+                    "A refresh of this connection is running right now. Nothing was stored and your invitation "
+                    "was not used. Please start again in a minute.",
+                ),
+            )
+            response["headers"]["Retry-After"] = "60"
+            return response
         case ConfigurationError():
             logger.error("Broker misconfigured", extra={"problem": str(exc)})
-            return html(500, pages.problem("The broker is misconfigured", str(exc), retry=False))
+            return html(
+                500,
+                pages.problem(
+                    "The broker is not set up correctly",
+                    "Nothing was stored. Its administrator can find the details in the broker's logs.",
+                    retry=False,
+                ),
+            )
         case WebexError(kind=FailureKind.CONFIGURATION):
             return html(
                 502,
@@ -101,7 +158,7 @@ def error_page(exc: Exception) -> dict:
                     retry=False,
                 ),
             )
-        case WebexError(kind=FailureKind.PERMANENT):
+        case WebexError(kind=FailureKind.PERMANENT | FailureKind.REFUSED):
             return html(
                 400,
                 pages.problem(

@@ -1,5 +1,6 @@
 """Webex's OAuth and identity endpoints, with both error shapes parsed and every Trackingid logged."""
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -14,10 +15,19 @@ from webex_broker.observability import logger
 TRANSIENT_STATUSES = frozenset({423, 429, 500, 502, 503, 504})
 OAUTH_ERROR_CODES = ("invalid_client", "invalid_grant", "invalid_request", "unauthorized_client", "invalid_scope")
 
+# The only proof that a grant is dead. Webex answers either `{"error": "invalid_grant"}` or, in its own
+# shape, a message such as "The refresh token provided is expired, revoked, malformed, or invalid".
+DEAD_GRANT_PATTERNS = (
+    re.compile(r"\binvalid_grant\b"),
+    re.compile(r"\brefresh[ _]token\b[^.;]*\b(invalid|expired|revoked)\b"),
+    re.compile(r"\b(invalid|expired|revoked)\b[^.;]*\brefresh[ _]token\b"),
+)
+
 
 class FailureKind(StrEnum):
     TRANSIENT = "transient"  # try again later: outage, throttling, timeout
-    PERMANENT = "permanent"  # this grant or code is dead: the person must authorize again
+    PERMANENT = "permanent"  # Webex said the grant or code is dead: the person must authorize again
+    REFUSED = "refused"  # a 4xx that proves nothing about the grant: retried, alarmed, never ends a connection
     CONFIGURATION = "configuration"  # the integration itself is wrong: an operator must act
 
 
@@ -176,16 +186,10 @@ def _error_from(response: requests.Response, path: str, tracking_id: str) -> Web
     description = body.get("error_description") or body.get("message") or "; ".join(filter(None, details))
     tracking_id = tracking_id or body.get("trackingId", "")
     status = response.status_code
+    text = f"{description} {' '.join(details)}".lower()
     if not code:
-        code = _code_in_text(f"{description} {' '.join(details)}".lower())
-    if status in TRANSIENT_STATUSES:
-        kind = FailureKind.TRANSIENT
-    elif code == "invalid_client":
-        kind = FailureKind.CONFIGURATION
-    elif status in (400, 401, 403):
-        kind = FailureKind.PERMANENT
-    else:
-        kind = FailureKind.TRANSIENT
+        code = _code_in_text(text)
+    kind = classify(status, code, text)
     logger.warning(
         "Webex refused the call",
         extra={"webex_path": path, "status": status, "error": code, "tracking_id": tracking_id},
@@ -198,6 +202,17 @@ def _error_from(response: requests.Response, path: str, tracking_id: str) -> Web
         retry_after=_retry_after(response.headers.get("Retry-After")),
         kind=kind,
     )
+
+
+def classify(status: int, code: str, text: str) -> FailureKind:
+    """Act only on proof: a status code alone says nothing about the grant (see the facts sheet)."""
+    if status in TRANSIENT_STATUSES or status >= 500 or status < 400:
+        return FailureKind.TRANSIENT
+    if code == "invalid_client":
+        return FailureKind.CONFIGURATION
+    if code == "invalid_grant" or any(pattern.search(text) for pattern in DEAD_GRANT_PATTERNS):
+        return FailureKind.PERMANENT
+    return FailureKind.REFUSED
 
 
 def _code_in_text(text: str) -> str:

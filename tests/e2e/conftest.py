@@ -126,6 +126,17 @@ def local_broker():
     broker.wait_for_line(r"^Stopped\.$", 5)
 
 
+def a_minute_later(broker: "RunningBroker", name: str) -> None:
+    """Move a connection's last forced refresh a minute back, past the on-demand cooldown."""
+    broker.boto3("dynamodb").update_item(
+        TableName=f"{PREFIX}-connections",
+        Key={"connection": {"S": name}},
+        UpdateExpression="SET forced_at = forced_at - :minute",
+        ConditionExpression="attribute_exists(forced_at)",
+        ExpressionAttributeValues={":minute": {"N": "61"}},
+    )
+
+
 def invite_many(broker: RunningBroker, names: list[str]) -> dict[str, str]:
     """`webex-broker invite NAME` for each name, by the CLI's own main() in one process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WEBEX_"))}
@@ -137,23 +148,25 @@ def invite_many(broker: RunningBroker, names: list[str]) -> dict[str, str]:
     return dict(zip(names, result.stdout.splitlines(), strict=True))
 
 
-def consent(location: str, person: str, decision: str = "allow") -> requests.Response:
-    """What the person's browser does on the consent page; follows the redirect back to the callback."""
+def consent(browser: requests.Session, location: str, person: str, decision: str = "allow") -> requests.Response:
+    """What the person's browser does on the consent page; follows the redirects back to the callback
+    and on to the result page, with the cookies /authorize gave it."""
     query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
     base = location.split("/authorize?")[0]
-    page = requests.get(location, timeout=5)
+    page = browser.get(location, timeout=5)
     assert page.status_code == 200
     assert person in page.text
-    return requests.post(
+    return browser.post(
         f"{base}/authorize/decision", data={**query, "person": person, "decision": decision}, timeout=10
     )
 
 
 def login(link: str, person: str, decision: str = "allow") -> requests.Response:
-    """The person's browser: the link, the simulator's consent form, back to /callback."""
-    start = requests.get(link, allow_redirects=False, timeout=5)
+    """The person's browser (a fresh one): the link, the simulator's consent form, back to /callback."""
+    browser = requests.Session()
+    start = browser.get(link, allow_redirects=False, timeout=5)
     assert start.status_code == 302, f"{start.status_code}: {start.text}"
-    return consent(start.headers["Location"], person, decision)
+    return consent(browser, start.headers["Location"], person, decision)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from tests.e2e.conftest import (
     PREFIX,
     ROOT,
     RunningBroker,
+    a_minute_later,
     consent,
     invite_many,
     login,
@@ -139,6 +140,9 @@ CONNECTIONS = {
     "cli-policy": "carol@partner.example.org",
     "cli-revoked": "alice@example.com",
     "cli-via-stack": "bob@example.com",
+    "cli-via-stack-json": "carol@partner.example.org",
+    "cli-repair": "alice@example.com",
+    "cli-repair-dead": "bob@example.com",
 }
 
 
@@ -260,7 +264,8 @@ def test_invites_table_and_json_and_a_used_up_invitation_disappears(cli):
 
     assert login(link, "carol@partner.example.org").status_code == 200
     assert invite_id not in cli("invites").stdout
-    again = requests.get(link, allow_redirects=False, timeout=5)
+    browser = requests.Session()
+    again = browser.get(link, allow_redirects=False, timeout=5)
     assert again.status_code == 400
     assert "already used" in again.text
 
@@ -271,7 +276,8 @@ def test_uninvite_withdraws_the_link(cli):
 
     result = cli("uninvite", invite_id)
     assert result.stdout.strip() == f"Invitation {invite_id} revoked."
-    page = requests.get(link, allow_redirects=False, timeout=5)
+    browser = requests.Session()
+    page = browser.get(link, allow_redirects=False, timeout=5)
     assert page.status_code == 400
     assert re.search(r"withdrawn|not valid", page.text)
     assert "Nothing was stored" in page.text
@@ -285,11 +291,12 @@ def test_uninvite_withdraws_the_link(cli):
 
 def test_uninvite_while_the_person_is_at_webex_stops_the_login(broker, cli):
     link = cli.invite("cli-midway")
-    start = requests.get(link, allow_redirects=False, timeout=5)
+    browser = requests.Session()
+    start = browser.get(link, allow_redirects=False, timeout=5)
     assert start.status_code == 302
 
     cli("uninvite", invitation_id(link))
-    page = consent(start.headers["Location"], "bob@example.com")
+    page = consent(browser, start.headers["Location"], "bob@example.com")
     assert page.status_code == 400
     assert "withdrawn" in page.text
     assert not {f"{PREFIX}/tokens/cli-midway", f"{PREFIX}/refresh/cli-midway"} & secret_names(broker)
@@ -382,7 +389,7 @@ def test_refresh_unknown_connection(cli):
 def test_refresh_needs_a_name_or_due(cli):
     for result in cli.parallel(["refresh"], ["refresh", "cli-refreshed", "--due"]):
         assert result.returncode == 2
-        assert "Give a connection NAME or --due." in result.stderr
+        assert "Give a connection NAME, --due or --reauth-required." in result.stderr
         assert result.stdout == ""
 
 
@@ -416,6 +423,28 @@ def test_refresh_refused_by_webex_exits_6_then_a_new_invitation_recovers(broker,
 
     assert login(cli.invite("cli-reauth", "--email", "alice@example.com"), "alice@example.com").status_code == 200
     assert cli.json("show", "cli-reauth", "--json")["status"] == "active"
+
+
+def test_refresh_reauth_required_restores_grants_that_still_work(broker, cli, connected, sim):
+    """The repair for the day a live grant was marked dead: one try each, and the live ones come back."""
+    dead = secret(broker, f"{PREFIX}/refresh/cli-repair-dead")["refresh_token"]
+    requests.post(f"{broker.webex_url}/_sim/revoke", json={"refresh_token": dead}, timeout=5)
+    cli("refresh", "cli-repair-dead", expect=6)
+    sim(endpoint="access_token", status=400, error="invalid_grant", times=1)  # a false "dead" for cli-repair
+    cli("refresh", "cli-repair", expect=6)
+    assert cli.json("show", "cli-repair", "--json")["status"] == "reauth_required"
+    a_minute_later(broker, "cli-repair")
+    a_minute_later(broker, "cli-repair-dead")
+
+    result = cli("refresh", "--reauth-required", expect=6)
+    answers = json.loads(result.stdout)
+    assert answers["cli-repair"]["status"] == "active"
+    assert answers["cli-repair-dead"]["status"] == "reauth_required"
+    assert "still need their person to authorize again" in result.stderr
+    assert dead not in result.stdout + result.stderr
+    shown = cli.json("show", "cli-repair", "--json")
+    assert (shown["status"], shown["next_refresh_at"] is not None) == ("active", True)
+    assert cli.json("show", "cli-repair-dead", "--json")["status"] == "reauth_required"
 
 
 def test_refresh_during_a_webex_outage_exits_6_and_keeps_the_connection_active(cli, connected, sim):
@@ -608,10 +637,15 @@ def test_stack_found_through_its_cloudformation_outputs(broker, connected, broke
     assert last_json_object(refreshed.stdout)["status"] == "active"
 
 
-def test_stack_refresh_prints_only_json_on_stdout(broker, connected, broker_stack):
-    result = run_cli("--stack", broker_stack, "refresh", "cli-via-stack", env=clean_env(**broker.aws_env()))
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["status"] == "active"
+def test_stack_refresh_prints_only_json_on_stdout_and_honours_the_cooldown(broker, connected, broker_stack):
+    env = clean_env(**broker.aws_env())
+    first = run_cli("--stack", broker_stack, "refresh", "cli-via-stack-json", env=env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["status"] == "active"
+    again = run_cli("--stack", broker_stack, "refresh", "cli-via-stack-json", env=env)
+    assert again.returncode == 6, "at most one forced Webex call per connection per minute"
+    assert "less than a minute ago" in again.stderr
+    assert json.loads(again.stdout)["connection"] == "cli-via-stack-json"
 
 
 def test_commands_on_a_connection_whose_login_never_finished(broker, cli):

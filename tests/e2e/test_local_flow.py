@@ -16,14 +16,16 @@ def people_me(webex_url: str, token: str) -> requests.Response:
 
 def test_login_store_use_refresh(local_broker):
     assert local_broker.ready_seconds < 10, "make run is ready within a few seconds"
-    start = requests.get(local_broker.login_url, allow_redirects=False, timeout=5)
+    browser = requests.Session()
+    start = browser.get(local_broker.login_url, allow_redirects=False, timeout=5)
     assert start.status_code == 302
     assert start.headers["Cache-Control"] == "no-store"
     assert start.headers["Location"].startswith(f"{local_broker.webex_url}/authorize?")
 
-    done = consent(start.headers["Location"], "bob@example.com")
+    done = consent(browser, start.headers["Location"], "bob@example.com")
     assert done.status_code == 200
-    assert done.url.startswith(f"{local_broker.base_url}/callback?")
+    assert done.url.startswith(f"{local_broker.base_url}/connected?r="), "code and state left the address bar"
+    assert done.history[-1].status_code == 303
     assert "Bob Brown" in done.text
     assert f"{PREFIX}/tokens/demo" in done.text
     assert "default-src 'none'" in done.headers["Content-Security-Policy"]
@@ -57,8 +59,9 @@ def test_login_store_use_refresh(local_broker):
 
 
 def test_denied_consent_over_http(local_broker):
-    start = requests.get(local_broker.login_url, allow_redirects=False, timeout=5)
-    page = consent(start.headers["Location"], "alice@example.com", decision="deny")
+    browser = requests.Session()
+    start = browser.get(local_broker.login_url, allow_redirects=False, timeout=5)
+    page = consent(browser, start.headers["Location"], "alice@example.com", decision="deny")
     assert page.status_code == 403
     assert "You declined access" in page.text
     names = [s["Name"] for s in local_broker.boto3("secretsmanager").list_secrets()["SecretList"]]

@@ -50,9 +50,10 @@ def readme_snippets() -> dict[str, str]:
 def broker() -> Iterator[RunningBroker]:
     running = start_local_broker(REFRESH_INTERVAL_SECONDS="3600", WEBEX_SIM_SAME_TOKEN_SECONDS="0")
     try:
-        start = requests.get(running.login_url, allow_redirects=False, timeout=5)
+        browser = requests.Session()
+        start = browser.get(running.login_url, allow_redirects=False, timeout=5)
         assert start.status_code == 302, start.text
-        done = consent(start.headers["Location"], PERSON)
+        done = consent(browser, start.headers["Location"], PERSON)
         assert done.status_code == 200, done.text
         assert f"{PREFIX}/tokens/{CONNECTION}" in done.text
         yield running

@@ -20,6 +20,7 @@ from tests.e2e.conftest import (
     ISO_Z,
     PREFIX,
     RunningBroker,
+    a_minute_later,
     invite_many,
     login,
     start_local_broker,
@@ -224,6 +225,11 @@ def test_webex_outage_is_503_and_the_connection_stays_active(broker, sim):
     assert tokens(broker, "route-outage") == before
     assert_no_tokens(response, before)
 
+    too_soon = refresh(broker, "route-outage")
+    assert too_soon.status_code == 429, "at most one forced Webex call per connection per minute"
+    assert 1 <= int(too_soon.headers["Retry-After"]) <= 60
+    assert set(too_soon.json()) <= ANSWER_FIELDS
+    a_minute_later(broker, "route-outage")
     recovered = refresh(broker, "route-outage")
     assert recovered.status_code == 200, "Webex is back: the next call refreshes"
     assert_no_tokens(recovered, before + tokens(broker, "route-outage"))

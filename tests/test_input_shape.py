@@ -1,0 +1,105 @@
+"""Shape before AWS: malformed states, invitations and e-mails are refused before any AWS call, the
+callback URL comes from configuration, and public pages never show configuration details."""
+
+import pytest
+
+from devstack.lambda_runtime import LambdaContext
+from tests.conftest import API_DOMAIN, reset_broker_caches
+
+ALICE = "alice@example.com"
+OVERSIZED = "A" * 3000  # real DynamoDB refuses keys over 2,048 bytes with a ValidationException (moto does not)
+
+
+@pytest.mark.parametrize("state", [OVERSIZED, "short", "x" * 42 + "!", "x" * 44, "result." + "x" * 36])
+def test_a_malformed_state_is_a_400_before_any_aws_call(broker, aws_calls, state):
+    broker.authorize()  # the browser has its cookie: only the state's shape is wrong
+    aws_calls.clear()
+    page = broker.callback({"state": state, "code": "whatever"})
+    assert page["statusCode"] == 400
+    assert "not valid" in page["body"]
+    assert aws_calls == {}, "DynamoDB never saw it"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [OVERSIZED, "nodot", "0123456789ab.short", "0123456789AB." + "x" * 43, "0123456789ab." + "x" * 42 + "%"],
+)
+def test_a_malformed_invitation_is_a_400_before_any_aws_call(broker, aws_calls, monkeypatch, token):
+    monkeypatch.setenv("ACCESS_MODE", "invite")
+    reset_broker_caches()
+    aws_calls.clear()
+    page = broker.authorize(token)
+    assert page["statusCode"] == 400
+    assert "invitation link is not valid" in page["body"]
+    assert aws_calls == {}
+
+
+def test_a_malformed_result_id_reads_nothing(broker, aws_calls):
+    broker.authorize()
+    aws_calls.clear()
+    assert broker.result_page(f"https://{API_DOMAIN}/connected?r={OVERSIZED}")["statusCode"] == 404
+    assert aws_calls == {}
+
+
+def person(email: str, org: str = "org-1"):
+    from webex_broker.webex import Person
+
+    return Person(id="p-1", email=email, display_name="K", org_id=org, type="person")
+
+
+def invitation(email: str | None):
+    from webex_broker.invitations import Invitation
+
+    return Invitation(
+        id="0123456789ab", connection="team", email=email, expires_at=2**40, max_uses=1, uses=0, created_at=0
+    )
+
+
+@pytest.mark.parametrize(
+    "lookalike",
+    ["\u212aarl@example.com", "karl@exampl\u0435.com", "\uff4barl@example.com", "karl@example.com\u200b"],
+)
+def test_a_lookalike_address_never_matches_an_invitation(broker, lookalike):
+    from webex_broker.access import AccessDenied, connection_for
+    from webex_broker.settings import load_settings
+
+    with pytest.raises(AccessDenied):
+        connection_for(load_settings(), person(lookalike), invitation("karl@example.com"))
+
+
+def test_plain_addresses_match_whatever_their_case(broker):
+    from webex_broker.access import connection_for
+    from webex_broker.settings import load_settings
+
+    assert connection_for(load_settings(), person("Karl@Example.COM "), invitation("karl@example.com")) == "team"
+
+
+def test_an_allowlist_never_admits_a_lookalike_domain(broker, monkeypatch):
+    from webex_broker.access import AccessDenied, connection_for
+    from webex_broker.settings import load_settings
+
+    monkeypatch.setenv("ALLOWED_EMAIL_DOMAINS", "example.com")
+    monkeypatch.setenv("OPEN_TO_ANY_WEBEX_ACCOUNT", "false")
+    reset_broker_caches()
+    with pytest.raises(AccessDenied):
+        connection_for(load_settings(), person("mallory@exampl\u0435.com"), None)
+    assert connection_for(load_settings(), person("Mallory@Example.com"), None) == "mallory@example.com"
+
+
+def test_an_invitation_for_a_non_ascii_address_is_refused(broker):
+    from webex_broker.invitations import InvitationStore
+
+    with pytest.raises(ValueError, match="ASCII"):
+        InvitationStore("InvitationsTable").create(
+            "team", email="\u212aarl@example.com", ttl_seconds=3600, max_uses=1, now=0
+        )
+
+
+def test_the_callback_url_ignores_forwarded_headers(broker):
+    from authorize import handler
+
+    event = broker.event("authorize")
+    event["headers"] |= {"x-forwarded-proto": "http", "x-forwarded-host": "evil.example", "host": "evil.example"}
+    location = handler(event, LambdaContext())["headers"]["Location"]
+    assert f"redirect_uri=https%3A%2F%2F{API_DOMAIN}%2Fcallback" in location
+    assert "evil" not in location
