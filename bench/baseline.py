@@ -73,6 +73,13 @@ def _iso(epoch: float) -> str:
 # --- GET /authorize ---------------------------------------------------------------------------------
 
 
+def _cookie(event: dict) -> str:
+    """The browser's login nonce (the sample events carry one); a fresh one if it has none."""
+    for cookie in event.get("cookies") or []:
+        return cookie.partition("=")[2]
+    return secrets.token_urlsafe(32)
+
+
 def authorize(event: dict) -> dict:
     creds = credentials()
     domain = event["requestContext"]["domainName"]
@@ -88,6 +95,7 @@ def authorize(event: dict) -> dict:
             "redirect_uri": _s(redirect_uri),
             "created_at": _n(now),
             "expires_at": _n(now + int(os.environ["STATE_TTL_SECONDS"])),
+            "browser_hash": _s(hashlib.sha256(_cookie(event).encode()).hexdigest()),
         },
         ConditionExpression="attribute_not_exists(#s)",
         ExpressionAttributeNames={"#s": "state"},
@@ -133,9 +141,11 @@ def callback(event: dict) -> dict:
     login = ddb.delete_item(
         TableName=os.environ["STATE_TABLE"],
         Key={"state": _s(params["state"])},
-        ConditionExpression="attribute_exists(#s) AND expires_at > :now",
-        ExpressionAttributeNames={"#s": "state"},
-        ExpressionAttributeValues={":now": _n(now)},
+        ConditionExpression="attribute_exists(code_verifier) AND expires_at > :now AND browser_hash = :browser",
+        ExpressionAttributeValues={
+            ":now": _n(now),
+            ":browser": _s(hashlib.sha256(_cookie(event).encode()).hexdigest()),
+        },
         ReturnValues="ALL_OLD",
         ReturnValuesOnConditionCheckFailure="ALL_OLD",
     )["Attributes"]
@@ -181,6 +191,19 @@ def callback(event: dict) -> dict:
             ":created_at": _n(now),
             ":status": _s("pending"),
         },
+    )
+    owner = f"login-{uuid.uuid4()}"
+    ddb.update_item(
+        TableName=table,
+        Key={"connection": _s(connection)},
+        UpdateExpression="SET lease_owner = :owner, lease_expires_at = :until",
+        ConditionExpression=(
+            "attribute_exists(#c) AND "
+            "(attribute_not_exists(lease_expires_at) OR lease_expires_at < :now OR lease_owner = :owner)"
+        ),
+        ExpressionAttributeNames={"#c": "connection"},
+        ExpressionAttributeValues={":owner": _s(owner), ":until": _n(now + 20), ":now": _n(now)},
+        ReturnValues="ALL_NEW",
     )
     access_expires = now + int(grant["expires_in"])
     refresh_expires = now + int(grant["refresh_token_expires_in"])
@@ -235,7 +258,7 @@ def callback(event: dict) -> dict:
         "updated_at": _n(now),
         "created_at": _n(now),
     }
-    removed = ("last_error", "last_error_class", "last_error_at", "last_tracking_id")
+    removed = ("lease_owner", "lease_expires_at", "last_error", "last_error_class", "last_error_at", "last_tracking_id")
     ddb.update_item(
         TableName=table,
         Key={"connection": _s(connection)},
@@ -243,11 +266,25 @@ def callback(event: dict) -> dict:
         + ", ".join(f"#{k} = if_not_exists(#{k}, :{k})" if k == "created_at" else f"#{k} = :{k}" for k in values)
         + " REMOVE "
         + ", ".join(f"#{k}" for k in removed),
+        ConditionExpression="lease_owner = :owner",
         ExpressionAttributeNames={f"#{k}": k for k in (*values, *removed)},
-        ExpressionAttributeValues={f":{k}": v for k, v in values.items()},
+        ExpressionAttributeValues={**{f":{k}": v for k, v in values.items()}, ":owner": _s(owner)},
     )
-    page = f"<!doctype html><title>Connected</title><p>{email} is connected: {_prefix()}/tokens/{connection}</p>"
-    return {"statusCode": 200, "headers": {**_HEADERS, "Content-Type": "text/html; charset=utf-8"}, "body": page}
+    result = secrets.token_urlsafe(32)
+    ddb.put_item(
+        TableName=os.environ["STATE_TABLE"],
+        Item={
+            "state": _s(f"result.{result}"),
+            "connection": _s(connection),
+            "display_name": _s(me.get("displayName", "")),
+            "email": _s(email),
+            "consumer_secret_name": _s(f"{_prefix()}/tokens/{connection}"),
+            "browser_hash": login["browser_hash"],
+            "expires_at": _n(now + 900),
+        },
+    )
+    location = f"{login['redirect_uri']['S'].removesuffix('/callback')}/connected?r={result}"
+    return {"statusCode": 303, "headers": {**_HEADERS, "Location": location}, "body": ""}
 
 
 # --- one refresh ------------------------------------------------------------------------------------

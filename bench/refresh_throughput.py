@@ -134,7 +134,12 @@ def seed(sim: WebexSimulator, size: int, run: int) -> None:
     items = _rows_from_record_login(table, records, arns, next_refresh_at=due)
     dynamodb = aws.client("dynamodb")
     # The first row goes through the real UpdateItem, and must come out as the computed item.
-    table.record_login(records[0], consumer_secret_arn=arns[0], next_refresh_at=due, login_base_url="http://127.0.0.1")
+    first, at = records[0], int(records[0].updated_at.timestamp())
+    table.claim(first.connection, person_id=first.person.id, email=first.person.email, now=at)
+    table.acquire(first.connection, owner="seed", now=at, lease_seconds=60)
+    table.record_login(
+        first, owner="seed", consumer_secret_arn=arns[0], next_refresh_at=due, login_base_url="http://127.0.0.1"
+    )
     stored = dynamodb.get_item(TableName=table_name, Key={"connection": items[0]["connection"]}, ConsistentRead=True)
     if aws.from_item(stored["Item"]) != aws.from_item(items[0]):
         raise RuntimeError("seeded rows would differ from what record_login writes")
@@ -160,7 +165,11 @@ def _rows_from_record_login(table, records: list, arns: list[str], *, next_refre
     try:
         for record, arn in zip(records, arns, strict=True):
             table.record_login(
-                record, consumer_secret_arn=arn, next_refresh_at=next_refresh_at, login_base_url="http://127.0.0.1"
+                record,
+                owner="seed",
+                consumer_secret_arn=arn,
+                next_refresh_at=next_refresh_at,
+                login_base_url="http://127.0.0.1",
             )
     finally:
         aws.client = real_client
