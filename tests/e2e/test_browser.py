@@ -100,14 +100,19 @@ def test_allow_in_browser_stores_the_token(local_broker, context, requests_made)
     carol.click()
     assert carol.is_checked()
     page.click("#allow")
-    page.wait_for_url(f"{local_broker.base_url}/callback?**")
+    page.wait_for_url(f"{local_broker.base_url}/connected?r=**")
 
-    assert page.url.startswith(f"{local_broker.base_url}/callback")
+    assert "code=" not in page.url, "the 303 took code and state out of the address bar"
+    assert "state=" not in page.url
     assert page.locator("h1").inner_text() == "Connected to Webex"
     content = page.content()
     assert "carol@partner.example.org" in content
     assert f"{PREFIX}/tokens/demo" in content
     screenshot(page, "success")
+    page.reload()
+    assert page.locator("h1").inner_text() == "Connected to Webex", "a reload shows the result again"
+    [cookie] = [c for c in context.cookies() if c["name"] == "webex-broker-login"]
+    assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Lax", "/")
 
     sm = local_broker.boto3("secretsmanager")
     stored = json.loads(sm.get_secret_value(SecretId=f"{PREFIX}/tokens/demo")["SecretString"])

@@ -696,6 +696,22 @@ def test_fault_shape_overrides_the_default(sim, client):
     assert oauth.json == {"error": "invalid_grant", "error_description": "Bad Request"}
 
 
+def test_a_fault_worded_by_webex_alone_carries_the_message_verbatim(sim, client):
+    """A refusal with no error code in it, as the broker must classify it from the words alone."""
+    words = "The refresh token provided is expired, revoked, malformed, or invalid."
+    sim.inject("access_token", 400, shape="webex", message=words)
+    sim.inject("access_token", 403, shape="oauth", error="access_denied", message="Policy forbids this client")
+    client.post("/_sim/faults", json={"endpoint": "access_token", "status": 401, "shape": "webex", "message": "No."})
+
+    webex, oauth, remote = refresh(client, "x"), refresh(client, "x"), refresh(client, "x")
+
+    assert webex.status_code == 400
+    assert webex.json["message"] == words
+    assert webex.json["errors"] == [{"description": words}]
+    assert oauth.json == {"error": "access_denied", "error_description": "Policy forbids this client"}
+    assert (remote.status_code, remote.json["message"]) == (401, "No.")
+
+
 def test_authorize_faults_redirect_or_fail(sim, client):
     sim.inject("authorize", 302, error="server_error")
     sim.inject("authorize", 503)
