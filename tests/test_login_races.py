@@ -270,3 +270,17 @@ def test_secrets_manager_refusing_the_consumer_secret_does_not_spend_the_invitat
     assert broker.login(ALICE, invite=link)["statusCode"] == 200, "the retry is not 'already used'"
     assert uses(broker, link) == 1
     assert readable(broker, f"{PREFIX}/refresh/team")
+
+
+def test_a_login_whose_result_page_cannot_be_kept_still_says_connected(broker, monkeypatch):
+    from webex_broker.login_state import StateStore
+
+    def throttled(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutItem")
+
+    monkeypatch.setattr(StateStore, "save_result", throttled)
+    start = broker.authorize()
+    page = broker.callback(broker.consent(start["headers"]["Location"], person=ALICE), follow=False)
+    assert page["statusCode"] == 200, "not a 500 that would say nothing was stored"
+    assert "Connected to Webex" in page["body"]
+    assert broker.connection(ALICE)["status"] == "active"

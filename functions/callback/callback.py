@@ -8,19 +8,23 @@ from webex_broker.settings import load_settings
 
 def _finish(event: dict, context) -> dict:
     site = web.base_url(event, load_settings().public_base_url)
-    result_id = login.finish_login(
+    result, result_id = login.finish_login(
         web.query(event),
         browser_nonce=web.browser_nonce(event, site),
         remaining_ms=context.get_remaining_time_in_millis,
     )
+    if result_id is None:  # the result page could not be kept: show the result here instead
+        return _connected(result)
     return web.redirect(f"{site}/connected?r={result_id}", status=303)
 
 
 def _result(event: dict, context) -> dict:
     site = web.base_url(event, load_settings().public_base_url)
     result = login.login_result(web.query(event).get("r", ""), browser_nonce=web.browser_nonce(event, site))
-    if result is None:
-        return web.html(404, pages.result_gone())
+    return _connected(result) if result else web.html(404, pages.result_gone())
+
+
+def _connected(result: login.LoginResult) -> dict:
     return web.html(
         200,
         pages.connected(display_name=result.display_name, email=result.email, secret_name=result.consumer_secret_name),

@@ -73,9 +73,11 @@ def start_login(callback_url: str, invite_token: str = "", *, browser_nonce: str
     )
 
 
-def finish_login(params: dict[str, str], *, browser_nonce: str, remaining_ms: Callable[[], int]) -> str:
+def finish_login(
+    params: dict[str, str], *, browser_nonce: str, remaining_ms: Callable[[], int]
+) -> tuple[LoginResult, str | None]:
     """Consume the state first (so a replay can never get further); decide who may connect before
-    anything is written; then write under the lease. Returns the id of the result page."""
+    anything is written; then write under the lease. Returns the result and the id of its page."""
     settings = load_settings()
     state = params.get("state", "")
     if not state:
@@ -113,7 +115,11 @@ def finish_login(params: dict[str, str], *, browser_nonce: str, remaining_ms: Ca
     if invitation:
         _count_use(invitations, invitation, epoch(now))
     logger.info("Connection authorized", extra={"connection": connection, "invite_id": login.invite_id})
-    return states.save_result(result, browser_hash=login.browser_hash, now=epoch(now))
+    try:
+        return result, states.save_result(result, browser_hash=login.browser_hash, now=epoch(now))
+    except (ClientError, BotoCoreError) as exc:  # the connection is stored: say so, even without that page
+        logger.warning("Could not keep the result page", extra={"error": type(exc).__name__})
+        return result, None
 
 
 def login_result(result_id: str, *, browser_nonce: str) -> LoginResult | None:
