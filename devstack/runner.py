@@ -199,21 +199,25 @@ class LocalBroker:
 
     def _configure_functions(self, client_id: str, client_secret: str):
         """Tables and client secret from the template's own definitions; env from its Globals."""
+        from webex_broker.client_credentials import ClientCredentials, store_client_credentials
+
         tables = create_tables(
             boto3.client("dynamodb"),
             names={name: f"{STACK_NAME}-{name.removesuffix('Table').lower()}" for name in table_definitions()},
         )
         parameters = {
             "WebexApiBaseUrl": self.webex_url,
-            "WebexClientId": client_id,
-            "WebexClientSecret": client_secret,
             # Loopback has no API Gateway domain: the callback URL comes from configuration, as on AWS.
             "PublicBaseUrl": self.base_url,
+            # The policy (what is at risk, when is the last safe run) follows the local schedule.
+            "RefreshIntervalMinutes": str(self.config.refresh_interval / 60),
         }
         if self.config.webex_scopes:
             parameters["WebexScopes"] = self.config.webex_scopes
         resolver = LocalResolver(parameters=parameters, resources=tables, stack_name=STACK_NAME)
         resolver.values["ClientSecret"] = create_client_secret(boto3.client("secretsmanager"), resolver)
+        # What `webex-broker set-credentials` does after a real deploy.
+        store_client_credentials(resolver.values["ClientSecret"], ClientCredentials(client_id, client_secret))
         log_level = os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING")  # the handlers' JSON logs: quiet by default
         environment = function_environment(resolver)
         self._function_env_names = list(environment)

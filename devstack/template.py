@@ -81,6 +81,7 @@ class LocalResolver:
             "AWS::AccountId": "123456789012",
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NoValue": None,
         }
         self.conditions = template.get("Conditions", {})
 

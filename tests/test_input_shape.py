@@ -105,3 +105,15 @@ def test_the_callback_url_ignores_forwarded_headers(broker):
     location = handler(event, LambdaContext())["headers"]["Location"]
     assert f"redirect_uri=https%3A%2F%2F{API_DOMAIN}%2Fcallback" in location
     assert "evil" not in location
+
+
+@pytest.mark.parametrize("address", ["o'brien@example.com", "a#b@example.com", "hey!@example.com", "a b@example.com"])
+def test_an_open_mode_address_that_cannot_name_a_secret_gets_a_clear_refusal(broker, address):
+    from webex_broker.access import AccessDenied, connection_for
+    from webex_broker.settings import load_settings
+
+    with pytest.raises(AccessDenied) as refused:
+        connection_for(load_settings(), person(address), None)
+    assert refused.value.status == 400
+    assert "invitation link" in refused.value.reason
+    assert connection_for(load_settings(), person(address), invitation(None)) == "team", "an invitation names it"

@@ -378,3 +378,11 @@ def test_secrets_manager_failure_leaves_no_connection(broker, monkeypatch):
     monkeypatch.setattr(secret_store, "put_secret", refuse)
     assert_page(broker.callback(query), 500, "Something went wrong")
     assert_nothing_stored(broker)
+
+
+def test_a_stack_whose_client_secret_is_still_empty_says_not_configured_yet(broker):
+    broker.secrets.put_secret_value(SecretId="test-broker-client", SecretString="{}")  # as the stack creates it
+    reset_broker_caches()
+    response = broker.authorize()
+    assert_page(response, 503, "not configured yet")
+    assert boto3.client("dynamodb").scan(TableName="StateTable")["Count"] == 0

@@ -110,7 +110,28 @@ def test_nothing_due_means_no_webex_call_and_no_write(broker, aws_calls):
     result = broker.refresh()
     assert result["refreshed"] == 0
     assert broker.webex.calls["access_token"] == 1  # the login's code exchange only
-    assert aws_calls["PutSecretValue"] == aws_calls["GetSecretValue"] == 0
+    assert aws_calls["PutSecretValue"] == aws_calls["GetSecretValue"] == 0, "not even the client secret"
+    assert aws_calls["UpdateItem"] == 1, "only the run's own record, for `webex-broker doctor`"
+
+
+def test_a_new_stack_without_client_credentials_runs_clean_until_something_is_due(broker, capsys):
+    from webex_broker.connections import ConnectionsTable
+
+    broker.secrets.put_secret_value(SecretId="test-broker-client", SecretString="{}")  # as the stack creates it
+    reset_broker_caches()
+    assert broker.refresh()["failed"] == 0, "nothing due: the empty client secret is never read"
+    assert ConnectionsTable("ConnectionsTable").last_run()["last_run_at"] > 0
+    assert ConnectionsTable("ConnectionsTable").all() == [], "the run record is not a connection"
+
+
+def test_an_active_connection_without_its_refresh_secret_is_a_configuration_fault(broker, capsys):
+    broker.login(ALICE)
+    make_due(broker, ALICE)
+    broker.secrets.delete_secret(SecretId=f"{PREFIX}/refresh/{ALICE}", ForceDeleteWithoutRecovery=True)
+    assert broker.refresh()["failures"] == {ALICE: "missing_secret"}
+    row = broker.connection(ALICE)
+    assert (row["status"], row["last_error"]) == ("active", "missing_refresh_secret"), "nothing is marked dead"
+    assert emf_values(capsys.readouterr().out, "MissingRefreshSecrets") == [1.0], "its own alarm's metric"
 
 
 def test_due_connection_gets_a_new_token_and_keeps_its_refresh_token(short_lived, webex_clock, aws_calls):
@@ -143,7 +164,7 @@ def test_due_selection_reads_only_what_is_due(broker, aws_calls):
     assert broker.refresh()["refreshed"] == 1
     assert aws_calls["Scan"] == 0
     assert aws_calls["GetSecretValue"] == 1, "only the due connection's refresh material is read"
-    assert aws_calls["UpdateItem"] == 2, "lease, then the final row update that also releases it"
+    assert aws_calls["UpdateItem"] == 3, "lease, the final row update that also releases it, the run's record"
 
 
 def test_same_token_within_24_hours_is_not_rewritten(short_lived, aws_calls):
@@ -535,3 +556,16 @@ def test_reauth_event_is_published_even_when_no_link_can_be_made(short_lived, mo
     [event] = broker.events()
     assert event["detail-type"] == "Connection Reauthorization Required"
     assert "login_url" not in event["detail"]
+
+
+def test_due_connections_with_an_emptied_client_secret_stop_the_run_with_one_error(short_lived, capsys):
+    broker = short_lived
+    broker.login(ALICE)
+    broker.login(BOB)
+    broker.events()
+    broker.secrets.put_secret_value(SecretId="test-broker-client", SecretString="{}")
+    reset_broker_caches()
+    result = broker.refresh()
+    assert set(result["failures"].values()) == {"configuration"}
+    assert {broker.connection(who)["status"] for who in (ALICE, BOB)} == {"active"}
+    assert [e["detail-type"] for e in broker.events()] == ["Integration Configuration Error"]

@@ -238,6 +238,62 @@ def cmd_revoke(args, target: Target) -> None:
     )
 
 
+def cmd_set_credentials(args, target: Target) -> None:
+    """The client secret from the environment or a hidden prompt, never from the command line (which
+    shell history and process listings keep); checked with Webex before it is stored."""
+    import getpass
+    import os
+
+    from webex_broker import webex
+    from webex_broker.client_credentials import ClientCredentials, store_client_credentials
+    from webex_broker.settings import load_settings
+
+    secret = os.environ.get("WEBEX_CLIENT_SECRET") or getpass.getpass("Client secret of the integration: ")
+    if not (args.client_id.strip() and secret.strip()):
+        raise CommandError("Both the client ID and the client secret are needed.", EXIT_USAGE)
+    credentials = ClientCredentials(args.client_id.strip(), secret.strip())
+    settings = load_settings()
+    client = webex.WebexClient(settings.webex_base_url, credentials, timeout=settings.webex_timeout_seconds)
+    try:
+        if not client.credentials_accepted():
+            raise CommandError("Webex refused this client ID and secret (invalid_client); nothing was stored.")
+    except webex.WebexError as exc:
+        raise CommandError(f"Could not check them with Webex ({exc.code}); nothing was stored.") from None
+    store_client_credentials(settings.client_secret_arn, credentials)
+    print(f"Stored the credentials of client {credentials.client_id[:8]}… in {settings.client_secret_arn}.")
+    print("The functions use them within 5 minutes.", file=sys.stderr)
+
+
+def cmd_adopt(args, target: Target) -> None:
+    from webex_broker.adoption import adopt, orphans
+    from webex_broker.secret_store import SecretNames
+    from webex_broker.settings import load_settings
+
+    names, table = SecretNames(load_settings().secret_prefix), _connections()
+    found = orphans(names, table)
+    if not found:
+        print(f"Every connection under {names.consumer('')} has its row: nothing to adopt.")
+        return
+    adopted = [n for n in found if adopt(n, names, table, login_base_url=target.broker_url, now=int(time.time()))]
+    for name in adopted:
+        print(f"Adopted '{name}': active and due now, so the next refresh shows whether its grant still works.")
+    for name in sorted(set(found) - set(adopted)):
+        print(f"Skipped '{name}': it has no refresh secret, or a row appeared meanwhile.", file=sys.stderr)
+
+
+def cmd_doctor(args, target: Target) -> None:
+    from webex_broker_admin.doctor import FAIL, run_checks
+
+    failed = 0
+    for check in run_checks(target):
+        print(f"{check.result:<5} {check.name}: {check.detail}")
+        if check.fix and check.result != "ok":
+            print(f"      fix: {check.fix}")
+        failed += check.result == FAIL
+    if failed:
+        raise CommandError(f"{failed} check(s) failed.", EXIT_FAILED)
+
+
 def cmd_token(args, target: Target) -> None:
     from webex_broker.secret_store import SecretNames, get_secret_document
     from webex_broker.settings import load_settings
@@ -315,6 +371,14 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("name", metavar="NAME")
     policy = command("reader-policy", cmd_reader_policy, "Print an IAM policy that can read only NAME's token.")
     policy.add_argument("name", metavar="NAME")
+    credentials = command(
+        "set-credentials",
+        cmd_set_credentials,
+        "Store the integration's client ID and secret (the secret from WEBEX_CLIENT_SECRET or a hidden prompt).",
+    )
+    credentials.add_argument("--client-id", required=True, help="the Webex integration's client ID")
+    command("adopt", cmd_adopt, "Rebuild rows for connections whose secrets outlived them (a re-created stack).")
+    command("doctor", cmd_doctor, "Check the deployment and say what to fix; exit 1 if a check fails.")
     command("local", None, "Run the whole broker locally (what `make run` runs).")
     return top
 

@@ -4,7 +4,7 @@ the CLI runs the very same library code (and the same lease) as the Lambda funct
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from devstack.local_state import local_state_path
 
@@ -45,6 +45,7 @@ class Target:
     description: str
     broker_url: str
     environment: dict[str, str]
+    outputs: dict[str, str] = field(default_factory=dict)  # a deployed stack's CloudFormation outputs
 
     def activate(self) -> None:
         os.environ.update(self.environment)
@@ -88,4 +89,4 @@ def stack_target(stack: str, region: str | None) -> Target:
     environment |= {env: parameters[key] for env, key in _PARAMETER_ENV.items() if key in parameters}
     environment["SECRET_PREFIX"] = outputs["TokenSecretPrefix"].removesuffix("/tokens/")
     environment["AWS_DEFAULT_REGION"] = region
-    return Target(f"stack {stack} ({region})", outputs["LoginUrl"].removesuffix("/authorize"), environment)
+    return Target(f"stack {stack} ({region})", outputs["LoginUrl"].removesuffix("/authorize"), environment, outputs)

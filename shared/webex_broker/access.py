@@ -1,7 +1,7 @@
 """Who may connect, decided after Webex says who the person is and before anything is written."""
 
 from webex_broker import emails
-from webex_broker.invitations import Invitation
+from webex_broker.invitations import CONNECTION_NAME, Invitation
 from webex_broker.settings import Settings
 from webex_broker.token_documents import connection_name_for
 from webex_broker.webex import Person
@@ -48,7 +48,14 @@ def connection_for(settings: Settings, person: Person, invitation: Invitation | 
     domains, orgs = settings.allowed_email_domains, settings.allowed_org_ids
     if (domains or orgs) and domain not in domains and person.org_id not in orgs:
         raise AccessDenied(f"Accounts of {domain} are not allowed to connect to this broker.")
-    return connection_name_for(person)
+    name = connection_name_for(person)
+    if not CONNECTION_NAME.fullmatch(name):  # the secrets are named after it, and Secrets Manager is strict
+        raise AccessDenied(
+            "Your Webex address has characters a connection name cannot hold (only letters, digits and "
+            "_+=.@- are allowed). Ask the broker's administrator for an invitation link instead.",
+            status=400,
+        )
+    return name
 
 
 def check_owner(row: dict | None, person: Person) -> None:

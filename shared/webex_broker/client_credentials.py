@@ -1,5 +1,10 @@
-"""The integration's client ID and secret, read from Secrets Manager at run time, never from env."""
+"""The integration's client ID and secret, read from Secrets Manager at run time, never from env.
 
+The stack creates the secret empty (`{}`) and `webex-broker set-credentials` fills it, so a deploy
+never carries the client secret and never overwrites one rotated in Secrets Manager.
+"""
+
+import json
 from dataclasses import dataclass
 from functools import cache
 
@@ -9,6 +14,10 @@ from webex_broker import aws
 from webex_broker.settings import ConfigurationError, load_settings
 
 CACHE_SECONDS = 300
+
+
+class NotConfigured(ConfigurationError):
+    """The client secret is still empty: the operator has not run `webex-broker set-credentials` yet."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,15 @@ def _provider() -> SecretsProvider:
 def load_client_credentials() -> ClientCredentials:
     """Cached for five minutes, so a rotated client secret is picked up without a redeploy."""
     document = _provider().get(load_settings().client_secret_arn, transform="json", max_age=CACHE_SECONDS)
+    if document == {}:
+        raise NotConfigured("The client secret is empty: run `webex-broker set-credentials`.")
     try:
         return ClientCredentials(client_id=document["client_id"], client_secret=document["client_secret"])
     except (KeyError, TypeError):
         raise ConfigurationError("The client secret must be JSON with the keys client_id and client_secret") from None
+
+
+def store_client_credentials(secret_arn: str, credentials: ClientCredentials) -> None:
+    """What `set-credentials` writes (the functions see it within CACHE_SECONDS)."""
+    document = {"client_id": credentials.client_id, "client_secret": credentials.client_secret}
+    aws.client("secretsmanager").put_secret_value(SecretId=secret_arn, SecretString=json.dumps(document))

@@ -18,6 +18,7 @@ ACTIVE = "active"
 PENDING = "pending"  # claimed by a login that has not finished (or crashed before writing its tokens)
 REAUTH_REQUIRED = "reauth_required"
 SCHEDULE_INDEX = "ScheduleIndex"
+RUN_RECORD = "#refresher"  # not a connection: '#' is outside every connection name; `doctor` reads it
 SCHEDULED = "scheduled"
 _LEASE = ("lease_owner", "lease_expires_at")
 _ERROR = ("last_error", "last_error_class", "last_error_at", "last_tracking_id")
@@ -146,12 +147,66 @@ class ConnectionsTable:
             remove=(*_LEASE, *_ERROR, *_REFUSAL, "reauth_invite_id"),
         )
 
+    def record_adoption(
+        self,
+        connection: str,
+        *,
+        person_id: str,
+        email: str,
+        display_name: str,
+        org_id: str,
+        scopes: list[str],
+        consumer_secret_arn: str,
+        access_expires_at: int,
+        access_token_id: str,
+        login_base_url: str,
+        now: int,
+    ) -> None:
+        """A row for secrets that outlived theirs, due at once; never over an existing row."""
+        item = {
+            "connection": connection,
+            "person_id": person_id,
+            "email": email,
+            "display_name": display_name,
+            "org_id": org_id,
+            "scopes": scopes,
+            "status": ACTIVE,
+            "schedule": SCHEDULED,
+            "consumer_secret_arn": consumer_secret_arn,
+            "login_base_url": login_base_url,
+            "access_expires_at": access_expires_at,
+            "access_token_id": access_token_id,
+            "next_refresh_at": now,
+            "consecutive_failures": 0,
+            "adopted_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        aws.client("dynamodb").put_item(
+            TableName=self._table,
+            Item=aws.to_item(item),
+            ConditionExpression="attribute_not_exists(#c)",
+            ExpressionAttributeNames={"#c": "connection"},
+        )
+
     def get(self, connection: str) -> dict | None:
         return aws.get_item(self._table, "connection", connection)
 
     def all(self) -> list[dict]:
-        """Every row, for operators' listings (a scan: not on any hot path)."""
-        return sorted(aws.scan(self._table), key=lambda row: row["connection"])
+        """Every connection, for operators' listings (a scan: not on any hot path)."""
+        rows = (row for row in aws.scan(self._table) if row["connection"] != RUN_RECORD)
+        return sorted(rows, key=lambda row: row["connection"])
+
+    def record_run(self, *, finished_at: int, outcomes: dict[str, int]) -> None:
+        """When the refresher last finished a run, and how it went: what `webex-broker doctor` checks."""
+        aws.client("dynamodb").update_item(
+            TableName=self._table,
+            Key={"connection": {"S": RUN_RECORD}},
+            **_expression({"last_run_at": finished_at, "last_run_outcomes": outcomes}),
+        )
+
+    def last_run(self) -> dict | None:
+        return self.get(RUN_RECORD)
 
     def delete(self, connection: str) -> None:
         aws.client("dynamodb").delete_item(TableName=self._table, Key={"connection": {"S": connection}})

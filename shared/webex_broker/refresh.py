@@ -25,6 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -35,11 +36,15 @@ from webex_broker.invitations import InvitationStore, invitation_link
 from webex_broker.observability import logger, metrics
 from webex_broker.rate_limit import RateLimiter
 from webex_broker.secret_store import SecretNames, get_secret_document, write_consumer_secret, write_refresh_material
-from webex_broker.settings import RefreshPolicy, load_settings
+from webex_broker.settings import ConfigurationError, RefreshPolicy, load_settings
 from webex_broker.token_documents import RefreshMaterial, TokenRecord, fingerprint
 
 REAUTH_LINK_SECONDS = 7 * 86400
 RETRY_TIME_MARGIN_SECONDS = 5
+
+
+class MissingRefreshSecret(Exception):
+    """An active connection's refresh secret does not exist (a changed SecretPrefix, or deleted by hand)."""
 
 
 class Outcome(StrEnum):
@@ -49,11 +54,19 @@ class Outcome(StrEnum):
     TRANSIENT = "transient"  # Webex or AWS unavailable: retried later, status unchanged
     REFUSED = "refused"  # Webex refused without saying the grant is dead: retried later, status unchanged
     PERMANENT = "permanent"  # the grant is dead: reauth_required
-    CONFIGURATION = "configuration"  # the integration's credentials were refused: the run stops
+    MISSING_SECRET = "missing_secret"  # an active row without its refresh secret: a deployment fault, alarmed
+    CONFIGURATION = "configuration"  # the integration's credentials were refused or unset: the run stops
     ERROR = "error"  # a bug or a crash: the lease expires and the next run tries again
 
 
-FAILED = (Outcome.TRANSIENT, Outcome.REFUSED, Outcome.PERMANENT, Outcome.CONFIGURATION, Outcome.ERROR)
+FAILED = (
+    Outcome.TRANSIENT,
+    Outcome.REFUSED,
+    Outcome.PERMANENT,
+    Outcome.MISSING_SECRET,
+    Outcome.CONFIGURATION,
+    Outcome.ERROR,
+)
 ATTEMPTED = (Outcome.REFRESHED, Outcome.UNCHANGED, Outcome.TRANSIENT, Outcome.REFUSED, Outcome.PERMANENT)
 
 
@@ -125,9 +138,7 @@ class Refresher:
         self._table = ConnectionsTable(settings.connections_table)
         self._events = events.EventPublisher(source=settings.events_source, bus=settings.event_bus)
         self._invitations = InvitationStore(settings.invitations_table) if settings.invitations_table else None
-        self._client = webex.WebexClient(
-            settings.webex_base_url, load_client_credentials(), timeout=settings.webex_timeout_seconds
-        )
+        self._settings = settings
         self._clock = clock
         self._sleep = sleep or time.sleep
         self._owner = f"refresher-{uuid.uuid4()}"
@@ -135,6 +146,13 @@ class Refresher:
         self._halted = threading.Event()
         self._remaining_ms: Callable[[], int] | None = None
         self._webex_timeout = settings.webex_timeout_seconds
+
+    @cached_property
+    def _client(self) -> webex.WebexClient:
+        """Built at the first refresh, so a run with nothing due never needs the client secret (a new
+        stack's is empty until `webex-broker set-credentials`)."""
+        credentials = load_client_credentials()
+        return webex.WebexClient(self._settings.webex_base_url, credentials, timeout=self._webex_timeout)
 
     # --- a whole run --------------------------------------------------------------------------
 
@@ -162,7 +180,9 @@ class Refresher:
         if upcoming:
             report.note_expiries(upcoming)
         self._emit_run_metrics(report, now)
-        logger.info("Refresh run finished", extra=report.as_dict())
+        summary = report.as_dict()
+        self._table.record_run(finished_at=epoch(self._clock()), outcomes=summary["outcomes"])
+        logger.info("Refresh run finished", extra=summary)
         return report
 
     def _collect(self, report: RunReport, connection: str, future) -> None:
@@ -262,6 +282,13 @@ class Refresher:
             return Outcome.SKIPPED, row
         try:
             return self._refresh_leased(connection, row, now)
+        except ConfigurationError as exc:
+            return self._stop_for_configuration(connection, row, type(exc).__name__, "")
+        except MissingRefreshSecret:
+            logger.error("Active connection without its refresh secret (SecretPrefix changed, or deleted)")
+            return Outcome.MISSING_SECRET, self._record_failure(
+                connection, row, "missing_secret", "missing_refresh_secret", "", now
+            )
         except webex.WebexError as exc:
             delay = self._retry_delay(exc, attempt)
             if delay is None:
@@ -277,7 +304,7 @@ class Refresher:
             return Outcome.TRANSIENT, self._record_failure(connection, row, "transient", code, "", now)
 
     def _refresh_leased(self, connection: str, row: dict, now: datetime) -> tuple[Outcome, dict]:
-        material = RefreshMaterial.from_document(get_secret_document(self._names.refresh(connection)))
+        material = RefreshMaterial.from_document(self._refresh_document(connection))
         grant = material.complete(self._client.refresh(refresh_token=material.refresh_token, now=self._clock()))
         record = TokenRecord(connection=connection, person=material.person, grant=grant, updated_at=now)
         if grant.refresh_token != material.refresh_token:
@@ -306,6 +333,16 @@ class Refresher:
         logger.info("Connection refreshed", extra={"token_changed": changed, "next_refresh_at": next_at})
         return (Outcome.REFRESHED if changed else Outcome.UNCHANGED), updated
 
+    def _refresh_document(self, connection: str) -> dict:
+        """A missing secret is not an outage: retrying will not bring it back."""
+        try:
+            return get_secret_document(self._names.refresh(connection))
+        except ClientError as exc:
+            deleted = aws.error_code(exc) == "InvalidRequestException" and "deleted" in str(exc).lower()
+            if aws.error_code(exc) == "ResourceNotFoundException" or deleted:
+                raise MissingRefreshSecret(connection) from None
+            raise
+
     def _retry_delay(self, exc: webex.WebexError, attempt: int) -> float | None:
         """How long to wait before trying again within this invocation, or None to stop trying now.
         Outages and unexplained refusals are retried with exponential backoff and jitter, honouring
@@ -332,17 +369,22 @@ class Refresher:
             logger.warning("Grant refused: the person must authorize again", extra=extra)
             return Outcome.PERMANENT, self._end_grant(connection, row, exc, now, reason="invalid_grant")
         if exc.kind == webex.FailureKind.CONFIGURATION:
-            self._table.release(connection, owner=self._owner)
-            if not self._halted.is_set():
-                self._halted.set()
-                logger.error("Webex refused the integration's client credentials; stopping the run", extra=extra)
-                self._events.publish(events.CONFIGURATION_ERROR, {"error": exc.code, "tracking_id": exc.tracking_id})
-            return Outcome.CONFIGURATION, row
+            logger.error("Webex refused the integration's client credentials", extra=extra)
+            return self._stop_for_configuration(connection, row, exc.code, exc.tracking_id)
         if exc.kind == webex.FailureKind.REFUSED:
             logger.warning("Webex refused the refresh without saying the grant is dead; will retry", extra=extra)
             return Outcome.REFUSED, self._record_failure(connection, row, "refused", exc.code, exc.tracking_id, now)
         logger.warning("Webex unavailable; will retry", extra=extra)
         return Outcome.TRANSIENT, self._record_failure(connection, row, "transient", exc.code, exc.tracking_id, now)
+
+    def _stop_for_configuration(self, connection: str, row: dict, error: str, tracking_id: str):
+        """No connection can refresh with these credentials: stop the run with one event, mark nobody."""
+        self._table.release(connection, owner=self._owner)
+        if not self._halted.is_set():
+            self._halted.set()
+            logger.error("The integration's client credentials are refused or unset; stopping the run")
+            self._events.publish(events.CONFIGURATION_ERROR, {"error": error, "tracking_id": tracking_id})
+        return Outcome.CONFIGURATION, row
 
     def _end_grant(self, connection: str, row: dict, exc: webex.WebexError, now: datetime, *, reason: str) -> dict:
         """Mark `reauth_required` with a link to re-authorize. While an earlier link is still open it is
@@ -445,6 +487,7 @@ class Refresher:
             ("FailedTransient", counts[Outcome.TRANSIENT]),
             ("FailedRefused", counts[Outcome.REFUSED]),
             ("FailedPermanent", counts[Outcome.PERMANENT]),
+            ("MissingRefreshSecrets", counts[Outcome.MISSING_SECRET]),
             ("RunsStoppedByRefusals", 1 if report.refusals_stopped_run else 0),
             ("ConfigurationErrors", 1 if counts[Outcome.CONFIGURATION] else 0),
             ("Crashed", counts[Outcome.ERROR]),

@@ -4,6 +4,7 @@ import json
 
 from webex_broker import pages
 from webex_broker.access import AccessDenied
+from webex_broker.client_credentials import NotConfigured
 from webex_broker.invitations import InvitationRejected
 from webex_broker.login import BadCallback, ConsentDeclined, LoginBusy
 from webex_broker.login_state import StateRejected, browser_cookie_name, new_browser_nonce, well_formed
@@ -138,6 +139,17 @@ def error_page(exc: Exception) -> dict:
             )
             response["headers"]["Retry-After"] = "60"
             return response
+        case NotConfigured():
+            logger.error("Broker not configured yet", extra={"problem": str(exc)})
+            return html(
+                503,
+                pages.problem(
+                    "This broker is not configured yet",
+                    "Its administrator has not given it the Webex integration's credentials yet. Nothing was "
+                    "stored. Please try again later.",
+                    retry=False,
+                ),
+            )
         case ConfigurationError():
             logger.error("Broker misconfigured", extra={"problem": str(exc)})
             return html(

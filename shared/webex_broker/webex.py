@@ -125,6 +125,17 @@ class WebexClient:
     def refresh(self, *, refresh_token: str, now: datetime) -> TokenGrant:
         return self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token}, now=now)
 
+    def credentials_accepted(self) -> bool:
+        """A refresh with a made-up token: Webex answers wrong client credentials with `invalid_client`,
+        and anything else it refuses (the token) means it accepted them. Outages raise."""
+        try:
+            self.refresh(refresh_token="made-up-by-the-broker-to-check-its-credentials", now=utc_now())
+        except WebexError as exc:
+            if exc.kind == FailureKind.TRANSIENT:
+                raise
+            return exc.kind != FailureKind.CONFIGURATION
+        return True
+
     def people_me(self, access_token: str) -> Person:
         response = self._call("GET", "/people/me", headers={"Authorization": f"Bearer {access_token}"})
         body = response.json()

@@ -34,7 +34,21 @@ from tests.e2e.conftest import (
 
 pytestmark = pytest.mark.e2e
 
-COMMANDS = ["invite", "invites", "uninvite", "list", "show", "refresh", "revoke", "token", "reader-policy", "local"]
+COMMANDS = [
+    "invite",
+    "invites",
+    "uninvite",
+    "list",
+    "show",
+    "refresh",
+    "revoke",
+    "token",
+    "reader-policy",
+    "set-credentials",
+    "adopt",
+    "doctor",
+    "local",
+]
 LIST_HEADERS = ["NAME", "PERSON", "STATUS", "ACCESS EXPIRES", "REFRESH EXPIRES", "LAST REFRESH"]
 INVITES_HEADERS = ["ID", "CONNECTION", "PERSON", "USES LEFT", "EXPIRES"]
 

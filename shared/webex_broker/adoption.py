@@ -1,0 +1,52 @@
+"""Adopting connections whose secrets outlived their row: a stack deleted and created again (its
+new connections table starts empty), or a table restored from an older backup.
+
+A connection is adopted only on proof that it is whole: its consumer secret and its refresh secret
+both exist. The row is rebuilt from the consumer secret (who, which scopes, until when) and made due
+at once, so the next refresh shows whether the grant still works; the refresh token is never read.
+"""
+
+from botocore.exceptions import ClientError
+
+from webex_broker import aws
+from webex_broker.connections import ConnectionsTable
+from webex_broker.secret_store import SecretNames, get_secret_document, secret_arn
+from webex_broker.token_documents import fingerprint, parse_iso
+
+
+def orphans(names: SecretNames, table: ConnectionsTable) -> list[str]:
+    """Connections with a consumer secret under this prefix (not scheduled for deletion) and no row."""
+    prefix = names.consumer("")
+    pages = (
+        aws.client("secretsmanager")
+        .get_paginator("list_secrets")
+        .paginate(Filters=[{"Key": "name", "Values": [prefix]}])
+    )
+    found = {s["Name"].removeprefix(prefix) for page in pages for s in page["SecretList"] if "DeletedDate" not in s}
+    return sorted(name for name in found if name and "/" not in name and table.get(name) is None)
+
+
+def adopt(connection: str, names: SecretNames, table: ConnectionsTable, *, login_base_url: str, now: int) -> bool:
+    """Rebuild one row; False when the connection is not whole (no refresh secret) or a row appeared."""
+    if secret_arn(names.refresh(connection)) is None:
+        return False
+    consumer = get_secret_document(names.consumer(connection))
+    try:
+        table.record_adoption(
+            connection,
+            person_id=consumer["person_id"],
+            email=consumer["email"],
+            display_name=consumer.get("display_name", ""),
+            org_id=consumer.get("org_id", ""),
+            scopes=list(consumer.get("scopes", [])),
+            consumer_secret_arn=secret_arn(names.consumer(connection)),
+            access_expires_at=int(parse_iso(consumer["expires_at"]).timestamp()),
+            access_token_id=fingerprint(consumer["access_token"]),
+            login_base_url=login_base_url,
+            now=now,
+        )
+    except ClientError as exc:
+        if aws.condition_failed(exc):
+            return False
+        raise
+    return True

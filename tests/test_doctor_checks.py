@@ -1,0 +1,68 @@
+"""`webex-broker doctor`'s checks that only a deployed stack has (the local stack skips them), with
+AWS's answers as the service models define them (botocore's Stubber)."""
+
+import pytest
+from botocore.stub import Stubber
+
+from webex_broker_admin.doctor import FAIL, OK, WARN, _alarm_subscription, _concurrency
+
+TOPIC = "arn:aws:sns:us-east-1:123456789012:broker-AlarmTopic-1"
+
+
+@pytest.fixture
+def stubbed(monkeypatch):
+    import boto3
+
+    from webex_broker import aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    clients = {name: boto3.client(name, aws_access_key_id="x", aws_secret_access_key="x") for name in ("sns", "lambda")}
+    monkeypatch.setattr(aws, "client", lambda name: clients[name])
+    stubs = {name: Stubber(c) for name, c in clients.items()}
+    for stub in stubs.values():
+        stub.activate()
+    yield stubs
+    for stub in stubs.values():
+        stub.assert_no_pending_responses()
+
+
+def subscription(arn: str, endpoint: str = "ops@example.com") -> dict:
+    return {
+        "SubscriptionArn": arn,
+        "Owner": "123456789012",
+        "Protocol": "email",
+        "Endpoint": endpoint,
+        "TopicArn": TOPIC,
+    }
+
+
+@pytest.mark.parametrize(
+    ("subscriptions", "result", "says"),
+    [
+        ([subscription("PendingConfirmation")], FAIL, "not confirmed: ops@example.com"),
+        ([], WARN, "nobody is subscribed"),
+        ([subscription(f"{TOPIC}:0b1c")], OK, "ops@example.com"),
+    ],
+)
+def test_the_alarm_subscription_must_be_confirmed(stubbed, subscriptions, result, says):
+    stubbed["sns"].add_response("list_subscriptions_by_topic", {"Subscriptions": subscriptions}, {"TopicArn": TOPIC})
+    check = _alarm_subscription(TOPIC)
+    assert (check.result, says in check.detail) == (result, True)
+
+
+@pytest.mark.parametrize(("quota", "result"), [(10, WARN), (1000, OK)])
+def test_a_new_accounts_concurrency_quota_is_named(stubbed, quota, result):
+    stubbed["lambda"].add_response(
+        "get_account_settings",
+        {"AccountLimit": {"ConcurrentExecutions": quota, "UnreservedConcurrentExecutions": quota}},
+    )
+    check = _concurrency()
+    assert check.result == result
+    assert f"quota {quota}" in check.detail
+    if quota == 10:
+        assert "RefresherReservedConcurrency" in check.detail
+
+
+def test_an_unreadable_account_setting_is_a_warning_not_a_crash(stubbed):
+    stubbed["lambda"].add_client_error("get_account_settings", "AccessDeniedException")
+    assert _concurrency().result == WARN

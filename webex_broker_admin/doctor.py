@@ -1,0 +1,208 @@
+"""`webex-broker doctor`: what an operator runs after a deploy and whenever something seems off.
+
+Each check says ok, warn or FAIL, and with a problem, what fixes it. Only a FAIL makes the command
+exit 1; a warning is something to know (no alarm subscriber yet) that breaks nothing today.
+"""
+
+import time
+from dataclasses import dataclass
+
+import requests
+from botocore.exceptions import BotoCoreError, ClientError
+
+from webex_broker_admin.target import Target
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+UNRESERVED_MINIMUM = 10  # Lambda keeps this much of the account's concurrency unreserved, always
+RUN_SLACK_SECONDS = 60  # "ran within two intervals", plus the time a run itself takes
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    result: str
+    detail: str
+    fix: str = ""
+
+
+def run_checks(target: Target) -> list[Check]:
+    checks = [Check("broker", OK, target.description)]
+    checks.append(_credentials())
+    checks.append(_scopes())
+    checks.append(_callback_page(target))
+    checks.append(_last_run())
+    checks += _connections()
+    if target.outputs:
+        checks.append(_alarm_subscription(target.outputs.get("AlarmTopicArn", "")))
+        checks.append(_concurrency())
+    return checks
+
+
+def _credentials() -> Check:
+    from webex_broker import webex
+    from webex_broker.client_credentials import NotConfigured, load_client_credentials
+    from webex_broker.settings import ConfigurationError, load_settings
+
+    fix = "webex-broker set-credentials --client-id <the integration's client ID>"
+    name = "client credentials"
+    try:
+        credentials = load_client_credentials()
+    except NotConfigured:
+        return Check(name, FAIL, "not set yet: the stack created the client secret empty", fix)
+    except ConfigurationError as exc:
+        return Check(name, FAIL, str(exc), fix)
+    settings = load_settings()
+    client = webex.WebexClient(settings.webex_base_url, credentials, timeout=settings.webex_timeout_seconds)
+    try:
+        accepted = client.credentials_accepted()
+    except webex.WebexError as exc:
+        return Check(name, FAIL, f"could not ask Webex ({exc.code or exc.status})", "check WebexApiBaseUrl and Webex")
+    if not accepted:
+        return Check(name, FAIL, "Webex refuses the client ID or secret (invalid_client)", fix)
+    return Check(name, OK, f"Webex accepts client ID {credentials.client_id[:8]}…")
+
+
+def _scopes() -> Check:
+    from webex_broker.settings import ConfigurationError, load_settings
+
+    settings = load_settings()
+    try:
+        settings.require_people_scope()
+    except ConfigurationError:
+        return Check("scopes", FAIL, settings.scope_string, "add spark:people_read to WebexScopes and redeploy")
+    return Check("scopes", OK, settings.scope_string)
+
+
+def _callback_page(target: Target) -> Check:
+    url = f"{target.broker_url}/callback"
+    try:
+        answer = requests.get(url, timeout=10)
+    except requests.RequestException as exc:
+        return Check("callback URL", FAIL, f"{url} does not answer ({type(exc).__name__})", "check the API and DNS")
+    if answer.status_code == 400 and "Webex Token Broker" in answer.text:
+        return Check("callback URL", OK, f"{url} answers with the broker's page (register exactly this URL)")
+    return Check(
+        "callback URL", FAIL, f"{url} answered {answer.status_code}, not the broker's page", "check PublicBaseUrl"
+    )
+
+
+def _last_run() -> Check:
+    from webex_broker.connections import ConnectionsTable
+    from webex_broker.settings import load_settings
+
+    settings = load_settings()
+    interval = settings.refresh.run_interval_seconds
+    run = ConnectionsTable(settings.connections_table).last_run()
+    fix = f"check the refresher's log group and its schedule (every {interval // 60} min)"
+    if run is None:
+        return Check("refresher", FAIL, "no run recorded yet", f"wait for the first run, or {fix}")
+    age = int(time.time()) - int(run["last_run_at"])
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(run.get("last_run_outcomes", {}).items())) or "nothing due"
+    if age > 2 * interval + RUN_SLACK_SECONDS:
+        return Check("refresher", FAIL, f"last run {age // 60} min ago, more than two intervals", fix)
+    return Check("refresher", OK, f"last run {age // 60} min ago: {outcomes}")
+
+
+def _connections() -> list[Check]:
+    from webex_broker.adoption import orphans
+    from webex_broker.connections import ACTIVE, REAUTH_REQUIRED, ConnectionsTable
+    from webex_broker.secret_store import SecretNames
+    from webex_broker.settings import load_settings
+
+    settings = load_settings()
+    table = ConnectionsTable(settings.connections_table)
+    names = SecretNames(settings.secret_prefix)
+    rows = table.all()
+    by_status: dict[str, int] = {}
+    for row in rows:
+        by_status[row.get("status", "?")] = by_status.get(row.get("status", "?"), 0) + 1
+    horizon = int(time.time()) + settings.refresh.run_interval_seconds + RUN_SLACK_SECONDS
+    active = [row for row in rows if row.get("status") == ACTIVE]
+    at_risk = sorted(r["connection"] for r in active if int(r.get("access_expires_at", 0)) < horizon)
+    refresh_secrets = _secret_names(names.refresh(""))
+    missing = sorted(r["connection"] for r in active if names.refresh(r["connection"]) not in refresh_secrets)
+    reauth = sorted(row["connection"] for row in rows if row.get("status") == REAUTH_REQUIRED)
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none yet"
+    checks = [Check("connections", OK, summary)]
+    if missing:
+        checks.append(
+            Check(
+                "refresh secrets",
+                FAIL,
+                f"active without a refresh secret under {names.refresh('')}: {', '.join(missing)}",
+                "restore the secrets, or the SecretPrefix they were made with",
+            )
+        )
+    if at_risk:
+        checks.append(
+            Check(
+                "at risk",
+                FAIL,
+                f"access token expires before the next run can help: {', '.join(at_risk)}",
+                "webex-broker show NAME (last_error); webex-broker refresh NAME",
+            )
+        )
+    if reauth:
+        checks.append(
+            Check(
+                "reauth_required",
+                FAIL,
+                ", ".join(reauth),
+                "webex-broker invite NAME --email E for each; or refresh --reauth-required if Webex was at fault",
+            )
+        )
+    adoptable = orphans(names, table)
+    if adoptable:
+        checks.append(
+            Check("orphaned secrets", WARN, f"secrets without a row: {', '.join(adoptable)}", "webex-broker adopt")
+        )
+    return checks
+
+
+def _secret_names(prefix: str) -> set[str]:
+    from webex_broker import aws
+
+    pages = (
+        aws.client("secretsmanager")
+        .get_paginator("list_secrets")
+        .paginate(Filters=[{"Key": "name", "Values": [prefix]}])
+    )
+    return {s["Name"] for page in pages for s in page["SecretList"] if "DeletedDate" not in s}
+
+
+def _alarm_subscription(topic_arn: str) -> Check:
+    from webex_broker import aws
+
+    try:
+        subscriptions = aws.client("sns").list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+    except (ClientError, BotoCoreError) as exc:
+        return Check("alarm e-mail", WARN, f"could not read the alarm topic ({type(exc).__name__})")
+    pending = [s["Endpoint"] for s in subscriptions if s["SubscriptionArn"] == "PendingConfirmation"]
+    if pending:
+        return Check(
+            "alarm e-mail", FAIL, f"not confirmed: {', '.join(pending)}", "open the mail from AWS and confirm it"
+        )
+    if not subscriptions:
+        return Check(
+            "alarm e-mail", WARN, "nobody is subscribed to the alarm topic", "set AlarmEmail, or subscribe to it"
+        )
+    return Check("alarm e-mail", OK, ", ".join(s["Endpoint"] for s in subscriptions))
+
+
+def _concurrency() -> Check:
+    from webex_broker import aws
+
+    try:
+        limit = aws.client("lambda").get_account_settings()["AccountLimit"]
+    except (ClientError, BotoCoreError) as exc:
+        return Check("Lambda concurrency", WARN, f"could not read the account's settings ({type(exc).__name__})")
+    quota, unreserved = limit["ConcurrentExecutions"], limit["UnreservedConcurrentExecutions"]
+    detail = f"account quota {quota}, unreserved {unreserved}"
+    if quota <= UNRESERVED_MINIMUM:
+        return Check(
+            "Lambda concurrency",
+            WARN,
+            f"{detail}: no reservation is possible (keep RefresherReservedConcurrency empty)",
+            "ask AWS Support (Service Quotas) for more concurrent executions",
+        )
+    return Check("Lambda concurrency", OK, detail)
