@@ -411,4 +411,14 @@ def refresher(event: dict) -> dict:
     )["Items"]
     if upcoming:
         ddb.get_item(TableName=table, Key={"connection": upcoming[0]["connection"]}, ConsistentRead=True)
+    ddb.update_item(  # the run's own record, which `webex-broker doctor` reads
+        TableName=table,
+        Key={"connection": _s("#refresher")},
+        UpdateExpression="SET #last_run_at = :last_run_at, #last_run_outcomes = :last_run_outcomes",
+        ExpressionAttributeNames={"#last_run_at": "last_run_at", "#last_run_outcomes": "last_run_outcomes"},
+        ExpressionAttributeValues={
+            ":last_run_at": _n(int(time.time())),
+            ":last_run_outcomes": {"M": {"refreshed": _n(len(outcomes))}},
+        },
+    )
     return {"refreshed": len(outcomes)}

@@ -12,7 +12,7 @@ import pytest
 import requests
 from moto import mock_aws
 
-from devstack import aws_fidelity
+from devstack import aws_fidelity, aws_limits
 from devstack.lambda_runtime import LambdaContext, cold_start
 from devstack.template import create_tables
 from devstack.webex_simulator import WebexSimulator
@@ -20,6 +20,7 @@ from devstack.webex_simulator import WebexSimulator
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 aws_fidelity.apply()
+aws_limits.install()  # every AWS call is refused where AWS would refuse it, not only where moto does
 
 CLIENT_ID = "C0ffee-test-client"
 CLIENT_SECRET = "s3cr3t-client-value-never-shown"

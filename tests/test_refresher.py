@@ -569,3 +569,22 @@ def test_due_connections_with_an_emptied_client_secret_stop_the_run_with_one_err
     assert set(result["failures"].values()) == {"configuration"}
     assert {broker.connection(who)["status"] for who in (ALICE, BOB)} == {"active"}
     assert [e["detail-type"] for e in broker.events()] == ["Integration Configuration Error"]
+
+
+def test_an_unreadable_client_secret_stops_the_run_with_one_configuration_error(short_lived, monkeypatch):
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    from webex_broker import refresh
+
+    broker = short_lived
+    broker.login(ALICE)
+    broker.login(BOB)
+    broker.events()
+
+    def denied():
+        raise GetParameterError("AccessDeniedException")
+
+    monkeypatch.setattr(refresh, "load_client_credentials", denied)
+    result = broker.refresh()
+    assert set(result["failures"].values()) == {"configuration"}, "not a crash per connection: an alarmed fault"
+    assert [e["detail-type"] for e in broker.events()] == ["Integration Configuration Error"]

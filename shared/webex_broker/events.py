@@ -1,7 +1,7 @@
 """Events on the EventBridge bus, so users can route what matters (to e-mail, Slack, or Webex itself).
 
-Every event has source `webex-token-broker` (EVENTS_SOURCE) and one of the detail-types below; the
-detail never holds a token.
+Every event has source `webex-token-broker.<stack name>` (EVENTS_SOURCE), so two stacks' events are
+told apart, and one of the detail-types below; the detail never holds a token.
 """
 
 import json

@@ -29,7 +29,10 @@ class RefreshAnswer:
 MESSAGES = {
     Outcome.SKIPPED: (409, "A refresh or login of this connection is in progress; read the secret again shortly."),
     Outcome.PERMANENT: (409, "Webex refused the grant: the person must authorize again."),
-    Outcome.CONFIGURATION: (502, "Webex refused the broker's client credentials, or none are set."),
+    Outcome.CONFIGURATION: (
+        502,
+        "The broker's client credentials are refused, unset or unreadable; its operator must act.",
+    ),
     Outcome.MISSING_SECRET: (502, "The connection's refresh secret is missing; its operator must act."),
     Outcome.REFUSED: (503, "Webex refused the refresh without saying why; the connection is kept and retried."),
 }

@@ -27,6 +27,7 @@ from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
 
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker import aws, events, schedule, webex
@@ -282,7 +283,7 @@ class Refresher:
             return Outcome.SKIPPED, row
         try:
             return self._refresh_leased(connection, row, now)
-        except ConfigurationError as exc:
+        except (ConfigurationError, GetParameterError, TransformParameterError) as exc:  # the client secret
             return self._stop_for_configuration(connection, row, type(exc).__name__, "")
         except MissingRefreshSecret:
             logger.error("Active connection without its refresh secret (SecretPrefix changed, or deleted)")
