@@ -204,9 +204,10 @@ class Broker:
         return len(self.secrets.list_secret_version_ids(SecretId=name, IncludeDeprecated=True)["Versions"])
 
     def connection(self, name: str) -> dict | None:
-        from webex_broker.connections import ConnectionsTable
+        """The row as stored (attribute names and all): what the tests check the store against."""
+        from webex_broker import aws
 
-        return ConnectionsTable(os.environ["CONNECTIONS_TABLE"]).get(name)
+        return aws.get_item(os.environ["CONNECTIONS_TABLE"], "connection", name)
 
     def events(self) -> list[dict]:
         """Events the broker published on the default bus (a rule routes them to a queue)."""

@@ -96,24 +96,24 @@ def _connections():
     return ConnectionsTable(load_settings().connections_table)
 
 
-def _row(name: str) -> dict:
+def _row(name: str):
     row = _connections().get(name)
     if row is None:
         raise CommandError(f"No connection named {name!r}. `webex-broker list` shows them.", EXIT_NOT_FOUND)
     return row
 
 
-def _summary(row: dict) -> dict:
+def _summary(row) -> dict:
     return {
-        "connection": row["connection"],
-        "person": row.get("email", ""),
-        "display_name": row.get("display_name", ""),
-        "status": row.get("status", ""),
-        "access_expires_at": row.get("access_expires_at"),
-        "refresh_expires_at": row.get("refresh_expires_at"),
-        "last_refresh": row.get("refreshed_at"),
-        "next_refresh_at": row.get("next_refresh_at"),
-        "last_error": row.get("last_error"),
+        "connection": row.name,
+        "person": row.email,
+        "display_name": row.display_name,
+        "status": row.status.value,
+        "access_expires_at": row.access_expires_at,
+        "refresh_expires_at": row.refresh_expires_at,
+        "last_refresh": row.refreshed_at,
+        "next_refresh_at": row.next_refresh_at,
+        "last_error": row.last_error or None,
     }
 
 
@@ -145,14 +145,14 @@ def cmd_show(args, target: Target) -> None:
     secret_name = SecretNames(load_settings().secret_prefix).consumer(args.name)
     details = {
         **_summary(row),
-        "person_id": row.get("person_id"),
-        "org_id": row.get("org_id"),
-        "scopes": row.get("scopes", []),
-        "consecutive_failures": int(row.get("consecutive_failures", 0)),
-        "last_error_class": row.get("last_error_class"),
-        "last_tracking_id": row.get("last_tracking_id"),
-        "authorized_at": row.get("authorized_at"),
-        "created_at": row.get("created_at"),
+        "person_id": row.person_id or None,
+        "org_id": row.org_id or None,
+        "scopes": list(row.scopes),
+        "consecutive_failures": row.consecutive_failures,
+        "last_error_class": row.last_error_class or None,
+        "last_tracking_id": row.last_tracking_id or None,
+        "authorized_at": row.authorized_at,
+        "created_at": row.created_at,
         "secret_name": secret_name,
         "secret_arn": secret_arn(secret_name),
     }
@@ -191,10 +191,10 @@ def cmd_refresh(args, target: Target) -> None:
 def _retry_reauth_required() -> None:
     """The repair for a grant marked dead that was not: try each `reauth_required` connection once;
     those Webex still honours are active and scheduled again."""
-    from webex_broker.connections import REAUTH_REQUIRED
+    from webex_broker.connection import ConnectionStatus
     from webex_broker.on_demand import refresh_connection
 
-    names = [row["connection"] for row in _connections().all() if row.get("status") == REAUTH_REQUIRED]
+    names = [row.name for row in _connections().all() if row.status == ConnectionStatus.REAUTH_REQUIRED]
     answers = {}
     for name in names:
         answers[name] = refresh_connection(name)
@@ -299,7 +299,7 @@ def cmd_token(args, target: Target) -> None:
     from webex_broker.settings import load_settings
 
     row = _row(args.name)
-    if row.get("status") == "pending":
+    if row.status == "pending":
         raise CommandError(f"Connection {args.name!r} has no token yet.", EXIT_NOT_FOUND)
     print(get_secret_document(SecretNames(load_settings().secret_prefix).consumer(args.name))["access_token"])
 

@@ -96,8 +96,9 @@ def _last_run() -> Check:
     fix = f"check the refresher's log group and its schedule (every {interval // 60} min)"
     if run is None:
         return Check("refresher", FAIL, "no run recorded yet", f"wait for the first run, or {fix}")
-    age = int(time.time()) - int(run["last_run_at"])
-    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(run.get("last_run_outcomes", {}).items())) or "nothing due"
+    finished_at, last_outcomes = run
+    age = int(time.time()) - finished_at
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(last_outcomes.items())) or "nothing due"
     if age > 2 * interval + RUN_SLACK_SECONDS:
         return Check("refresher", FAIL, f"last run {age // 60} min ago, more than two intervals", fix)
     return Check("refresher", OK, f"last run {age // 60} min ago: {outcomes}")
@@ -105,7 +106,8 @@ def _last_run() -> Check:
 
 def _connections() -> list[Check]:
     from webex_broker.adoption import orphans
-    from webex_broker.connections import ACTIVE, REAUTH_REQUIRED, ConnectionsTable
+    from webex_broker.connection import ConnectionStatus
+    from webex_broker.connections import ConnectionsTable
     from webex_broker.secret_store import SecretNames
     from webex_broker.settings import load_settings
 
@@ -115,13 +117,13 @@ def _connections() -> list[Check]:
     rows = table.all()
     by_status: dict[str, int] = {}
     for row in rows:
-        by_status[row.get("status", "?")] = by_status.get(row.get("status", "?"), 0) + 1
+        by_status[row.status] = by_status.get(row.status, 0) + 1
     horizon = int(time.time()) + settings.refresh.run_interval_seconds + RUN_SLACK_SECONDS
-    active = [row for row in rows if row.get("status") == ACTIVE]
-    at_risk = sorted(r["connection"] for r in active if int(r.get("access_expires_at", 0)) < horizon)
+    active = [row for row in rows if row.active]
+    at_risk = sorted(r.name for r in active if (r.access_expires_at or 0) < horizon)
     refresh_secrets = _secret_names(names.refresh(""))
-    missing = sorted(r["connection"] for r in active if names.refresh(r["connection"]) not in refresh_secrets)
-    reauth = sorted(row["connection"] for row in rows if row.get("status") == REAUTH_REQUIRED)
+    missing = sorted(r.name for r in active if names.refresh(r.name) not in refresh_secrets)
+    reauth = sorted(row.name for row in rows if row.status == ConnectionStatus.REAUTH_REQUIRED)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none yet"
     checks = [Check("connections", OK, summary)]
     if missing:

@@ -1,6 +1,7 @@
 """Who may connect, decided after Webex says who the person is and before anything is written."""
 
 from webex_broker import emails
+from webex_broker.connection import Connection
 from webex_broker.invitations import CONNECTION_NAME, Invitation
 from webex_broker.settings import Settings
 from webex_broker.token_documents import connection_name_for
@@ -58,9 +59,9 @@ def connection_for(settings: Settings, person: Person, invitation: Invitation | 
     return name
 
 
-def check_owner(row: dict | None, person: Person) -> None:
+def check_owner(row: Connection | None, person: Person) -> None:
     """A connection stays bound to the person who first authorized it."""
-    if row and row.get("person_id") and row["person_id"] != person.id:
+    if row and row.person_id and row.person_id != person.id:
         raise AccessDenied(
             "This connection already belongs to another Webex account and cannot be taken over.", status=409
         )

@@ -12,11 +12,9 @@ from datetime import datetime
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker import aws
+from webex_broker.connection import Connection, ConnectionStatus
 from webex_broker.token_documents import TokenRecord, fingerprint
 
-ACTIVE = "active"
-PENDING = "pending"  # claimed by a login that has not finished (or crashed before writing its tokens)
-REAUTH_REQUIRED = "reauth_required"
 SCHEDULE_INDEX = "ScheduleIndex"
 RUN_RECORD = "#refresher"  # not a connection: '#' is outside every connection name; `doctor` reads it
 SCHEDULED = "scheduled"
@@ -81,7 +79,7 @@ class ConnectionsTable:
                 TableName=self._table,
                 Key={"connection": {"S": connection}},
                 **_expression(
-                    {"person_id": person_id, "email": email, "created_at": now, "status": PENDING},
+                    {"person_id": person_id, "email": email, "created_at": now, "status": ConnectionStatus.PENDING},
                     keep_first=("created_at", "status"),
                 ),
                 ConditionExpression="attribute_not_exists(person_id) OR person_id = :person_id",
@@ -105,7 +103,7 @@ class ConnectionsTable:
                 ),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
-                    ":pending": {"S": PENDING},
+                    ":pending": {"S": ConnectionStatus.PENDING},
                     ":person_id": {"S": person_id},
                     ":owner": {"S": owner},
                 },
@@ -129,7 +127,7 @@ class ConnectionsTable:
                 "display_name": record.person.display_name,
                 "org_id": record.person.org_id,
                 "scopes": list(record.grant.scopes),
-                "status": ACTIVE,
+                "status": ConnectionStatus.ACTIVE,
                 "schedule": SCHEDULED,
                 "consumer_secret_arn": consumer_secret_arn,
                 "login_base_url": login_base_url,
@@ -170,7 +168,7 @@ class ConnectionsTable:
             "display_name": display_name,
             "org_id": org_id,
             "scopes": scopes,
-            "status": ACTIVE,
+            "status": ConnectionStatus.ACTIVE,
             "schedule": SCHEDULED,
             "consumer_secret_arn": consumer_secret_arn,
             "login_base_url": login_base_url,
@@ -189,13 +187,14 @@ class ConnectionsTable:
             ExpressionAttributeNames={"#c": "connection"},
         )
 
-    def get(self, connection: str) -> dict | None:
-        return aws.get_item(self._table, "connection", connection)
+    def get(self, connection: str) -> Connection | None:
+        item = aws.get_item(self._table, "connection", connection)
+        return _connection(item) if item else None
 
-    def all(self) -> list[dict]:
+    def all(self) -> list[Connection]:
         """Every connection, for operators' listings (a scan: not on any hot path)."""
-        rows = (row for row in aws.scan(self._table) if row["connection"] != RUN_RECORD)
-        return sorted(rows, key=lambda row: row["connection"])
+        rows = (_connection(item) for item in aws.scan(self._table) if item["connection"] != RUN_RECORD)
+        return sorted(rows, key=lambda row: row.name)
 
     def record_run(self, *, finished_at: int, outcomes: dict[str, int]) -> None:
         """When the refresher last finished a run, and how it went: what `webex-broker doctor` checks."""
@@ -205,8 +204,12 @@ class ConnectionsTable:
             **_expression({"last_run_at": finished_at, "last_run_outcomes": outcomes}),
         )
 
-    def last_run(self) -> dict | None:
-        return self.get(RUN_RECORD)
+    def last_run(self) -> tuple[int, dict[str, int]] | None:
+        """When the last run finished, and its outcomes; None before the first."""
+        item = aws.get_item(self._table, "connection", RUN_RECORD)
+        if not item:
+            return None
+        return int(item["last_run_at"]), {k: int(v) for k, v in item.get("last_run_outcomes", {}).items()}
 
     def delete(self, connection: str) -> None:
         aws.client("dynamodb").delete_item(TableName=self._table, Key={"connection": {"S": connection}})
@@ -225,7 +228,7 @@ class ConnectionsTable:
             for item in page.get("Items", []):
                 yield item["connection"]["S"]
 
-    def next_up(self, now: int) -> dict | None:
+    def next_up(self, now: int) -> Connection | None:
         """The earliest connection not yet due (for the 'time to earliest expiry' figures)."""
         items = aws.client("dynamodb").query(
             TableName=self._table,
@@ -239,7 +242,7 @@ class ConnectionsTable:
 
     def acquire(
         self, connection: str, *, owner: str, now: int, lease_seconds: int, cooldown_seconds: int = 0
-    ) -> dict | None:
+    ) -> Connection | None:
         """Take the lease, or None if someone else holds an unexpired one (or the row is gone).
 
         Returns the row as it stands after acquiring: the caller decides on fresh data, never on
@@ -274,7 +277,7 @@ class ConnectionsTable:
             if old and cooldown_seconds and not held:
                 raise CoolingDown(int(old["forced_at"]) + cooldown_seconds - now) from None
             return None
-        return aws.from_item(response["Attributes"])
+        return _connection(aws.from_item(response["Attributes"]))
 
     def release(self, connection: str, *, owner: str) -> None:
         self._owned_update(connection, owner, {}, remove=_LEASE)
@@ -292,7 +295,7 @@ class ConnectionsTable:
             record.connection,
             owner,
             {
-                "status": ACTIVE,
+                "status": ConnectionStatus.ACTIVE,
                 "schedule": SCHEDULED,
                 "access_expires_at": epoch(record.grant.access_expires_at),
                 "access_token_id": fingerprint(record.grant.access_token),
@@ -347,7 +350,7 @@ class ConnectionsTable:
             connection,
             owner,
             {
-                "status": REAUTH_REQUIRED,
+                "status": ConnectionStatus.REAUTH_REQUIRED,
                 "last_error": error,
                 "last_error_class": "permanent",
                 "last_error_at": now,
@@ -383,3 +386,48 @@ class ConnectionsTable:
             if aws.condition_failed(exc):
                 raise LeaseLost(connection) from None
             raise
+
+
+_NUMBERS = {
+    "access_expires_at",
+    "refresh_expires_at",
+    "next_refresh_at",
+    "refreshed_at",
+    "authorized_at",
+    "adopted_at",
+    "created_at",
+    "updated_at",
+    "last_attempt_at",
+    "last_error_at",
+    "refused_since",
+    "forced_at",
+    "lease_expires_at",
+}
+_TEXTS = {
+    "person_id",
+    "email",
+    "display_name",
+    "org_id",
+    "consumer_secret_arn",
+    "login_base_url",
+    "access_token_id",
+    "last_error",
+    "last_error_class",
+    "last_tracking_id",
+    "refused_error",
+    "reauth_invite_id",
+    "lease_owner",
+}
+
+
+def _connection(item: dict) -> Connection:
+    """The row as the rest of the broker sees it: typed, every attribute name spelled only here."""
+    return Connection(
+        name=item["connection"],
+        status=ConnectionStatus(item.get("status", ConnectionStatus.PENDING)),
+        scopes=tuple(item.get("scopes", ())),
+        scheduled=item.get("schedule") == SCHEDULED,
+        consecutive_failures=int(item.get("consecutive_failures", 0)),
+        **{key: int(item[key]) for key in _NUMBERS if item.get(key) is not None},
+        **{key: str(item[key]) for key in _TEXTS if item.get(key) is not None},
+    )

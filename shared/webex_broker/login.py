@@ -16,7 +16,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker import access, webex
 from webex_broker.client_credentials import load_client_credentials
-from webex_broker.connections import PENDING, ConnectionsTable, epoch
+from webex_broker.connection import ConnectionStatus
+from webex_broker.connections import ConnectionsTable, epoch
 from webex_broker.invitations import Invitation, InvitationRejected, InvitationStore
 from webex_broker.login_state import LoginResult, StateStore, code_challenge, new_login_state
 from webex_broker.observability import logger
@@ -201,9 +202,9 @@ def _undo(table: ConnectionsTable, record: TokenRecord, owner: str, names: Secre
     again. A connection that was already working keeps its row; the secrets written hold this newer,
     valid grant of the same person, which the next refresh uses."""
     try:
-        row = table.get(record.connection) or {}
-        ours = row.get("lease_owner") in (owner, None) and row.get("person_id") == record.person.id
-        if row.get("status") == PENDING and ours:
+        row = table.get(record.connection)
+        ours = row is not None and row.lease_owner in (owner, "") and row.person_id == record.person.id
+        if ours and row.status == ConnectionStatus.PENDING:
             for name in written:
                 delete_secret(name, recovery_days=ORPHAN_RECOVERY_DAYS)
             table.drop_pending_claim(record.connection, person_id=record.person.id, owner=owner)

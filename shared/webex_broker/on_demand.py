@@ -12,7 +12,8 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker import aws
-from webex_broker.connections import PENDING, ConnectionsTable, CoolingDown, LeaseLost
+from webex_broker.connection import ConnectionStatus
+from webex_broker.connections import ConnectionsTable, CoolingDown, LeaseLost
 from webex_broker.observability import logger, metrics
 from webex_broker.refresh import Outcome, Refresher
 from webex_broker.settings import ConfigurationError, load_settings
@@ -61,14 +62,14 @@ def _refresh(name: str, remaining_ms: Callable[[], int] | None) -> RefreshAnswer
     row = ConnectionsTable(load_settings().connections_table).get(name)
     if row is None:
         return RefreshAnswer(404, {"connection": name, "message": "No such connection."})
-    if row.get("status") == PENDING:
-        return RefreshAnswer(409, {"connection": name, "status": PENDING, "message": "Not connected yet."})
+    if row.status == ConnectionStatus.PENDING:
+        return RefreshAnswer(409, {"connection": name, "status": row.status, "message": "Not connected yet."})
     outcome, row = Refresher().refresh_one(name, force=True, remaining_ms=remaining_ms)
     body = {"connection": name, "outcome": outcome.value}
     if row:
-        body["status"] = row.get("status")
-        if row.get("access_expires_at"):
-            body["expires_at"] = iso(datetime.fromtimestamp(int(row["access_expires_at"]), UTC))
+        body["status"] = row.status
+        if row.access_expires_at:
+            body["expires_at"] = iso(datetime.fromtimestamp(row.access_expires_at, UTC))
     if outcome in (Outcome.REFRESHED, Outcome.UNCHANGED):
         return RefreshAnswer(200, body)
     status, message = MESSAGES.get(outcome, (503, "Webex or AWS is unavailable; try again later."))

@@ -22,7 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
@@ -32,7 +32,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker import aws, events, schedule, webex
 from webex_broker.client_credentials import load_client_credentials
-from webex_broker.connections import ACTIVE, PENDING, REAUTH_REQUIRED, ConnectionsTable, epoch
+from webex_broker.connection import Connection, ConnectionStatus
+from webex_broker.connections import ConnectionsTable, epoch
 from webex_broker.invitations import InvitationStore, invitation_link
 from webex_broker.observability import logger, metrics
 from webex_broker.rate_limit import RateLimiter
@@ -85,17 +86,16 @@ class RunReport:
     refused_long: dict[str, int] = field(default_factory=dict)  # connection → since when refused, an hour or more
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, connection: str, outcome: "Outcome", row: dict | None = None) -> None:
+    def add(self, connection: str, outcome: "Outcome", row: Connection | None = None) -> None:
         with self._lock:
             self.outcomes[outcome] += 1
             if outcome in FAILED:
                 self.failures[connection] = outcome.value
-            if row and row.get("status") == ACTIVE:
+            if row and row.active:
                 self.note_expiries(row)
-                if int(row.get("access_expires_at", 0)) < self.risk_horizon:
+                if (row.access_expires_at or 0) < self.risk_horizon:
                     self.at_risk += 1
-                failures = int(row.get("consecutive_failures", 0))
-                self.max_consecutive_failures = max(self.max_consecutive_failures, failures)
+                self.max_consecutive_failures = max(self.max_consecutive_failures, row.consecutive_failures)
 
     def mostly_refused(self, policy: RefreshPolicy) -> bool:
         """Unexplained refusals for much of a run say the fault is Webex's or the integration's, not the people's."""
@@ -107,12 +107,14 @@ class RunReport:
     def succeeded(self) -> int:
         return self.outcomes[Outcome.REFRESHED] + self.outcomes[Outcome.UNCHANGED]
 
-    def note_expiries(self, row: dict) -> None:
-        pairs = (("access_expires_at", "earliest_access_expiry"), ("refresh_expires_at", "earliest_refresh_expiry"))
-        for key, attr in pairs:
-            value = row.get(key)
-            if value is not None and (getattr(self, attr) is None or int(value) < getattr(self, attr)):
-                setattr(self, attr, int(value))
+    def note_expiries(self, row: Connection) -> None:
+        if row.access_expires_at is not None:
+            self.earliest_access_expiry = min(
+                self.earliest_access_expiry or row.access_expires_at, row.access_expires_at
+            )
+        if row.refresh_expires_at is not None:
+            earliest = self.earliest_refresh_expiry or row.refresh_expires_at
+            self.earliest_refresh_expiry = min(earliest, row.refresh_expires_at)
 
     def as_dict(self) -> dict:
         return {
@@ -123,6 +125,10 @@ class RunReport:
             "stopped_early": self.stopped_early,
             "refusals_stopped_run": self.refusals_stopped_run,
         }
+
+
+def _earliest(known: int | None, candidate: int | None) -> int | None:
+    return min(v for v in (known, candidate) if v is not None) if (known, candidate) != (None, None) else None
 
 
 class Refresher:
@@ -195,8 +201,8 @@ class Refresher:
             )
             outcome, row = Outcome.ERROR, None
         report.add(connection, outcome, row)
-        if outcome == Outcome.REFUSED and row and row.get("refused_since") is not None:
-            since = int(row["refused_since"])
+        if outcome == Outcome.REFUSED and row and row.refused_since is not None:
+            since = row.refused_since
             if epoch(self._clock()) - since >= self.policy.refusal_proof_seconds:
                 report.refused_long[connection] = since
         if not report.refusals_stopped_run and report.mostly_refused(self.policy):
@@ -229,12 +235,12 @@ class Refresher:
                     logger.exception("Could not record a long refusal; the next run sees it again")
                     self._table.release_if_held(connection, owner=self._owner)
 
-    def _confirm_dead(self, connection: str, row: dict, since: int, now: datetime, report: RunReport) -> None:
-        if row.get("status") != ACTIVE or int(row.get("refused_since", -1)) != since:
+    def _confirm_dead(self, connection: str, row: Connection, since: int, now: datetime, report: RunReport) -> None:
+        if not row.active or row.refused_since != since:
             self._table.release(connection, owner=self._owner)  # it changed meanwhile: no proof any more
             return
         refusal = webex.WebexError(
-            "Webex kept refusing this grant", code=row.get("refused_error", ""), kind=webex.FailureKind.REFUSED
+            "Webex kept refusing this grant", code=row.refused_error, kind=webex.FailureKind.REFUSED
         )
         logger.warning("The same refusal for over an hour while others refresh: the grant is dead")
         self._end_grant(connection, row, refusal, now, reason="refused_for_an_hour")
@@ -245,7 +251,7 @@ class Refresher:
 
     def refresh_one(
         self, connection: str, *, force: bool = False, remaining_ms: Callable[[], int] | None = None
-    ) -> tuple[Outcome, dict | None]:
+    ) -> tuple[Outcome, Connection | None]:
         """Refresh one connection under its lease. `force` (on-demand) skips the due check, not the lease,
         and is refused with CoolingDown within a minute of the previous forced refresh. A connection whose
         first login has not finished (`pending`) has nothing to refresh."""
@@ -274,11 +280,10 @@ class Refresher:
         raise AssertionError("unreachable: the last attempt never retries")
 
     def _attempt(
-        self, connection: str, row: dict, now: datetime, *, attempt: int, force: bool
-    ) -> tuple[Outcome, dict | None] | None:
+        self, connection: str, row: Connection, now: datetime, *, attempt: int, force: bool
+    ) -> tuple[Outcome, Connection | None] | None:
         """One try under the lease; None means: the lease was let go for a backoff, try again."""
-        not_due = row.get("status") != ACTIVE or int(row.get("next_refresh_at", 0)) > epoch(now)
-        if row.get("status") == PENDING or (not_due and not force):
+        if row.status == ConnectionStatus.PENDING or (not row.due(epoch(now)) and not force):
             self._table.release(connection, owner=self._owner)
             return Outcome.SKIPPED, row
         try:
@@ -304,14 +309,14 @@ class Refresher:
             logger.warning("AWS call failed during refresh", extra={"error": code})
             return Outcome.TRANSIENT, self._record_failure(connection, row, "transient", code, "", now)
 
-    def _refresh_leased(self, connection: str, row: dict, now: datetime) -> tuple[Outcome, dict]:
+    def _refresh_leased(self, connection: str, row: Connection, now: datetime) -> tuple[Outcome, Connection]:
         material = RefreshMaterial.from_document(self._refresh_document(connection))
         grant = material.complete(self._client.refresh(refresh_token=material.refresh_token, now=self._clock()))
         record = TokenRecord(connection=connection, person=material.person, grant=grant, updated_at=now)
         if grant.refresh_token != material.refresh_token:
             self._writes.acquire()
             write_refresh_material(record.refresh_material(), self._names, now=now)
-        changed = fingerprint(grant.access_token) != row.get("access_token_id")
+        changed = fingerprint(grant.access_token) != row.access_token_id
         if changed:
             self._writes.acquire()
             write_consumer_secret(record, self._names)
@@ -324,13 +329,13 @@ class Refresher:
         )
         self._table.record_refresh(record, owner=self._owner, next_refresh_at=next_at)
         self._after_success(connection, row, record)
-        updated = {
-            **row,
-            "status": ACTIVE,
-            "access_expires_at": epoch(grant.access_expires_at),
-            "refresh_expires_at": epoch(grant.refresh_expires_at),
-            "next_refresh_at": next_at,
-        }
+        updated = replace(
+            row,
+            status=ConnectionStatus.ACTIVE,
+            access_expires_at=epoch(grant.access_expires_at),
+            refresh_expires_at=epoch(grant.refresh_expires_at),
+            next_refresh_at=next_at,
+        )
         logger.info("Connection refreshed", extra={"token_changed": changed, "next_refresh_at": next_at})
         return (Outcome.REFRESHED if changed else Outcome.UNCHANGED), updated
 
@@ -364,7 +369,7 @@ class Refresher:
                 return None
         return delay
 
-    def _handle_webex_failure(self, connection: str, row: dict, exc: webex.WebexError, now: datetime):
+    def _handle_webex_failure(self, connection: str, row: Connection, exc: webex.WebexError, now: datetime):
         extra = {"error": exc.code, "status": exc.status, "tracking_id": exc.tracking_id, "failure": exc.kind.value}
         if exc.kind == webex.FailureKind.PERMANENT:
             logger.warning("Grant refused: the person must authorize again", extra=extra)
@@ -378,7 +383,7 @@ class Refresher:
         logger.warning("Webex unavailable; will retry", extra=extra)
         return Outcome.TRANSIENT, self._record_failure(connection, row, "transient", exc.code, exc.tracking_id, now)
 
-    def _stop_for_configuration(self, connection: str, row: dict, error: str, tracking_id: str):
+    def _stop_for_configuration(self, connection: str, row: Connection, error: str, tracking_id: str):
         """No connection can refresh with these credentials: stop the run with one event, mark nobody."""
         self._table.release(connection, owner=self._owner)
         if not self._halted.is_set():
@@ -387,11 +392,13 @@ class Refresher:
             self._events.publish(events.CONFIGURATION_ERROR, {"error": error, "tracking_id": tracking_id})
         return Outcome.CONFIGURATION, row
 
-    def _end_grant(self, connection: str, row: dict, exc: webex.WebexError, now: datetime, *, reason: str) -> dict:
+    def _end_grant(
+        self, connection: str, row: Connection, exc: webex.WebexError, now: datetime, *, reason: str
+    ) -> Connection:
         """Mark `reauth_required` with a link to re-authorize. While an earlier link is still open it is
         reused, and no new event is sent: asking again must not flood the person with links."""
-        invite_id = row.get("reauth_invite_id")
-        reuse = row.get("status") == REAUTH_REQUIRED and self._invitation_open(invite_id, now)
+        invite_id = row.reauth_invite_id
+        reuse = row.status == ConnectionStatus.REAUTH_REQUIRED and self._invitation_open(invite_id, now)
         link = None
         if not reuse:
             invite_id, link = self._reauthorization_link(row, now)
@@ -405,11 +412,11 @@ class Refresher:
         )
         if not reuse:
             metrics.add_metric(name="ReauthRequired", unit="Count", value=1)
-            detail = {**self._event_detail(row, status=REAUTH_REQUIRED, exc=exc), "reason": reason}
+            detail = {**self._event_detail(row, status=ConnectionStatus.REAUTH_REQUIRED, exc=exc), "reason": reason}
             if link:
                 detail["login_url"] = link
             self._events.publish(events.REAUTH_REQUIRED, detail)
-        return {**row, "status": REAUTH_REQUIRED}
+        return replace(row, status=ConnectionStatus.REAUTH_REQUIRED)
 
     def _invitation_open(self, invite_id: str | None, now: datetime) -> bool:
         if not (invite_id and self._invitations):
@@ -417,14 +424,14 @@ class Refresher:
         invitation = self._invitations.get(invite_id)
         return invitation is not None and invitation.expires_at > epoch(now) and invitation.uses_left > 0
 
-    def _reauthorization_link(self, row: dict, now: datetime) -> tuple[str | None, str | None]:
+    def _reauthorization_link(self, row: Connection, now: datetime) -> tuple[str | None, str | None]:
         """A fresh single-use invitation for the same person and connection, so the event can be acted on."""
-        base = row.get("login_base_url")
+        base = row.login_base_url
         if not (self._invitations and base):
             return None, None
         try:
             invitation, token = self._invitations.create(
-                row["connection"], email=row.get("email"), ttl_seconds=REAUTH_LINK_SECONDS, max_uses=1, now=epoch(now)
+                row.name, email=row.email or None, ttl_seconds=REAUTH_LINK_SECONDS, max_uses=1, now=epoch(now)
             )
         except (ClientError, BotoCoreError) as exc:  # the event matters more than the link in it
             logger.error("Could not create a reauthorization link", extra={"error": aws.error_code(exc)})
@@ -432,14 +439,14 @@ class Refresher:
         return invitation.id, invitation_link(base, token)
 
     def _record_failure(
-        self, connection: str, row: dict, error_class: str, code: str, tracking_id: str, now: datetime
-    ) -> dict:
+        self, connection: str, row: Connection, error_class: str, code: str, tracking_id: str, now: datetime
+    ) -> Connection:
         """Status and schedule kept, the next attempt backed off. Returns the row as it now stands."""
-        failures = int(row.get("consecutive_failures", 0)) + 1
+        failures = row.consecutive_failures + 1
         refused_since = None
         if error_class == "refused":
-            same = row.get("refused_error") == code and row.get("refused_since") is not None
-            refused_since = int(row["refused_since"]) if same else epoch(now)
+            same = row.refused_error == code and row.refused_since is not None
+            refused_since = row.refused_since if same else epoch(now)
         self._table.record_failure(
             connection,
             owner=self._owner,
@@ -450,30 +457,30 @@ class Refresher:
             retry_at=schedule.retry_at(failures, now=epoch(now), policy=self.policy),
             refused_since=refused_since,
         )
-        updated = {**row, "consecutive_failures": failures, "last_error": code}
+        updated = replace(row, consecutive_failures=failures, last_error=code)
         if refused_since is not None:
-            updated |= {"refused_error": code, "refused_since": refused_since}
+            updated = replace(updated, refused_error=code, refused_since=refused_since)
         return updated
 
-    def _after_success(self, connection: str, row: dict, record: TokenRecord) -> None:
-        if int(row.get("consecutive_failures", 0)) > 0 or row.get("status") == REAUTH_REQUIRED:
+    def _after_success(self, connection: str, row: Connection, record: TokenRecord) -> None:
+        if row.consecutive_failures > 0 or row.status == ConnectionStatus.REAUTH_REQUIRED:
             logger.info("Connection recovered")
-            self._events.publish(events.RECOVERED, self._event_detail(row, status=ACTIVE))
+            self._events.publish(events.RECOVERED, self._event_detail(row, status=ConnectionStatus.ACTIVE))
         refresh_expires = epoch(record.grant.refresh_expires_at)
         if refresh_expires and refresh_expires - epoch(record.updated_at) < self.policy.expiry_warning_seconds:
             logger.warning("Refresh token expires soon", extra={"refresh_expires_at": refresh_expires})
             metrics.add_metric(name="RefreshTokenExpiring", unit="Count", value=1)
             self._events.publish(
                 events.REFRESH_TOKEN_EXPIRING,
-                {**self._event_detail(row, status=ACTIVE), "refresh_expires_at": refresh_expires},
+                {**self._event_detail(row, status=ConnectionStatus.ACTIVE), "refresh_expires_at": refresh_expires},
             )
 
     @staticmethod
-    def _event_detail(row: dict, *, status: str, exc: webex.WebexError | None = None) -> dict:
+    def _event_detail(row: Connection, *, status: str, exc: webex.WebexError | None = None) -> dict:
         detail = {
-            "connection": row["connection"],
-            "email": row.get("email", ""),
-            "display_name": row.get("display_name", ""),
+            "connection": row.name,
+            "email": row.email,
+            "display_name": row.display_name,
             "status": status,
         }
         if exc is not None:

@@ -1,6 +1,7 @@
-"""The README's copy-pasteable snippets, each run as its own Python process against a local stack.
+"""The docs' copy-pasteable snippets, each run as its own Python process against a local stack.
 
-A snippet is the ```python block right after a `<!-- snippet: NAME -->` line. Each one reads its
+A snippet is the ```python block right after a `<!-- snippet: NAME -->` line, in README.md or any
+docs/*.md (today they all live in docs/consuming.md). Each one reads its
 settings from environment variables (with real-world defaults); here they point at one local stack
 (`make run` as a real process) and at the connection `demo`, connected through the login link that
 `make run` prints. The stack's own refresher is slowed to an hour, so only the snippet under test
@@ -22,10 +23,9 @@ from tests.e2e.conftest import PREFIX, ROOT, RunningBroker, consent, start_local
 
 pytestmark = pytest.mark.e2e
 
-README = ROOT / "README.md"
 CONNECTION = "demo"
 PERSON, DISPLAY_NAME = "carol@partner.example.org", "Carol Chen"
-# Every snippet the README marks, and only these: renaming or removing one fails the tests below.
+# Every snippet the docs mark, and only these: renaming or removing one fails the tests below.
 EXPECTED = ["read-token-boto3", "read-token-powertools", "webexpythonsdk", "refresh-on-401"]
 
 MARKER = re.compile(r"^<!-- snippet: (\S+) -->$", re.MULTILINE)
@@ -33,12 +33,23 @@ SNIPPET = re.compile(r"^<!-- snippet: (\S+) -->\n```python\n(.*?)^```$", re.MULT
 ISO_Z = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
 
-def readme_snippets() -> dict[str, str]:
+def doc_files() -> list[Path]:
+    """The files snippets may live in: the README and every docs/*.md."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def doc_snippets() -> dict[str, str]:
     """NAME -> code of every marked snippet; each marker must be followed at once by a python block."""
-    text = README.read_text()
-    markers = MARKER.findall(text)
-    snippets = SNIPPET.findall(text)
-    assert [name for name, _ in snippets] == markers, "each snippet marker is followed directly by ```python"
+    markers: list[str] = []
+    snippets: list[tuple[str, str]] = []
+    for path in doc_files():
+        text = path.read_text()
+        marked, found = MARKER.findall(text), SNIPPET.findall(text)
+        assert [name for name, _ in found] == marked, (
+            f"{path.relative_to(ROOT)}: each snippet marker is followed directly by ```python"
+        )
+        markers += marked
+        snippets += found
     assert len(set(markers)) == len(markers), f"a snippet name is used twice: {markers}"
     return dict(snippets)
 
@@ -83,9 +94,9 @@ def snippet_env(broker: RunningBroker) -> dict[str, str]:
 
 
 def run_snippet(name: str, broker: RunningBroker, workdir: Path) -> str:
-    """Runs the README's snippet NAME as `python -c`, outside the checkout; returns its stdout."""
-    snippets = readme_snippets()
-    assert name in snippets, f"README.md has no snippet marked <!-- snippet: {name} -->"
+    """Runs the docs' snippet NAME as `python -c`, outside the checkout; returns its stdout."""
+    snippets = doc_snippets()
+    assert name in snippets, f"no README.md or docs/*.md has a snippet marked <!-- snippet: {name} -->"
     result = subprocess.run(
         [sys.executable, "-c", snippets[name]],
         cwd=workdir,
@@ -103,8 +114,8 @@ def run_snippet(name: str, broker: RunningBroker, workdir: Path) -> str:
 # --- the tests -----------------------------------------------------------------------------------
 
 
-def test_readme_marks_exactly_the_expected_snippets():
-    assert sorted(readme_snippets()) == sorted(EXPECTED)
+def test_the_docs_mark_exactly_the_expected_snippets():
+    assert sorted(doc_snippets()) == sorted(EXPECTED)
 
 
 @pytest.mark.parametrize("name", ["read-token-boto3", "read-token-powertools"])

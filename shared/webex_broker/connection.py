@@ -1,0 +1,56 @@
+"""A connection: one person's (or one invitation's) Webex grant that the broker keeps fresh.
+
+The connections table stores it; `connections.ConnectionsTable` is the only code that knows how, and
+everything else reads these typed fields.
+"""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ConnectionStatus(StrEnum):
+    PENDING = "pending"  # claimed by a login that has not finished (or crashed before writing its tokens)
+    ACTIVE = "active"  # refreshed on schedule
+    REAUTH_REQUIRED = "reauth_required"  # Webex proved the grant dead: only the person can fix it
+
+
+@dataclass(frozen=True)
+class Connection:
+    name: str
+    status: ConnectionStatus
+    person_id: str = ""
+    email: str = ""
+    display_name: str = ""
+    org_id: str = ""
+    scopes: tuple[str, ...] = ()
+    scheduled: bool = False  # in the schedule index: the refresher will find it when due
+    consumer_secret_arn: str = ""
+    login_base_url: str = ""  # where re-authorization links point
+    access_expires_at: int | None = None
+    access_token_id: str = ""  # a fingerprint of the access token in the consumer secret
+    refresh_expires_at: int | None = None
+    next_refresh_at: int | None = None
+    refreshed_at: int | None = None
+    authorized_at: int | None = None
+    adopted_at: int | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
+    last_attempt_at: int | None = None
+    consecutive_failures: int = 0
+    last_error: str = ""
+    last_error_class: str = ""
+    last_error_at: int | None = None
+    last_tracking_id: str = ""
+    refused_error: str = ""  # the unexplained refusal that keeps repeating, and since when
+    refused_since: int | None = None
+    reauth_invite_id: str = ""  # the open re-authorization invitation, reused while it lasts
+    forced_at: int | None = None  # the last on-demand refresh, for its cooldown
+    lease_owner: str = ""
+    lease_expires_at: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status == ConnectionStatus.ACTIVE
+
+    def due(self, now: int) -> bool:
+        return self.active and (self.next_refresh_at or 0) <= now
