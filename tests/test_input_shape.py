@@ -62,7 +62,8 @@ def invitation(email: str | None):
     ["\u212aarl@example.com", "karl@exampl\u0435.com", "\uff4barl@example.com", "karl@example.com\u200b"],
 )
 def test_a_lookalike_address_never_matches_an_invitation(broker, lookalike):
-    from webex_broker.access import AccessDenied, connection_for
+    from webex_broker.access import connection_for
+    from webex_broker.errors import AccessDenied
     from webex_broker.settings import load_settings
 
     with pytest.raises(AccessDenied):
@@ -77,7 +78,8 @@ def test_plain_addresses_match_whatever_their_case(broker):
 
 
 def test_an_allowlist_never_admits_a_lookalike_domain(broker, monkeypatch):
-    from webex_broker.access import AccessDenied, connection_for
+    from webex_broker.access import connection_for
+    from webex_broker.errors import AccessDenied
     from webex_broker.settings import load_settings
 
     monkeypatch.setenv("ALLOWED_EMAIL_DOMAINS", "example.com")
@@ -109,7 +111,8 @@ def test_the_callback_url_ignores_forwarded_headers(broker):
 
 @pytest.mark.parametrize("address", ["o'brien@example.com", "a#b@example.com", "hey!@example.com", "a b@example.com"])
 def test_an_open_mode_address_that_cannot_name_a_secret_gets_a_clear_refusal(broker, address):
-    from webex_broker.access import AccessDenied, connection_for
+    from webex_broker.access import connection_for
+    from webex_broker.errors import AccessDenied
     from webex_broker.settings import load_settings
 
     with pytest.raises(AccessDenied) as refused:

@@ -40,8 +40,9 @@ def run_checks(target: Target) -> list[Check]:
 
 def _credentials() -> Check:
     from webex_broker import webex
-    from webex_broker.client_credentials import NotConfigured, load_client_credentials
-    from webex_broker.settings import ConfigurationError, load_settings
+    from webex_broker.client_credentials import load_client_credentials
+    from webex_broker.errors import ConfigurationError, NotConfigured
+    from webex_broker.settings import load_settings
 
     fix = "webex-broker set-credentials --client-id <the integration's client ID>"
     name = "client credentials"
@@ -63,7 +64,8 @@ def _credentials() -> Check:
 
 
 def _scopes() -> Check:
-    from webex_broker.settings import ConfigurationError, load_settings
+    from webex_broker.errors import ConfigurationError
+    from webex_broker.settings import load_settings
 
     settings = load_settings()
     try:

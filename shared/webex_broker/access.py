@@ -2,6 +2,7 @@
 
 from webex_broker import emails
 from webex_broker.connection import Connection
+from webex_broker.errors import AccessDenied
 from webex_broker.invitations import CONNECTION_NAME, Invitation
 from webex_broker.settings import Settings
 from webex_broker.token_documents import connection_name_for
@@ -9,15 +10,6 @@ from webex_broker.webex import Person
 
 INVITE = "invite"
 OPEN = "open"
-
-
-class AccessDenied(Exception):
-    """This person may not create or update this connection; `reason` is safe to show them."""
-
-    def __init__(self, reason: str, *, status: int = 403):
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
 
 
 def require_invitation(settings: Settings, invite_token: str) -> None:

@@ -11,13 +11,10 @@ from functools import cache
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from webex_broker import aws
-from webex_broker.settings import ConfigurationError, load_settings
+from webex_broker.errors import ConfigurationError, NotConfigured
+from webex_broker.settings import load_settings
 
 CACHE_SECONDS = 300
-
-
-class NotConfigured(ConfigurationError):
-    """The client secret is still empty: the operator has not run `webex-broker set-credentials` yet."""
 
 
 @dataclass(frozen=True)

@@ -13,20 +13,13 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 
 from webex_broker import aws, emails
+from webex_broker.errors import InvitationProblem, InvitationRejected
 
 # What Secrets Manager allows in a name, minus '/', which would nest under other connections.
 CONNECTION_NAME = re.compile(r"[A-Za-z0-9_+=.@-]{1,128}")
 # `<id>.<secret>` as create() makes them; anything else is refused before DynamoDB sees it.
 TOKEN = re.compile(r"(?P<id>[0-9a-f]{12})\.(?P<secret>[A-Za-z0-9_-]{43})")
 MIN_LIFETIME_SECONDS = 60
-
-
-class InvitationRejected(Exception):
-    """The invitation cannot be used: unknown, expired, used up or revoked."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -45,9 +38,9 @@ class Invitation:
 
     def check(self, now: int) -> None:
         if self.expires_at <= now:
-            raise InvitationRejected("expired")
+            raise InvitationRejected(InvitationProblem.EXPIRED)
         if self.uses_left <= 0:
-            raise InvitationRejected("used")
+            raise InvitationRejected(InvitationProblem.USED)
 
     def as_dict(self) -> dict:
         return {
@@ -125,11 +118,11 @@ class InvitationStore:
         """The invitation behind a link, if the link is genuine and still usable (does not use it up)."""
         shape = TOKEN.fullmatch(token or "")
         if shape is None:
-            raise InvitationRejected("unknown")
+            raise InvitationRejected(InvitationProblem.UNKNOWN)
         invite_id, secret = shape["id"], shape["secret"]
         item = aws.get_item(self._table, "invite_id", invite_id)
         if not item or not hmac.compare_digest(item["secret_sha256"], _digest(secret)):
-            raise InvitationRejected("unknown")
+            raise InvitationRejected(InvitationProblem.UNKNOWN)
         invitation = _invitation(item)
         invitation.check(now)
         return invitation
@@ -146,7 +139,7 @@ class InvitationStore:
             )
         except ClientError as exc:
             if aws.condition_failed(exc):
-                raise InvitationRejected("used") from None
+                raise InvitationRejected(InvitationProblem.USED) from None
             raise
 
     def open_invitations(self, *, now: int) -> list[Invitation]:

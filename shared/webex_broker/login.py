@@ -18,33 +18,25 @@ from webex_broker import access, webex
 from webex_broker.client_credentials import load_client_credentials
 from webex_broker.connection import ConnectionStatus
 from webex_broker.connections import ConnectionsTable, epoch
-from webex_broker.invitations import Invitation, InvitationRejected, InvitationStore
+from webex_broker.errors import (
+    BadCallback,
+    ConfigurationError,
+    ConsentDeclined,
+    InvitationProblem,
+    InvitationRejected,
+    LoginBusy,
+)
+from webex_broker.invitations import Invitation, InvitationStore
 from webex_broker.login_state import LoginResult, StateStore, code_challenge, new_login_state
 from webex_broker.observability import logger
 from webex_broker.schedule import next_refresh_at
 from webex_broker.secret_store import SecretNames, delete_secret, write_consumer_secret, write_refresh_material
-from webex_broker.settings import ConfigurationError, Settings, load_settings
+from webex_broker.settings import Settings, load_settings
 from webex_broker.token_documents import TokenRecord
 
 LEASE_POLL_SECONDS = 0.25
 WRITE_TIME_SECONDS = 6  # left, after waiting for the lease, for two secret writes and the row
 ORPHAN_RECOVERY_DAYS = 7
-
-
-class ConsentDeclined(Exception):
-    """Webex sent the person back with error=… instead of a code."""
-
-    def __init__(self, error: str):
-        super().__init__(error)
-        self.error = error
-
-
-class BadCallback(Exception):
-    """The callback request itself is malformed (no state, no code)."""
-
-
-class LoginBusy(Exception):
-    """A refresh of this connection held its lease for longer than the login could wait; nothing was stored."""
 
 
 def start_login(callback_url: str, invite_token: str = "", *, browser_nonce: str) -> str:
@@ -135,7 +127,7 @@ def _usable_invitation(invitations: InvitationStore, invite_id: str | None, now:
         return None
     invitation = invitations.get(invite_id)
     if invitation is None:
-        raise InvitationRejected("revoked")
+        raise InvitationRejected(InvitationProblem.REVOKED)
     invitation.check(now)
     return invitation
 

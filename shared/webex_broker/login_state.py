@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from botocore.exceptions import ClientError
 
 from webex_broker import aws
+from webex_broker.errors import StateProblem, StateRejected
 
 # secrets.token_urlsafe(32): states, browser nonces and result ids all have this shape, so anything
 # else is refused before DynamoDB sees it (real DynamoDB rejects keys over 2,048 bytes with a 400).
@@ -42,14 +43,6 @@ def new_browser_nonce() -> str:
 
 def browser_hash(nonce: str) -> str:
     return hashlib.sha256(nonce.encode()).hexdigest()
-
-
-class StateRejected(Exception):
-    """The callback's state is unknown, already used, expired, or was started in another browser."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -120,9 +113,9 @@ class StateStore:
         """One atomic delete: only one callback can ever win a given state, only before expiry, and only
         in the browser that started it. A callback from any other browser leaves the state in place."""
         if not well_formed(state):
-            raise StateRejected("unknown")
+            raise StateRejected(StateProblem.UNKNOWN)
         if not well_formed(browser_nonce):
-            raise StateRejected("browser")
+            raise StateRejected(StateProblem.BROWSER)
         try:
             response = aws.client("dynamodb").delete_item(
                 TableName=self._table,
@@ -137,8 +130,10 @@ class StateStore:
                 raise
             old = aws.from_item(exc.response.get("Item") or {})
             if not old.get("code_verifier"):
-                raise StateRejected("unknown") from None
-            raise StateRejected("expired" if int(old["expires_at"]) <= now else "browser") from None
+                raise StateRejected(StateProblem.UNKNOWN) from None
+            raise StateRejected(
+                StateProblem.EXPIRED if int(old["expires_at"]) <= now else StateProblem.BROWSER
+            ) from None
         item = aws.from_item(response["Attributes"])
         return LoginState(
             state=state,

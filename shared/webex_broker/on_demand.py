@@ -14,9 +14,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from webex_broker import aws
 from webex_broker.connection import ConnectionStatus
 from webex_broker.connections import ConnectionsTable, CoolingDown, LeaseLost
+from webex_broker.errors import ConfigurationError
 from webex_broker.observability import logger, metrics
 from webex_broker.refresh import Outcome, Refresher
-from webex_broker.settings import ConfigurationError, load_settings
+from webex_broker.settings import load_settings
 from webex_broker.token_documents import iso
 
 

@@ -34,11 +34,12 @@ from webex_broker import aws, events, schedule, webex
 from webex_broker.client_credentials import load_client_credentials
 from webex_broker.connection import Connection, ConnectionStatus
 from webex_broker.connections import ConnectionsTable, epoch
+from webex_broker.errors import ConfigurationError, GrantEnd
 from webex_broker.invitations import InvitationStore, invitation_link
 from webex_broker.observability import logger, metrics
 from webex_broker.rate_limit import RateLimiter
 from webex_broker.secret_store import SecretNames, get_secret_document, write_consumer_secret, write_refresh_material
-from webex_broker.settings import ConfigurationError, RefreshPolicy, load_settings
+from webex_broker.settings import RefreshPolicy, load_settings
 from webex_broker.token_documents import RefreshMaterial, TokenRecord, fingerprint
 
 REAUTH_LINK_SECONDS = 7 * 86400
@@ -50,6 +51,9 @@ class MissingRefreshSecret(Exception):
 
 
 class Outcome(StrEnum):
+    """What became of one connection in a run. The failures carry the Webex client's FailureKind values
+    (a failure of that kind is the outcome of the same name) and are what `last_error_class` records."""
+
     REFRESHED = "refreshed"  # Webex gave a new access token; the consumer secret has it
     UNCHANGED = "unchanged"  # Webex gave the same token back (its 24 h rule); nothing rewritten
     SKIPPED = "skipped"  # not due after all, or another refresher or a login holds the lease
@@ -243,7 +247,7 @@ class Refresher:
             "Webex kept refusing this grant", code=row.refused_error, kind=webex.FailureKind.REFUSED
         )
         logger.warning("The same refusal for over an hour while others refresh: the grant is dead")
-        self._end_grant(connection, row, refusal, now, reason="refused_for_an_hour")
+        self._end_grant(connection, row, refusal, now, reason=GrantEnd.REFUSED_FOR_AN_HOUR)
         report.outcomes[Outcome.REFUSED] -= 1
         report.add(connection, Outcome.PERMANENT)
 
@@ -293,7 +297,7 @@ class Refresher:
         except MissingRefreshSecret:
             logger.error("Active connection without its refresh secret (SecretPrefix changed, or deleted)")
             return Outcome.MISSING_SECRET, self._record_failure(
-                connection, row, "missing_secret", "missing_refresh_secret", "", now
+                connection, row, Outcome.MISSING_SECRET, "missing_refresh_secret", "", now
             )
         except webex.WebexError as exc:
             delay = self._retry_delay(exc, attempt)
@@ -307,7 +311,7 @@ class Refresher:
         except (ClientError, BotoCoreError) as exc:
             code = aws.error_code(exc) or type(exc).__name__
             logger.warning("AWS call failed during refresh", extra={"error": code})
-            return Outcome.TRANSIENT, self._record_failure(connection, row, "transient", code, "", now)
+            return Outcome.TRANSIENT, self._record_failure(connection, row, Outcome.TRANSIENT, code, "", now)
 
     def _refresh_leased(self, connection: str, row: Connection, now: datetime) -> tuple[Outcome, Connection]:
         material = RefreshMaterial.from_document(self._refresh_document(connection))
@@ -370,18 +374,21 @@ class Refresher:
         return delay
 
     def _handle_webex_failure(self, connection: str, row: Connection, exc: webex.WebexError, now: datetime):
+        """Each failure class of the Webex client is the refresh outcome of the same name."""
         extra = {"error": exc.code, "status": exc.status, "tracking_id": exc.tracking_id, "failure": exc.kind.value}
-        if exc.kind == webex.FailureKind.PERMANENT:
-            logger.warning("Grant refused: the person must authorize again", extra=extra)
-            return Outcome.PERMANENT, self._end_grant(connection, row, exc, now, reason="invalid_grant")
-        if exc.kind == webex.FailureKind.CONFIGURATION:
-            logger.error("Webex refused the integration's client credentials", extra=extra)
-            return self._stop_for_configuration(connection, row, exc.code, exc.tracking_id)
-        if exc.kind == webex.FailureKind.REFUSED:
-            logger.warning("Webex refused the refresh without saying the grant is dead; will retry", extra=extra)
-            return Outcome.REFUSED, self._record_failure(connection, row, "refused", exc.code, exc.tracking_id, now)
-        logger.warning("Webex unavailable; will retry", extra=extra)
-        return Outcome.TRANSIENT, self._record_failure(connection, row, "transient", exc.code, exc.tracking_id, now)
+        outcome = Outcome(exc.kind)
+        match outcome:
+            case Outcome.PERMANENT:
+                logger.warning("Grant refused: the person must authorize again", extra=extra)
+                return outcome, self._end_grant(connection, row, exc, now, reason=GrantEnd.INVALID_GRANT)
+            case Outcome.CONFIGURATION:
+                logger.error("Webex refused the integration's client credentials", extra=extra)
+                return self._stop_for_configuration(connection, row, exc.code, exc.tracking_id)
+            case Outcome.REFUSED:
+                logger.warning("Webex refused the refresh without saying the grant is dead; will retry", extra=extra)
+            case _:
+                logger.warning("Webex unavailable; will retry", extra=extra)
+        return outcome, self._record_failure(connection, row, outcome, exc.code, exc.tracking_id, now)
 
     def _stop_for_configuration(self, connection: str, row: Connection, error: str, tracking_id: str):
         """No connection can refresh with these credentials: stop the run with one event, mark nobody."""
@@ -393,7 +400,7 @@ class Refresher:
         return Outcome.CONFIGURATION, row
 
     def _end_grant(
-        self, connection: str, row: Connection, exc: webex.WebexError, now: datetime, *, reason: str
+        self, connection: str, row: Connection, exc: webex.WebexError, now: datetime, *, reason: GrantEnd
     ) -> Connection:
         """Mark `reauth_required` with a link to re-authorize. While an earlier link is still open it is
         reused, and no new event is sent: asking again must not flood the person with links."""
@@ -439,12 +446,12 @@ class Refresher:
         return invitation.id, invitation_link(base, token)
 
     def _record_failure(
-        self, connection: str, row: Connection, error_class: str, code: str, tracking_id: str, now: datetime
+        self, connection: str, row: Connection, error_class: "Outcome", code: str, tracking_id: str, now: datetime
     ) -> Connection:
         """Status and schedule kept, the next attempt backed off. Returns the row as it now stands."""
         failures = row.consecutive_failures + 1
         refused_since = None
-        if error_class == "refused":
+        if error_class == Outcome.REFUSED:
             same = row.refused_error == code and row.refused_since is not None
             refused_since = row.refused_since if same else epoch(now)
         self._table.record_failure(

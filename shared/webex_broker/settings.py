@@ -4,11 +4,9 @@ import os
 from dataclasses import dataclass
 from functools import cache
 
+from webex_broker.errors import ConfigurationError
+
 PEOPLE_SCOPES = frozenset({"spark:people_read", "spark:all"})
-
-
-class ConfigurationError(RuntimeError):
-    """The deployment is misconfigured; an operator, not the person logging in, must act."""
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,23 @@
-"""API Gateway HTTP API (payload v2) in and out: the one place that maps outcomes to responses."""
+"""API Gateway HTTP API (payload v2) in and out: cookies, redirects, JSON, and the one place that turns
+the broker's errors into pages."""
 
 import json
 
 from webex_broker import pages
-from webex_broker.access import AccessDenied
-from webex_broker.client_credentials import NotConfigured
-from webex_broker.invitations import InvitationRejected
-from webex_broker.login import BadCallback, ConsentDeclined, LoginBusy
-from webex_broker.login_state import StateRejected, browser_cookie_name, new_browser_nonce, well_formed
+from webex_broker.errors import (
+    AccessDenied,
+    BadCallback,
+    ConfigurationError,
+    ConsentDeclined,
+    InvitationProblem,
+    InvitationRejected,
+    LoginBusy,
+    NotConfigured,
+    StateProblem,
+    StateRejected,
+)
+from webex_broker.login_state import browser_cookie_name, new_browser_nonce, well_formed
 from webex_broker.observability import logger
-from webex_broker.settings import ConfigurationError
 from webex_broker.webex import FailureKind, WebexError
 
 SECURITY_HEADERS = {
@@ -23,10 +31,10 @@ SECURITY_HEADERS = {
 
 
 INVITATION_PROBLEMS = {
-    "unknown": ("This invitation link is not valid", "Check that you copied the whole link."),
-    "expired": ("This invitation has expired", "Ask the broker's administrator for a new one."),
-    "used": ("This invitation was already used", "Ask the broker's administrator for a new one."),
-    "revoked": ("This invitation was withdrawn", "Ask the broker's administrator for a new one."),
+    InvitationProblem.UNKNOWN: ("This invitation link is not valid", "Check that you copied the whole link."),
+    InvitationProblem.EXPIRED: ("This invitation has expired", "Ask the broker's administrator for a new one."),
+    InvitationProblem.USED: ("This invitation was already used", "Ask the broker's administrator for a new one."),
+    InvitationProblem.REVOKED: ("This invitation was withdrawn", "Ask the broker's administrator for a new one."),
 }
 
 
@@ -104,9 +112,9 @@ def json_response(status: int, body: dict) -> dict:
 def error_page(exc: Exception) -> dict:
     """Every failure a person can meet, as a clear page with the right status."""
     match exc:
-        case StateRejected(reason="expired"):
+        case StateRejected(reason=StateProblem.EXPIRED):
             return html(400, pages.problem("This sign-in link has expired", "Sign-in links last a few minutes."))
-        case StateRejected(reason="browser"):
+        case StateRejected(reason=StateProblem.BROWSER):
             return html(
                 400,
                 pages.problem(
@@ -120,7 +128,7 @@ def error_page(exc: Exception) -> dict:
                 pages.problem("This sign-in link is not valid", "It was already used or was never issued here."),
             )
         case InvitationRejected(reason=reason):
-            title, message = INVITATION_PROBLEMS.get(reason, INVITATION_PROBLEMS["unknown"])
+            title, message = INVITATION_PROBLEMS[reason]
             return html(400, pages.problem(title, f"{message} Nothing was stored.", retry=False))
         case AccessDenied():
             return html(exc.status, pages.problem("Not allowed", f"{exc.reason} Nothing was stored.", retry=False))

@@ -1,0 +1,80 @@
+"""The failures a person, a workload or an operator can meet, each with its reason as an enum.
+
+Modules raise these; `web.error_page` is the one place that turns them into pages, and
+`on_demand.refresh_connection` the one place that turns a refresh into the route's JSON.
+"""
+
+from enum import StrEnum
+
+
+class StateProblem(StrEnum):
+    UNKNOWN = "unknown"  # never issued here, or already used
+    EXPIRED = "expired"
+    BROWSER = "browser"  # started in another browser (or without the login cookie)
+
+
+class InvitationProblem(StrEnum):
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    USED = "used"
+    REVOKED = "revoked"
+
+
+class GrantEnd(StrEnum):
+    """Why a connection became reauth_required (the event's `reason`)."""
+
+    INVALID_GRANT = "invalid_grant"  # Webex said so
+    REFUSED_FOR_AN_HOUR = "refused_for_an_hour"  # the same refusal in separate runs while others refreshed
+
+
+class BrokerError(Exception):
+    """Base of the broker's own failures (never carries a token)."""
+
+
+class StateRejected(BrokerError):
+    """The callback's state cannot finish a login: the login must start again."""
+
+    def __init__(self, reason: StateProblem):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class InvitationRejected(BrokerError):
+    """The invitation cannot be used."""
+
+    def __init__(self, reason: InvitationProblem):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AccessDenied(BrokerError):
+    """This person may not create or update this connection; `reason` is safe to show them."""
+
+    def __init__(self, reason: str, *, status: int = 403):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class ConsentDeclined(BrokerError):
+    """Webex sent the person back with error=… instead of a code."""
+
+    def __init__(self, error: str):
+        super().__init__(error)
+        self.error = error
+
+
+class BadCallback(BrokerError):
+    """The callback request itself is malformed (no state, no code)."""
+
+
+class LoginBusy(BrokerError):
+    """A refresh of this connection held its lease for longer than the login could wait; nothing was stored."""
+
+
+class ConfigurationError(BrokerError, RuntimeError):
+    """The deployment is misconfigured; an operator, not the person logging in, must act."""
+
+
+class NotConfigured(ConfigurationError):
+    """The client secret is still empty: the operator has not run `webex-broker set-credentials` yet."""
