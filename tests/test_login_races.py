@@ -159,21 +159,21 @@ class SimulatedCrash(Exception):
 LOGIN_STEPS = {
     "after-claim": ("connections", "claim"),
     "after-lease": ("connections", "acquire"),
-    "after-refresh-secret": ("login", "write_refresh_material"),
-    "after-consumer-secret": ("login", "write_consumer_secret"),
+    "after-refresh-secret": ("secret_store", "write_refresh_material"),
+    "after-consumer-secret": ("secret_store", "write_consumer_secret"),
     "after-row": ("connections", "record_login"),
     "after-invitation-use": ("invitations", "use"),
 }
 
 
 def crash_after(monkeypatch, step: str) -> None:
-    from webex_broker import connections, invitations, login
+    from webex_broker import connections, invitations, secret_store
 
     module_name, function_name = LOGIN_STEPS[step]
     owner = {
         "connections": connections.ConnectionsTable,
         "invitations": invitations.InvitationStore,
-        "login": login,
+        "secret_store": secret_store,  # the write order login and refresh share (write_tokens)
     }[module_name]
     real = getattr(owner, function_name)
 
@@ -253,20 +253,20 @@ def test_a_failed_re_login_keeps_the_working_connection(short_lived, webex_clock
 
 def test_secrets_manager_refusing_the_consumer_secret_does_not_spend_the_invitation(broker, monkeypatch):
     """The reviewed case: PutSecretValue failing during a login."""
-    from webex_broker import login
+    from webex_broker import secret_store
 
     link = broker.invite("team", email=ALICE)
-    real = login.write_consumer_secret
+    real = secret_store.write_consumer_secret
 
     def throttled(*args, **kwargs):
         raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutSecretValue")
 
-    monkeypatch.setattr(login, "write_consumer_secret", throttled)
+    monkeypatch.setattr(secret_store, "write_consumer_secret", throttled)
     first = broker.login(ALICE, invite=link)
     assert first["statusCode"] == 500
     assert uses(broker, link) == 0
     assert not readable(broker, f"{PREFIX}/refresh/team"), "the refresh token written first was withdrawn"
-    monkeypatch.setattr(login, "write_consumer_secret", real)
+    monkeypatch.setattr(secret_store, "write_consumer_secret", real)
     assert broker.login(ALICE, invite=link)["statusCode"] == 200, "the retry is not 'already used'"
     assert uses(broker, link) == 1
     assert readable(broker, f"{PREFIX}/refresh/team")

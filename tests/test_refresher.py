@@ -266,7 +266,7 @@ CRASH_POINTS = {
 
 @pytest.mark.parametrize("step", list(CRASH_POINTS))
 def test_a_crash_at_any_step_is_finished_by_the_next_run(short_lived, webex_clock, monkeypatch, step):
-    from webex_broker import connections, refresh, secret_store, webex
+    from webex_broker import connections, secret_store, webex
 
     broker = short_lived
     # The hardest case: the refresh token changes on every refresh. Before anything is written, only
@@ -285,7 +285,7 @@ def test_a_crash_at_any_step_is_finished_by_the_next_run(short_lived, webex_cloc
         raise SimulatedCrash(step)
 
     with monkeypatch.context() as crash:
-        crash.setattr(refresh if module_name == "secret_store" else owner, function_name, crash_after)
+        crash.setattr(owner, function_name, crash_after)
         crashed = run(refresher())
     assert crashed.outcomes["error"] == 1
 
@@ -431,7 +431,7 @@ def test_recovery_after_failures_emits_a_recovered_event(short_lived, sleeps):
 def test_secrets_manager_throttling_is_transient(short_lived, webex_clock, monkeypatch):
     from botocore.exceptions import ClientError
 
-    from webex_broker import refresh
+    from webex_broker import secret_store
 
     broker = short_lived
     broker.login(ALICE)
@@ -440,7 +440,7 @@ def test_secrets_manager_throttling_is_transient(short_lived, webex_clock, monke
     def throttled(*args, **kwargs):
         raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutSecretValue")
 
-    monkeypatch.setattr(refresh, "write_consumer_secret", throttled)
+    monkeypatch.setattr(secret_store, "write_consumer_secret", throttled)
     assert broker.refresh()["failures"] == {ALICE: "transient"}
     row = broker.connection(ALICE)
     assert row["last_error"] == "ThrottlingException"

@@ -11,6 +11,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -30,7 +31,7 @@ from webex_broker.invitations import Invitation, InvitationStore
 from webex_broker.login_state import LoginResult, StateStore, code_challenge, new_login_state
 from webex_broker.observability import logger
 from webex_broker.schedule import next_refresh_at
-from webex_broker.secret_store import SecretNames, delete_secret, write_consumer_secret, write_refresh_material
+from webex_broker.secret_store import SecretNames, delete_secret, write_tokens
 from webex_broker.settings import Settings, load_settings
 from webex_broker.token_documents import TokenRecord
 
@@ -69,21 +70,39 @@ def start_login(callback_url: str, invite_token: str = "", *, browser_nonce: str
 def finish_login(
     params: dict[str, str], *, browser_nonce: str, remaining_ms: Callable[[], int]
 ) -> tuple[LoginResult, str | None]:
-    """Consume the state first (so a replay can never get further); decide who may connect before
-    anything is written; then write under the lease. Returns the result and the id of its page."""
+    """Identify (consume the state first, so a replay can never get further), admit (decide who may
+    connect before anything is written), persist (under the lease). Returns the result and the id of
+    its page."""
     settings = load_settings()
+    now = webex.utc_now()
+    states = StateStore(settings.state_table)
+    login, person, grant = _identify(settings, states, params, browser_nonce, now)
+    invitations = InvitationStore(settings.invitations_table)
+    table = ConnectionsTable(settings.connections_table)
+    connection, invitation = _admit(settings, invitations, table, person, login.invite_id, epoch(now))
+    record = TokenRecord(connection=connection, person=person, grant=grant, updated_at=now)
+    result = _persist(settings, table, record, login.redirect_uri, remaining_ms)
+    if invitation:
+        _count_use(invitations, invitation, epoch(now))
+    logger.info("Connection authorized", extra={"connection": connection, "invite_id": login.invite_id})
+    try:
+        return result, states.save_result(result, browser_hash=login.browser_hash, now=epoch(now))
+    except (ClientError, BotoCoreError) as exc:  # the connection is stored: say so, even without that page
+        logger.warning("Could not keep the result page", extra={"error": type(exc).__name__})
+        return result, None
+
+
+def _identify(settings: Settings, states: StateStore, params: dict[str, str], browser_nonce: str, now: datetime):
+    """The state (once, in this browser), the code, and who Webex says authorized."""
     state = params.get("state", "")
     if not state:
         raise BadCallback("The request has no state parameter.")
-    now = webex.utc_now()
-    states = StateStore(settings.state_table)
     login = states.consume(state, browser_nonce=browser_nonce, now=epoch(now))
     if params.get("error"):
         raise ConsentDeclined(params["error"])
     code = params.get("code", "")
     if not code:
         raise BadCallback("The request has neither a code nor an error.")
-
     client = webex.WebexClient(
         settings.webex_base_url, load_client_credentials(), timeout=settings.webex_timeout_seconds
     )
@@ -96,23 +115,22 @@ def finish_login(
                 "Webex refused /people/me: the integration needs the spark:people_read (or spark:all) scope."
             ) from None
         raise
+    return login, person, grant
 
-    invitations = InvitationStore(settings.invitations_table)
-    invitation = _usable_invitation(invitations, login.invite_id, epoch(now))
+
+def _admit(
+    settings: Settings,
+    invitations: InvitationStore,
+    table: ConnectionsTable,
+    person: webex.Person,
+    invite_id: str | None,
+    now: int,
+) -> tuple[str, Invitation | None]:
+    """Which connection this person may write (AccessDenied otherwise), and the invitation that let them."""
+    invitation = _usable_invitation(invitations, invite_id, now)
     connection = access.connection_for(settings, person, invitation)
-    table = ConnectionsTable(settings.connections_table)
     access.check_owner(table.get(connection), person)
-
-    record = TokenRecord(connection=connection, person=person, grant=grant, updated_at=now)
-    result = _store(settings, table, record, login.redirect_uri, remaining_ms)
-    if invitation:
-        _count_use(invitations, invitation, epoch(now))
-    logger.info("Connection authorized", extra={"connection": connection, "invite_id": login.invite_id})
-    try:
-        return result, states.save_result(result, browser_hash=login.browser_hash, now=epoch(now))
-    except (ClientError, BotoCoreError) as exc:  # the connection is stored: say so, even without that page
-        logger.warning("Could not keep the result page", extra={"error": type(exc).__name__})
-        return result, None
+    return connection, invitation
 
 
 def login_result(result_id: str, *, browser_nonce: str) -> LoginResult | None:
@@ -132,7 +150,7 @@ def _usable_invitation(invitations: InvitationStore, invite_id: str | None, now:
     return invitation
 
 
-def _store(
+def _persist(
     settings: Settings, table: ConnectionsTable, record: TokenRecord, redirect_uri: str, remaining_ms
 ) -> LoginResult:
     """Claim, lease, secrets, row. A first login that fails at any step removes what it wrote."""
@@ -144,10 +162,7 @@ def _store(
         if not table.claim(connection, person_id=person.id, email=person.email, now=epoch(record.updated_at)):
             access.check_owner(table.get(connection), person)  # another person won a race for it
         access.check_owner(_take_lease(table, connection, owner, remaining_ms), person)
-        written.append(names.refresh(connection))  # before the call: a write can land and still fail
-        write_refresh_material(record.refresh_material(), names, now=record.updated_at)
-        written.append(names.consumer(connection))
-        consumer_arn = write_consumer_secret(record, names)
+        consumer_arn = write_tokens(record, names, starting=written.append)
         table.record_login(
             record,
             owner=owner,

@@ -38,7 +38,7 @@ from webex_broker.errors import ConfigurationError, GrantEnd
 from webex_broker.invitations import InvitationStore, invitation_link
 from webex_broker.observability import logger, metrics
 from webex_broker.rate_limit import RateLimiter
-from webex_broker.secret_store import SecretNames, get_secret_document, write_consumer_secret, write_refresh_material
+from webex_broker.secret_store import SecretNames, get_secret_document, write_tokens
 from webex_broker.settings import RefreshPolicy, load_settings
 from webex_broker.token_documents import RefreshMaterial, TokenRecord, fingerprint
 
@@ -317,13 +317,14 @@ class Refresher:
         material = RefreshMaterial.from_document(self._refresh_document(connection))
         grant = material.complete(self._client.refresh(refresh_token=material.refresh_token, now=self._clock()))
         record = TokenRecord(connection=connection, person=material.person, grant=grant, updated_at=now)
-        if grant.refresh_token != material.refresh_token:
-            self._writes.acquire()
-            write_refresh_material(record.refresh_material(), self._names, now=now)
         changed = fingerprint(grant.access_token) != row.access_token_id
-        if changed:
-            self._writes.acquire()
-            write_consumer_secret(record, self._names)
+        write_tokens(
+            record,
+            self._names,
+            refresh_token_changed=grant.refresh_token != material.refresh_token,
+            access_token_changed=changed,
+            pace=self._writes.acquire,
+        )
         next_at = schedule.next_refresh_at(
             connection,
             access_expires_at=epoch(grant.access_expires_at),

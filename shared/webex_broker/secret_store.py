@@ -6,6 +6,7 @@ the same write after a crash or a timeout is a no-op instead of a second version
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from botocore.exceptions import ClientError
@@ -89,13 +90,38 @@ def get_secret_document(name: str) -> dict:
 
 
 def write_refresh_material(material: RefreshMaterial, names: SecretNames, *, now: datetime) -> str:
-    """Written before the consumer secret, so a crash in between never loses a refresh token."""
+    """Step one of `write_tokens`."""
     return put_secret(
         names.refresh(material.connection),
         material.document(updated_at=now),
         description=f"Webex refresh material for {material.connection}; read only by the token broker.",
         tags={"webex-token-broker:connection": material.connection, "webex-token-broker:kind": "refresh"},
     )
+
+
+def write_tokens(
+    record: TokenRecord,
+    names: SecretNames,
+    *,
+    refresh_token_changed: bool = True,
+    access_token_changed: bool = True,
+    pace: Callable[[], None] = lambda: None,
+    starting: Callable[[str], None] = lambda name: None,
+) -> str | None:
+    """The write order of every path (login and refresh): refresh material, then the consumer secret;
+    the caller writes the row after. The refresh token is stored before anything that depends on it,
+    so a crash between the steps never loses it. Each secret is written only when its token changed;
+    `pace` runs before each write (the refresher's rate limit), `starting` names the secret before its
+    write begins (a write can land and still fail). Returns the consumer secret's ARN if written."""
+    if refresh_token_changed:
+        pace()
+        starting(names.refresh(record.connection))
+        write_refresh_material(record.refresh_material(), names, now=record.updated_at)
+    if not access_token_changed:
+        return None
+    pace()
+    starting(names.consumer(record.connection))
+    return write_consumer_secret(record, names)
 
 
 def write_consumer_secret(record: TokenRecord, names: SecretNames) -> str:
