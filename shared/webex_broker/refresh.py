@@ -112,13 +112,8 @@ class RunReport:
         return self.outcomes[Outcome.REFRESHED] + self.outcomes[Outcome.UNCHANGED]
 
     def note_expiries(self, row: Connection) -> None:
-        if row.access_expires_at is not None:
-            self.earliest_access_expiry = min(
-                self.earliest_access_expiry or row.access_expires_at, row.access_expires_at
-            )
-        if row.refresh_expires_at is not None:
-            earliest = self.earliest_refresh_expiry or row.refresh_expires_at
-            self.earliest_refresh_expiry = min(earliest, row.refresh_expires_at)
+        self.earliest_access_expiry = _earliest(self.earliest_access_expiry, row.access_expires_at)
+        self.earliest_refresh_expiry = _earliest(self.earliest_refresh_expiry, row.refresh_expires_at)
 
     def as_dict(self) -> dict:
         return {
@@ -132,7 +127,8 @@ class RunReport:
 
 
 def _earliest(known: int | None, candidate: int | None) -> int | None:
-    return min(v for v in (known, candidate) if v is not None) if (known, candidate) != (None, None) else None
+    values = [v for v in (known, candidate) if v is not None]
+    return min(values) if values else None
 
 
 class Refresher:
