@@ -152,21 +152,23 @@ def measure(runs: int) -> dict:
 
             from bench import baseline
             from bench.warm import consent, event
-            from webex_broker import login
+            from webex_broker import broker, login
 
             baseline.reset()
 
             nonce = event("callback")["cookies"][0].partition("=")[2]  # the sample browser's login cookie
 
             def broker_query() -> dict:
-                return consent(server.url, login.start_login(CALLBACK_URL, browser_nonce=nonce), BROKER_PERSON)
+                return consent(
+                    server.url, login.start_login(broker.current(), CALLBACK_URL, browser_nonce=nonce), BROKER_PERSON
+                )
 
             def baseline_query() -> dict:
                 start = baseline.authorize(event("authorize"))
                 return consent(server.url, start["headers"]["Location"], BASELINE_PERSON)
 
             # One connection per side, made through each side's own login.
-            login.finish_login(broker_query(), browser_nonce=nonce, remaining_ms=lambda: 20_000)
+            login.finish_login(broker.current(), broker_query(), browser_nonce=nonce, remaining_ms=lambda: 20_000)
             baseline.callback(event("callback", query=baseline_query()))
             dynamodb = boto3.client("dynamodb")
 

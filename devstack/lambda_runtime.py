@@ -57,9 +57,10 @@ class LocalFunction:
 
 def cold_start() -> None:
     """Forget what a warm Lambda keeps between invocations: settings, boto3 clients, the cached client secret."""
-    from webex_broker import aws, client_credentials, settings, webex
+    from webex_broker import aws, broker, client_credentials, settings, webex
 
     settings.load_settings.cache_clear()
+    broker.current.cache_clear()
     aws.client.cache_clear()
     client_credentials._provider.cache_clear()
     webex.http_session.cache_clear()

@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import os
 
 import pytest
 
@@ -87,7 +88,7 @@ def test_reprs_hide_tokens(broker):
     consumer = broker.secret(f"{PREFIX}/tokens/{ALICE}")
     grant = TokenGrant(consumer["access_token"], utc_now(), material.refresh_token, None, "Bearer", ())
     record = TokenRecord(ALICE, material.person, grant, utc_now())
-    texts = repr(material) + repr(record) + repr(grant) + repr(load_client_credentials())
+    texts = repr(material) + repr(record) + repr(grant) + repr(load_client_credentials(os.environ["CLIENT_SECRET_ARN"]))
     for value in secrets_in_play(broker):
         assert value not in texts
 
@@ -96,7 +97,7 @@ def test_webex_error_text_carries_no_token(broker):
     from webex_broker.client_credentials import load_client_credentials
     from webex_broker.webex import WebexClient, WebexError, utc_now
 
-    client = WebexClient(broker.webex.url, load_client_credentials(), timeout=2)
+    client = WebexClient(broker.webex.url, load_client_credentials(os.environ["CLIENT_SECRET_ARN"]), timeout=2)
     with pytest.raises(WebexError) as caught:
         client.refresh(refresh_token="not-a-real-refresh-token-value", now=utc_now())
     assert "not-a-real-refresh-token-value" not in str(caught.value)

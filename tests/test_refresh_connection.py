@@ -77,7 +77,9 @@ def test_webex_outage_is_503(alice, monkeypatch):
     from webex_broker.refresh import Refresher
 
     real_init = Refresher.__init__
-    monkeypatch.setattr(Refresher, "__init__", lambda self, **kw: real_init(self, **{"sleep": lambda s: None, **kw}))
+    monkeypatch.setattr(
+        Refresher, "__init__", lambda self, *args, **kw: real_init(self, *args, **{"sleep": lambda s: None, **kw})
+    )
     alice.webex.inject("access_token", 503, times=3)
     status, body = refresh_route(alice, ALICE)
     assert status == 503
@@ -110,7 +112,9 @@ def test_webex_retries_stop_before_the_function_times_out(alice, monkeypatch):
     from webex_broker.refresh import Refresher
 
     real_init = Refresher.__init__
-    monkeypatch.setattr(Refresher, "__init__", lambda self, **kw: real_init(self, **{"sleep": slept.append, **kw}))
+    monkeypatch.setattr(
+        Refresher, "__init__", lambda self, *args, **kw: real_init(self, *args, **{"sleep": slept.append, **kw})
+    )
     alice.webex.inject("access_token", 429, times=3)  # no Retry-After: the default wait is 15 s
     event = alice.event("refresh_connection")
     event["pathParameters"] = {"name": ALICE}

@@ -87,7 +87,9 @@ def sleeps(monkeypatch):
     from webex_broker.refresh import Refresher
 
     real_init = Refresher.__init__
-    monkeypatch.setattr(Refresher, "__init__", lambda self, **kw: real_init(self, **{"sleep": recorded.append, **kw}))
+    monkeypatch.setattr(
+        Refresher, "__init__", lambda self, *args, **kw: real_init(self, *args, **{"sleep": recorded.append, **kw})
+    )
     return recorded
 
 
@@ -581,7 +583,7 @@ def test_an_unreadable_client_secret_stops_the_run_with_one_configuration_error(
     broker.login(BOB)
     broker.events()
 
-    def denied():
+    def denied(secret_arn):
         raise GetParameterError("AccessDeniedException")
 
     monkeypatch.setattr(refresh, "load_client_credentials", denied)

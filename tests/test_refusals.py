@@ -87,7 +87,9 @@ def no_sleep(monkeypatch):
     from webex_broker.refresh import Refresher
 
     real_init = Refresher.__init__
-    monkeypatch.setattr(Refresher, "__init__", lambda self, **kw: real_init(self, **{"sleep": lambda _: None, **kw}))
+    monkeypatch.setattr(
+        Refresher, "__init__", lambda self, *args, **kw: real_init(self, *args, **{"sleep": lambda _: None, **kw})
+    )
 
 
 def connect(broker, count: int) -> list[str]:

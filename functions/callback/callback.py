@@ -1,14 +1,15 @@
 """GET /callback: consume the state, exchange the code, learn who it is and store the tokens, then
 send the browser on (303) to GET /connected, the result page, so code and state leave the address bar."""
 
-from webex_broker import login, pages, web
+from webex_broker import broker, login, pages, web
 from webex_broker.observability import logger
-from webex_broker.settings import load_settings
 
 
 def _finish(event: dict, context) -> dict:
-    site = web.base_url(event, load_settings().public_base_url)
+    this = broker.current()
+    site = web.base_url(event, this.settings.public_base_url)
     result, result_id = login.finish_login(
+        this,
         web.query(event),
         browser_nonce=web.browser_nonce(event, site),
         remaining_ms=context.get_remaining_time_in_millis,
@@ -19,8 +20,9 @@ def _finish(event: dict, context) -> dict:
 
 
 def _result(event: dict, context) -> dict:
-    site = web.base_url(event, load_settings().public_base_url)
-    result = login.login_result(web.query(event).get("r", ""), browser_nonce=web.browser_nonce(event, site))
+    this = broker.current()
+    site = web.base_url(event, this.settings.public_base_url)
+    result = login.login_result(this, web.query(event).get("r", ""), browser_nonce=web.browser_nonce(event, site))
     return _connected(result) if result else web.html(404, pages.result_gone())
 
 

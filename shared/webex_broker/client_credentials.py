@@ -12,7 +12,6 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from webex_broker import aws
 from webex_broker.errors import ConfigurationError, NotConfigured
-from webex_broker.settings import load_settings
 
 CACHE_SECONDS = 300
 
@@ -32,9 +31,9 @@ def _provider() -> SecretsProvider:
     return SecretsProvider(boto3_client=aws.client("secretsmanager"))
 
 
-def load_client_credentials() -> ClientCredentials:
+def load_client_credentials(secret_arn: str) -> ClientCredentials:
     """Cached for five minutes, so a rotated client secret is picked up without a redeploy."""
-    document = _provider().get(load_settings().client_secret_arn, transform="json", max_age=CACHE_SECONDS)
+    document = _provider().get(secret_arn, transform="json", max_age=CACHE_SECONDS)
     if document == {}:
         raise NotConfigured("The client secret is empty: run `webex-broker set-credentials`.")
     try:

@@ -16,6 +16,7 @@ from datetime import datetime
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker import access, webex
+from webex_broker.broker import Broker
 from webex_broker.client_credentials import load_client_credentials
 from webex_broker.connection import ConnectionStatus
 from webex_broker.connections import ConnectionsTable, epoch
@@ -28,11 +29,10 @@ from webex_broker.errors import (
     LoginBusy,
 )
 from webex_broker.invitations import Invitation, InvitationStore
-from webex_broker.login_state import LoginResult, StateStore, code_challenge, new_login_state
+from webex_broker.login_state import LoginResult, code_challenge, new_login_state
 from webex_broker.observability import logger
 from webex_broker.schedule import next_refresh_at
 from webex_broker.secret_store import SecretNames, delete_secret, write_tokens
-from webex_broker.settings import Settings, load_settings
 from webex_broker.token_documents import TokenRecord
 
 LEASE_POLL_SECONDS = 0.25
@@ -40,15 +40,13 @@ WRITE_TIME_SECONDS = 6  # left, after waiting for the lease, for two secret writ
 ORPHAN_RECOVERY_DAYS = 7
 
 
-def start_login(callback_url: str, invite_token: str = "", *, browser_nonce: str) -> str:
+def start_login(broker: Broker, callback_url: str, invite_token: str = "", *, browser_nonce: str) -> str:
     """Returns the Webex consent URL for a fresh, stored, single-use state bound to this browser."""
-    settings = load_settings()
-    settings.require_people_scope()
-    settings.require_safe_access_mode()
+    settings = broker.settings
     access.require_invitation(settings, invite_token)
     now = int(webex.utc_now().timestamp())
-    invitation = InvitationStore(settings.invitations_table).verify(invite_token, now=now) if invite_token else None
-    credentials = load_client_credentials()
+    invitation = broker.invitations.verify(invite_token, now=now) if invite_token else None
+    credentials = load_client_credentials(settings.client_secret_arn)
     login = new_login_state(
         redirect_uri=callback_url,
         now=now,
@@ -56,7 +54,7 @@ def start_login(callback_url: str, invite_token: str = "", *, browser_nonce: str
         browser_nonce=browser_nonce,
         invite_id=invitation.id if invitation else None,
     )
-    StateStore(settings.state_table).save(login, now=now)
+    broker.states.save(login, now=now)
     return webex.authorize_url(
         settings.webex_base_url,
         client_id=credentials.client_id,
@@ -68,43 +66,42 @@ def start_login(callback_url: str, invite_token: str = "", *, browser_nonce: str
 
 
 def finish_login(
-    params: dict[str, str], *, browser_nonce: str, remaining_ms: Callable[[], int]
+    broker: Broker, params: dict[str, str], *, browser_nonce: str, remaining_ms: Callable[[], int]
 ) -> tuple[LoginResult, str | None]:
     """Identify (consume the state first, so a replay can never get further), admit (decide who may
     connect before anything is written), persist (under the lease). Returns the result and the id of
     its page."""
-    settings = load_settings()
     now = webex.utc_now()
-    states = StateStore(settings.state_table)
-    login, person, grant = _identify(settings, states, params, browser_nonce, now)
-    invitations = InvitationStore(settings.invitations_table)
-    table = ConnectionsTable(settings.connections_table)
-    connection, invitation = _admit(settings, invitations, table, person, login.invite_id, epoch(now))
+    login, person, grant = _identify(broker, params, browser_nonce, now)
+    connection, invitation = _admit(broker, person, login.invite_id, epoch(now))
     record = TokenRecord(connection=connection, person=person, grant=grant, updated_at=now)
-    result = _persist(settings, table, record, login.redirect_uri, remaining_ms)
+    result = _persist(broker, record, login.redirect_uri, remaining_ms)
     if invitation:
-        _count_use(invitations, invitation, epoch(now))
+        _count_use(broker.invitations, invitation, epoch(now))
     logger.info("Connection authorized", extra={"connection": connection, "invite_id": login.invite_id})
     try:
-        return result, states.save_result(result, browser_hash=login.browser_hash, now=epoch(now))
+        return result, broker.states.save_result(result, browser_hash=login.browser_hash, now=epoch(now))
     except (ClientError, BotoCoreError) as exc:  # the connection is stored: say so, even without that page
         logger.warning("Could not keep the result page", extra={"error": type(exc).__name__})
         return result, None
 
 
-def _identify(settings: Settings, states: StateStore, params: dict[str, str], browser_nonce: str, now: datetime):
+def _identify(broker: Broker, params: dict[str, str], browser_nonce: str, now: datetime):
     """The state (once, in this browser), the code, and who Webex says authorized."""
+    settings = broker.settings
     state = params.get("state", "")
     if not state:
         raise BadCallback("The request has no state parameter.")
-    login = states.consume(state, browser_nonce=browser_nonce, now=epoch(now))
+    login = broker.states.consume(state, browser_nonce=browser_nonce, now=epoch(now))
     if params.get("error"):
         raise ConsentDeclined(params["error"])
     code = params.get("code", "")
     if not code:
         raise BadCallback("The request has neither a code nor an error.")
     client = webex.WebexClient(
-        settings.webex_base_url, load_client_credentials(), timeout=settings.webex_timeout_seconds
+        settings.webex_base_url,
+        load_client_credentials(settings.client_secret_arn),
+        timeout=settings.webex_timeout_seconds,
     )
     grant = client.exchange_code(code=code, redirect_uri=login.redirect_uri, code_verifier=login.code_verifier, now=now)
     try:
@@ -118,25 +115,16 @@ def _identify(settings: Settings, states: StateStore, params: dict[str, str], br
     return login, person, grant
 
 
-def _admit(
-    settings: Settings,
-    invitations: InvitationStore,
-    table: ConnectionsTable,
-    person: webex.Person,
-    invite_id: str | None,
-    now: int,
-) -> tuple[str, Invitation | None]:
+def _admit(broker: Broker, person: webex.Person, invite_id: str | None, now: int) -> tuple[str, Invitation | None]:
     """Which connection this person may write (AccessDenied otherwise), and the invitation that let them."""
-    invitation = _usable_invitation(invitations, invite_id, now)
-    connection = access.connection_for(settings, person, invitation)
-    access.check_owner(table.get(connection), person)
+    invitation = _usable_invitation(broker.invitations, invite_id, now)
+    connection = access.connection_for(broker.settings, person, invitation)
+    access.check_owner(broker.connections.get(connection), person)
     return connection, invitation
 
 
-def login_result(result_id: str, *, browser_nonce: str) -> LoginResult | None:
-    return StateStore(load_settings().state_table).result(
-        result_id, browser_nonce=browser_nonce, now=epoch(webex.utc_now())
-    )
+def login_result(broker: Broker, result_id: str, *, browser_nonce: str) -> LoginResult | None:
+    return broker.states.result(result_id, browser_nonce=browser_nonce, now=epoch(webex.utc_now()))
 
 
 def _usable_invitation(invitations: InvitationStore, invite_id: str | None, now: int) -> Invitation | None:
@@ -150,13 +138,11 @@ def _usable_invitation(invitations: InvitationStore, invite_id: str | None, now:
     return invitation
 
 
-def _persist(
-    settings: Settings, table: ConnectionsTable, record: TokenRecord, redirect_uri: str, remaining_ms
-) -> LoginResult:
+def _persist(broker: Broker, record: TokenRecord, redirect_uri: str, remaining_ms) -> LoginResult:
     """Claim, lease, secrets, row. A first login that fails at any step removes what it wrote."""
     connection, person = record.connection, record.person
     owner = f"login-{uuid.uuid4()}"
-    names = SecretNames(settings.secret_prefix)
+    table, names = broker.connections, broker.names
     written: list[str] = []
     try:
         if not table.claim(connection, person_id=person.id, email=person.email, now=epoch(record.updated_at)):
@@ -173,7 +159,7 @@ def _persist(
                 access_expires_at=epoch(record.grant.access_expires_at),
                 refreshed_at=epoch(record.updated_at),
                 now=epoch(record.updated_at),
-                policy=settings.refresh,
+                policy=broker.settings.refresh,
             ),
         )
     except BaseException:

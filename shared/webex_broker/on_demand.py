@@ -12,12 +12,12 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker import aws
+from webex_broker.broker import Broker, current
 from webex_broker.connection import ConnectionStatus
-from webex_broker.connections import ConnectionsTable, CoolingDown, LeaseLost
+from webex_broker.connections import CoolingDown, LeaseLost
 from webex_broker.errors import ConfigurationError
 from webex_broker.observability import logger, metrics
 from webex_broker.refresh import Outcome, Refresher
-from webex_broker.settings import load_settings
 from webex_broker.token_documents import iso
 
 
@@ -40,11 +40,14 @@ MESSAGES = {
 }
 
 
-def refresh_connection(name: str, *, remaining_ms: Callable[[], int] | None = None) -> RefreshAnswer:
-    """remaining_ms bounds Webex retries to the caller's time (the function's timeout)."""
+def refresh_connection(
+    name: str, *, broker: Broker | None = None, remaining_ms: Callable[[], int] | None = None
+) -> RefreshAnswer:
+    """remaining_ms bounds Webex retries to the caller's time (the function's timeout). The broker is
+    this container's unless given; assembling it is inside the answer too (a bad configuration is JSON)."""
     metrics.add_metric(name="OnDemandRefreshes", unit="Count", value=1)
     try:
-        return _refresh(name, remaining_ms)
+        return _refresh(broker or current(), name, remaining_ms)
     except CoolingDown as exc:
         message = "This connection was refreshed on demand less than a minute ago; try again after Retry-After."
         return RefreshAnswer(429, {"connection": name, "message": message}, retry_after=max(exc.retry_after, 1))
@@ -59,13 +62,13 @@ def refresh_connection(name: str, *, remaining_ms: Callable[[], int] | None = No
         return RefreshAnswer(503, {"connection": name, "message": "AWS is unavailable; try again later."})
 
 
-def _refresh(name: str, remaining_ms: Callable[[], int] | None) -> RefreshAnswer:
-    row = ConnectionsTable(load_settings().connections_table).get(name)
+def _refresh(broker: Broker, name: str, remaining_ms: Callable[[], int] | None) -> RefreshAnswer:
+    row = broker.connections.get(name)
     if row is None:
         return RefreshAnswer(404, {"connection": name, "message": "No such connection."})
     if row.status == ConnectionStatus.PENDING:
         return RefreshAnswer(409, {"connection": name, "status": row.status, "message": "Not connected yet."})
-    outcome, row = Refresher().refresh_one(name, force=True, remaining_ms=remaining_ms)
+    outcome, row = Refresher(broker).refresh_one(name, force=True, remaining_ms=remaining_ms)
     body = {"connection": name, "outcome": outcome.value}
     if row:
         body["status"] = row.status

@@ -31,15 +31,16 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker import aws, events, schedule, webex
+from webex_broker.broker import Broker, current
 from webex_broker.client_credentials import load_client_credentials
 from webex_broker.connection import Connection, ConnectionStatus
-from webex_broker.connections import ConnectionsTable, epoch
+from webex_broker.connections import epoch
 from webex_broker.errors import ConfigurationError, GrantEnd
-from webex_broker.invitations import InvitationStore, invitation_link
+from webex_broker.invitations import invitation_link
 from webex_broker.observability import logger, metrics
 from webex_broker.rate_limit import RateLimiter
-from webex_broker.secret_store import SecretNames, get_secret_document, write_tokens
-from webex_broker.settings import RefreshPolicy, load_settings
+from webex_broker.secret_store import get_secret_document, write_tokens
+from webex_broker.settings import RefreshPolicy
 from webex_broker.token_documents import RefreshMaterial, TokenRecord, fingerprint
 
 REAUTH_LINK_SECONDS = 7 * 86400
@@ -134,17 +135,19 @@ def _earliest(known: int | None, candidate: int | None) -> int | None:
 class Refresher:
     def __init__(
         self,
+        broker: Broker | None = None,
         *,
         clock: Callable[[], datetime] = webex.utc_now,
         sleep: Callable[[float], None] | None = None,
     ):
         """clock and sleep are what tests replace, to step past leases and skip backoff waits."""
-        settings = load_settings()
+        broker = broker or current()
+        settings = broker.settings
         self.policy: RefreshPolicy = settings.refresh
-        self._names = SecretNames(settings.secret_prefix)
-        self._table = ConnectionsTable(settings.connections_table)
-        self._events = events.EventPublisher(source=settings.events_source, bus=settings.event_bus)
-        self._invitations = InvitationStore(settings.invitations_table) if settings.invitations_table else None
+        self._names = broker.names
+        self._table = broker.connections
+        self._events = broker.events
+        self._invitations = broker.invitations if settings.invitations_table else None
         self._settings = settings
         self._clock = clock
         self._sleep = sleep or time.sleep
@@ -158,7 +161,7 @@ class Refresher:
     def _client(self) -> webex.WebexClient:
         """Built at the first refresh, so a run with nothing due never needs the client secret (a new
         stack's is empty until `webex-broker set-credentials`)."""
-        credentials = load_client_credentials()
+        credentials = load_client_credentials(self._settings.client_secret_arn)
         return webex.WebexClient(self._settings.webex_base_url, credentials, timeout=self._webex_timeout)
 
     # --- a whole run --------------------------------------------------------------------------

@@ -57,6 +57,11 @@ class Settings:
     def scope_string(self) -> str:
         return " ".join(self.scopes)
 
+    def validate(self) -> None:
+        """Once, when loaded: a broker that cannot work says so before it does anything."""
+        self.require_safe_access_mode()
+        self.require_people_scope()
+
     def require_safe_access_mode(self) -> None:
         """Open mode with no allowlist lets any Webex user in the world create secrets here."""
         if self.access_mode not in ("invite", "open"):
@@ -87,6 +92,12 @@ def _env(name: str, default: str | None = None) -> str:
 
 @cache
 def load_settings() -> Settings:
+    settings = _from_environment()
+    settings.validate()
+    return settings
+
+
+def _from_environment() -> Settings:
     return Settings(
         webex_base_url=_env("WEBEX_API_BASE_URL", "https://webexapis.com/v1").rstrip("/"),
         scopes=tuple(_env("WEBEX_SCOPES", "spark:kms spark:people_read").split()),

@@ -1,0 +1,39 @@
+"""The broker assembled once per container from its settings: the stores, the secrets' names and the
+event publisher, handed to each flow (login, refresh, on-demand) instead of each rebuilding them."""
+
+from dataclasses import dataclass
+from functools import cache
+
+from webex_broker.connections import ConnectionsTable
+from webex_broker.events import EventPublisher
+from webex_broker.invitations import InvitationStore
+from webex_broker.login_state import StateStore
+from webex_broker.secret_store import SecretNames
+from webex_broker.settings import Settings, load_settings
+
+
+@dataclass(frozen=True)
+class Broker:
+    settings: Settings
+    connections: ConnectionsTable
+    states: StateStore
+    invitations: InvitationStore
+    names: SecretNames
+    events: EventPublisher
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Broker":
+        return cls(
+            settings=settings,
+            connections=ConnectionsTable(settings.connections_table),
+            states=StateStore(settings.state_table),
+            invitations=InvitationStore(settings.invitations_table),
+            names=SecretNames(settings.secret_prefix),
+            events=EventPublisher(source=settings.events_source, bus=settings.event_bus),
+        )
+
+
+@cache
+def current() -> Broker:
+    """This container's broker: built at the first request, kept while the container is warm."""
+    return Broker.from_settings(load_settings())
