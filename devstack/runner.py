@@ -20,7 +20,6 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from devstack.gateway import LocalGateway, routes_from
 from devstack.lambda_runtime import local_functions
-from devstack.local_state import local_state_path
 from devstack.template import (
     LocalResolver,
     create_client_secret,
@@ -29,6 +28,7 @@ from devstack.template import (
     table_definitions,
 )
 from devstack.webex_simulator import WebexSimulator
+from webex_broker_admin.local_state import local_state_path
 
 STACK_NAME = "webex-token-broker-local"
 DEMO_CONNECTION = "demo"

@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from devstack.local_state import local_state_path
+from webex_broker_admin.local_state import local_state_path
 
 EXIT_NO_TARGET = 4
 EXIT_CREDENTIALS = 5

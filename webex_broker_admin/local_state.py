@@ -1,4 +1,5 @@
-"""Where a running `make run` tells `webex-broker` how to reach it (kept import-light for the CLI)."""
+"""Where a running `make run` tells `webex-broker` how to reach it. The operator CLI owns this contract
+and the dev stack writes to it, so the CLI never imports the dev stack to find a local broker."""
 
 import os
 import tempfile
