@@ -86,10 +86,11 @@ def seed(sim: WebexSimulator, size: int, run: int) -> None:
     import requests
 
     from webex_broker import aws
+    from webex_broker.clock import utc_now
     from webex_broker.connections import ConnectionsTable
+    from webex_broker.grants import Person, TokenGrant
     from webex_broker.secret_store import SecretNames
     from webex_broker.token_documents import TokenRecord
-    from webex_broker.webex import Person, TokenGrant, utc_now
 
     names = SecretNames(f"{PREFIX}{run}")
     table_name = f"connections-{run}"
@@ -112,12 +113,12 @@ def seed(sim: WebexSimulator, size: int, run: int) -> None:
         for record in chunk:
             secrets.append(
                 {
-                    "name": names.refresh(record.connection),
+                    "name": names.refresh_secret(record.connection),
                     "secret_string": _doc(record.refresh_material().document(updated_at=now)),
                 }
             )
             secrets.append(
-                {"name": names.consumer(record.connection), "secret_string": _doc(record.consumer_document())}
+                {"name": names.token_secret(record.connection), "secret_string": _doc(record.consumer_document())}
             )
         response = requests.post(
             f"{os.environ['AWS_ENDPOINT_URL']}/_bench/secrets",

@@ -44,7 +44,7 @@ def test_a_malformed_result_id_reads_nothing(broker, aws_calls):
 
 
 def person(email: str, org: str = "org-1"):
-    from webex_broker.webex import Person
+    from webex_broker.grants import Person
 
     return Person(id="p-1", email=email, display_name="K", org_id=org, type="person")
 

@@ -194,10 +194,10 @@ def killed_after(monkeypatch, step: str) -> None:
 
 def later(monkeypatch, seconds: int) -> None:
     """Move the broker's clock on (past a killed login's lease)."""
-    from webex_broker import webex
+    from webex_broker import clock
 
-    real = webex.utc_now
-    monkeypatch.setattr(webex, "utc_now", lambda: real() + timedelta(seconds=seconds))
+    real = clock.utc_now
+    monkeypatch.setattr(clock, "utc_now", lambda: real() + timedelta(seconds=seconds))
 
 
 @pytest.mark.parametrize("ending", ["fails", "is killed"])

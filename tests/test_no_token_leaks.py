@@ -80,8 +80,9 @@ def test_no_secret_in_logs_pages_or_headers(broker, broker_log, capfd, caplog, m
 
 def test_reprs_hide_tokens(broker):
     from webex_broker.client_credentials import load_client_credentials
+    from webex_broker.clock import utc_now
+    from webex_broker.grants import TokenGrant
     from webex_broker.token_documents import RefreshMaterial, TokenRecord
-    from webex_broker.webex import TokenGrant, utc_now
 
     broker.login(ALICE)
     material = RefreshMaterial.from_document(broker.secret(f"{PREFIX}/refresh/{ALICE}"))
@@ -95,7 +96,8 @@ def test_reprs_hide_tokens(broker):
 
 def test_webex_error_text_carries_no_token(broker):
     from webex_broker.client_credentials import load_client_credentials
-    from webex_broker.webex import WebexClient, WebexError, utc_now
+    from webex_broker.clock import utc_now
+    from webex_broker.webex import WebexClient, WebexError
 
     client = WebexClient(broker.webex.url, load_client_credentials(os.environ["CLIENT_SECRET_ARN"]), timeout=2)
     with pytest.raises(WebexError) as caught:

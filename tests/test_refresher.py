@@ -68,7 +68,7 @@ class Clock:
         self.offset = timedelta()
 
     def __call__(self) -> datetime:
-        from webex_broker.webex import utc_now
+        from webex_broker.clock import utc_now
 
         return utc_now() + self.offset
 

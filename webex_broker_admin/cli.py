@@ -142,7 +142,7 @@ def cmd_show(args, target: Target) -> None:
     from webex_broker.settings import load_settings
 
     row = _row(args.name)
-    secret_name = SecretNames(load_settings().secret_prefix).consumer(args.name)
+    secret_name = SecretNames(load_settings().secret_prefix).token_secret(args.name)
     details = {
         **_summary(row),
         "person_id": row.person_id or None,
@@ -224,7 +224,7 @@ def cmd_revoke(args, target: Target) -> None:
         if input(f"Delete the secrets and record of '{args.name}'? [y/N] ").strip().lower() not in ("y", "yes"):
             raise CommandError("Nothing revoked.", EXIT_FAILED)
     names = SecretNames(load_settings().secret_prefix)
-    for secret in (names.consumer(args.name), names.refresh(args.name)):
+    for secret in (names.token_secret(args.name), names.refresh_secret(args.name)):
         if delete_secret(secret, recovery_days=RECOVERY_DAYS):
             print(f"Scheduled {secret} for deletion (restorable for {RECOVERY_DAYS} days).")
     _connections().delete(args.name)
@@ -272,7 +272,7 @@ def cmd_adopt(args, target: Target) -> None:
     names, table = SecretNames(load_settings().secret_prefix), _connections()
     found = orphans(names, table)
     if not found:
-        print(f"Every connection under {names.consumer('')} has its row: nothing to adopt.")
+        print(f"Every connection under {names.token_secret('')} has its row: nothing to adopt.")
         return
     adopted = [n for n in found if adopt(n, names, table, login_base_url=target.broker_url, now=int(time.time()))]
     for name in adopted:
@@ -301,7 +301,7 @@ def cmd_token(args, target: Target) -> None:
     row = _row(args.name)
     if row.status == "pending":
         raise CommandError(f"Connection {args.name!r} has no token yet.", EXIT_NOT_FOUND)
-    print(get_secret_document(SecretNames(load_settings().secret_prefix).consumer(args.name))["access_token"])
+    print(get_secret_document(SecretNames(load_settings().secret_prefix).token_secret(args.name))["access_token"])
 
 
 def cmd_reader_policy(args, target: Target) -> None:
@@ -310,7 +310,7 @@ def cmd_reader_policy(args, target: Target) -> None:
     from webex_broker.settings import load_settings
 
     _row(args.name)
-    arn = secret_arn(SecretNames(load_settings().secret_prefix).consumer(args.name))
+    arn = secret_arn(SecretNames(load_settings().secret_prefix).token_secret(args.name))
     if arn is None:
         raise CommandError(f"Connection {args.name!r} has no token secret yet.", EXIT_NOT_FOUND)
     policy = {

@@ -125,8 +125,8 @@ def _connections() -> list[Check]:
     horizon = int(time.time()) + settings.refresh.run_interval_seconds + RUN_SLACK_SECONDS
     active = [row for row in rows if row.active]
     at_risk = sorted(r.name for r in active if (r.access_expires_at or 0) < horizon)
-    refresh_secrets = _secret_names(names.refresh(""))
-    missing = sorted(r.name for r in active if names.refresh(r.name) not in refresh_secrets)
+    refresh_secrets = _secret_names(names.refresh_secret(""))
+    missing = sorted(r.name for r in active if names.refresh_secret(r.name) not in refresh_secrets)
     reauth = sorted(row.name for row in rows if row.status == ConnectionStatus.REAUTH_REQUIRED)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none yet"
     checks = [Check("connections", OK, summary)]
@@ -135,7 +135,7 @@ def _connections() -> list[Check]:
             Check(
                 "refresh secrets",
                 FAIL,
-                f"active without a refresh secret under {names.refresh('')}: {', '.join(missing)}",
+                f"active without a refresh secret under {names.refresh_secret('')}: {', '.join(missing)}",
                 "restore the secrets, or the SecretPrefix they were made with",
             )
         )

@@ -3,10 +3,10 @@
 from webex_broker import emails
 from webex_broker.connection import Connection
 from webex_broker.errors import AccessDenied
+from webex_broker.grants import Person
 from webex_broker.invitations import CONNECTION_NAME, Invitation
 from webex_broker.settings import Settings
 from webex_broker.token_documents import connection_name_for
-from webex_broker.webex import Person
 
 INVITE = "invite"
 OPEN = "open"

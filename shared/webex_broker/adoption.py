@@ -9,14 +9,15 @@ at once, so the next refresh shows whether the grant still works; the refresh to
 from botocore.exceptions import ClientError
 
 from webex_broker import aws
+from webex_broker.clock import parse_iso
 from webex_broker.connections import ConnectionsTable
 from webex_broker.secret_store import SecretNames, get_secret_document, secret_arn
-from webex_broker.token_documents import fingerprint, parse_iso
+from webex_broker.token_documents import fingerprint
 
 
 def orphans(names: SecretNames, table: ConnectionsTable) -> list[str]:
     """Connections with a consumer secret under this prefix (not scheduled for deletion) and no row."""
-    prefix = names.consumer("")
+    prefix = names.token_secret("")
     pages = (
         aws.client("secretsmanager")
         .get_paginator("list_secrets")
@@ -28,9 +29,9 @@ def orphans(names: SecretNames, table: ConnectionsTable) -> list[str]:
 
 def adopt(connection: str, names: SecretNames, table: ConnectionsTable, *, login_base_url: str, now: int) -> bool:
     """Rebuild one row; False when the connection is not whole (no refresh secret) or a row appeared."""
-    if secret_arn(names.refresh(connection)) is None:
+    if secret_arn(names.refresh_secret(connection)) is None:
         return False
-    consumer = get_secret_document(names.consumer(connection))
+    consumer = get_secret_document(names.token_secret(connection))
     try:
         table.record_adoption(
             connection,
@@ -39,7 +40,7 @@ def adopt(connection: str, names: SecretNames, table: ConnectionsTable, *, login
             display_name=consumer.get("display_name", ""),
             org_id=consumer.get("org_id", ""),
             scopes=list(consumer.get("scopes", [])),
-            consumer_secret_arn=secret_arn(names.consumer(connection)),
+            consumer_secret_arn=secret_arn(names.token_secret(connection)),
             access_expires_at=int(parse_iso(consumer["expires_at"]).timestamp()),
             access_token_id=fingerprint(consumer["access_token"]),
             login_base_url=login_base_url,

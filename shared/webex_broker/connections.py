@@ -7,11 +7,11 @@ stored. A lease on the row makes sure exactly one refresher works on a connectio
 
 import contextlib
 from collections.abc import Iterator
-from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker import aws
+from webex_broker.clock import epoch
 from webex_broker.connection import Connection, ConnectionStatus
 from webex_broker.token_documents import TokenRecord, fingerprint
 
@@ -33,10 +33,6 @@ class CoolingDown(Exception):
     def __init__(self, retry_after: int):
         super().__init__(f"retry after {retry_after} s")
         self.retry_after = retry_after
-
-
-def epoch(moment: datetime | None) -> int | None:
-    return int(moment.timestamp()) if moment else None
 
 
 def _expression(

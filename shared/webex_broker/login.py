@@ -15,11 +15,12 @@ from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from webex_broker import access, webex
+from webex_broker import access, clock, webex
 from webex_broker.broker import Broker
 from webex_broker.client_credentials import load_client_credentials
+from webex_broker.clock import epoch
 from webex_broker.connection import ConnectionStatus
-from webex_broker.connections import ConnectionsTable, epoch
+from webex_broker.connections import ConnectionsTable
 from webex_broker.errors import (
     BadCallback,
     ConfigurationError,
@@ -28,6 +29,7 @@ from webex_broker.errors import (
     InvitationRejected,
     LoginBusy,
 )
+from webex_broker.grants import Person
 from webex_broker.invitations import Invitation, InvitationStore
 from webex_broker.login_state import LoginResult, code_challenge, new_login_state
 from webex_broker.observability import logger
@@ -44,7 +46,7 @@ def start_login(broker: Broker, callback_url: str, invite_token: str = "", *, br
     """Returns the Webex consent URL for a fresh, stored, single-use state bound to this browser."""
     settings = broker.settings
     access.require_invitation(settings, invite_token)
-    now = int(webex.utc_now().timestamp())
+    now = int(clock.utc_now().timestamp())
     invitation = broker.invitations.verify(invite_token, now=now) if invite_token else None
     credentials = load_client_credentials(settings.client_secret_arn)
     login = new_login_state(
@@ -71,7 +73,7 @@ def finish_login(
     """Identify (consume the state first, so a replay can never get further), admit (decide who may
     connect before anything is written), persist (under the lease). Returns the result and the id of
     its page."""
-    now = webex.utc_now()
+    now = clock.utc_now()
     login, person, grant = _identify(broker, params, browser_nonce, now)
     connection, invitation = _admit(broker, person, login.invite_id, epoch(now))
     record = TokenRecord(connection=connection, person=person, grant=grant, updated_at=now)
@@ -115,7 +117,7 @@ def _identify(broker: Broker, params: dict[str, str], browser_nonce: str, now: d
     return login, person, grant
 
 
-def _admit(broker: Broker, person: webex.Person, invite_id: str | None, now: int) -> tuple[str, Invitation | None]:
+def _admit(broker: Broker, person: Person, invite_id: str | None, now: int) -> tuple[str, Invitation | None]:
     """Which connection this person may write (AccessDenied otherwise), and the invitation that let them."""
     invitation = _usable_invitation(broker.invitations, invite_id, now)
     connection = access.connection_for(broker.settings, person, invitation)
@@ -124,7 +126,7 @@ def _admit(broker: Broker, person: webex.Person, invite_id: str | None, now: int
 
 
 def login_result(broker: Broker, result_id: str, *, browser_nonce: str) -> LoginResult | None:
-    return broker.states.result(result_id, browser_nonce=browser_nonce, now=epoch(webex.utc_now()))
+    return broker.states.result(result_id, browser_nonce=browser_nonce, now=epoch(clock.utc_now()))
 
 
 def _usable_invitation(invitations: InvitationStore, invite_id: str | None, now: int) -> Invitation | None:
@@ -169,7 +171,7 @@ def _persist(broker: Broker, record: TokenRecord, redirect_uri: str, remaining_m
         connection=connection,
         display_name=person.display_name,
         email=person.email,
-        consumer_secret_name=names.consumer(connection),
+        consumer_secret_name=names.token_secret(connection),
     )
 
 
@@ -179,7 +181,7 @@ def _take_lease(table: ConnectionsTable, connection: str, owner: str, remaining_
     login's own lease lasts no longer than the function can, so a crashed login blocks no one for long."""
     while True:
         lease_seconds = max(1, math.ceil(remaining_ms() / 1000))
-        row = table.acquire(connection, owner=owner, now=epoch(webex.utc_now()), lease_seconds=lease_seconds)
+        row = table.acquire(connection, owner=owner, now=epoch(clock.utc_now()), lease_seconds=lease_seconds)
         if row is not None:
             return row
         if remaining_ms() < (WRITE_TIME_SECONDS + LEASE_POLL_SECONDS) * 1000:

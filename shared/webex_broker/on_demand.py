@@ -13,12 +13,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker import aws
 from webex_broker.broker import Broker, current
+from webex_broker.clock import iso
 from webex_broker.connection import ConnectionStatus
 from webex_broker.connections import CoolingDown, LeaseLost
 from webex_broker.errors import ConfigurationError
 from webex_broker.observability import logger, metrics
 from webex_broker.refresh import Outcome, Refresher
-from webex_broker.token_documents import iso
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from webex_broker import aws, events, schedule, webex
 from webex_broker.broker import Broker, current
 from webex_broker.client_credentials import load_client_credentials
+from webex_broker.clock import epoch, utc_now
 from webex_broker.connection import Connection, ConnectionStatus
-from webex_broker.connections import epoch
 from webex_broker.errors import ConfigurationError, GrantEnd
 from webex_broker.invitations import invitation_link
 from webex_broker.observability import logger, metrics
@@ -137,7 +137,7 @@ class Refresher:
         self,
         broker: Broker | None = None,
         *,
-        clock: Callable[[], datetime] = webex.utc_now,
+        clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] | None = None,
     ):
         """clock and sleep are what tests replace, to step past leases and skip backoff waits."""
@@ -346,7 +346,7 @@ class Refresher:
     def _refresh_document(self, connection: str) -> dict:
         """A missing secret is not an outage: retrying will not bring it back."""
         try:
-            return get_secret_document(self._names.refresh(connection))
+            return get_secret_document(self._names.refresh_secret(connection))
         except ClientError as exc:
             deleted = aws.error_code(exc) == "InvalidRequestException" and "deleted" in str(exc).lower()
             if aws.error_code(exc) == "ResourceNotFoundException" or deleted:

@@ -18,13 +18,16 @@ _TOKEN_NAMESPACE = uuid.UUID("6f1c1f0e-3a4b-4d0a-9a57-2b7f4a3c9e10")
 
 
 class SecretNames:
+    """The names of a connection's two secrets under the stack's prefix: workloads read the token
+    secret, only the broker the refresh secret."""
+
     def __init__(self, prefix: str):
         self.prefix = prefix
 
-    def consumer(self, connection: str) -> str:
+    def token_secret(self, connection: str) -> str:
         return f"{self.prefix}/tokens/{connection}"
 
-    def refresh(self, connection: str) -> str:
+    def refresh_secret(self, connection: str) -> str:
         return f"{self.prefix}/refresh/{connection}"
 
 
@@ -92,7 +95,7 @@ def get_secret_document(name: str) -> dict:
 def write_refresh_material(material: RefreshMaterial, names: SecretNames, *, now: datetime) -> str:
     """Step one of `write_tokens`."""
     return put_secret(
-        names.refresh(material.connection),
+        names.refresh_secret(material.connection),
         material.document(updated_at=now),
         description=f"Webex refresh material for {material.connection}; read only by the token broker.",
         tags={"webex-token-broker:connection": material.connection, "webex-token-broker:kind": "refresh"},
@@ -115,18 +118,18 @@ def write_tokens(
     write begins (a write can land and still fail). Returns the consumer secret's ARN if written."""
     if refresh_token_changed:
         pace()
-        starting(names.refresh(record.connection))
+        starting(names.refresh_secret(record.connection))
         write_refresh_material(record.refresh_material(), names, now=record.updated_at)
     if not access_token_changed:
         return None
     pace()
-    starting(names.consumer(record.connection))
+    starting(names.token_secret(record.connection))
     return write_consumer_secret(record, names)
 
 
 def write_consumer_secret(record: TokenRecord, names: SecretNames) -> str:
     return put_secret(
-        names.consumer(record.connection),
+        names.token_secret(record.connection),
         record.consumer_document(),
         description=f"Webex access token for {record.connection}, kept fresh by the token broker.",
         tags={"webex-token-broker:connection": record.connection, "webex-token-broker:kind": "access-token"},

@@ -8,17 +8,10 @@ refresh writes one secret, not two.
 
 import hashlib
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
-from webex_broker.webex import Person, TokenGrant
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+from webex_broker.clock import iso, parse_iso
+from webex_broker.grants import Person, TokenGrant
 
 
 def fingerprint(token: str) -> str:

@@ -1,8 +1,7 @@
 """Webex's OAuth and identity endpoints, with both error shapes parsed and every Trackingid logged."""
 
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from urllib.parse import quote, urlencode
@@ -10,6 +9,8 @@ from urllib.parse import quote, urlencode
 import requests
 
 from webex_broker.client_credentials import ClientCredentials
+from webex_broker.clock import utc_now
+from webex_broker.grants import Person, TokenGrant
 from webex_broker.observability import logger
 
 TRANSIENT_STATUSES = frozenset({423, 429, 500, 502, 503, 504})
@@ -50,28 +51,6 @@ class WebexError(Exception):
         self.tracking_id = tracking_id
         self.retry_after = retry_after
         self.kind = kind
-
-
-@dataclass(frozen=True)
-class TokenGrant:
-    access_token: str
-    access_expires_at: datetime
-    refresh_token: str
-    refresh_expires_at: datetime | None
-    token_type: str
-    scopes: tuple[str, ...]
-
-    def __repr__(self) -> str:
-        return f"TokenGrant(access_expires_at={self.access_expires_at.isoformat()}, token=***)"
-
-
-@dataclass(frozen=True)
-class Person:
-    id: str
-    email: str
-    display_name: str
-    org_id: str
-    type: str
 
 
 def authorize_url(
@@ -243,7 +222,3 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds > 0 else None
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
