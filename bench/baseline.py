@@ -115,6 +115,22 @@ def authorize(event: dict) -> dict:
     return {"statusCode": 302, "headers": {**_HEADERS, "Location": f"{_base()}/authorize?{query}"}, "body": ""}
 
 
+def _lease(table: str, connection: str, owner: str, *, now: int, seconds: int) -> dict:
+    """The broker's lease, taken by the login and by every refresh: the row as it now stands."""
+    return client("dynamodb").update_item(
+        TableName=table,
+        Key={"connection": _s(connection)},
+        UpdateExpression="SET lease_owner = :owner, lease_expires_at = :until",
+        ConditionExpression=(
+            "attribute_exists(#c) AND "
+            "(attribute_not_exists(lease_expires_at) OR lease_expires_at < :now OR lease_owner = :owner)"
+        ),
+        ExpressionAttributeNames={"#c": "connection"},
+        ExpressionAttributeValues={":owner": _s(owner), ":until": _n(now + seconds), ":now": _n(now)},
+        ReturnValues="ALL_NEW",
+    )["Attributes"]
+
+
 # --- GET /callback ----------------------------------------------------------------------------------
 
 
@@ -193,18 +209,7 @@ def callback(event: dict) -> dict:
         },
     )
     owner = f"login-{uuid.uuid4()}"
-    ddb.update_item(
-        TableName=table,
-        Key={"connection": _s(connection)},
-        UpdateExpression="SET lease_owner = :owner, lease_expires_at = :until",
-        ConditionExpression=(
-            "attribute_exists(#c) AND "
-            "(attribute_not_exists(lease_expires_at) OR lease_expires_at < :now OR lease_owner = :owner)"
-        ),
-        ExpressionAttributeNames={"#c": "connection"},
-        ExpressionAttributeValues={":owner": _s(owner), ":until": _n(now + 20), ":now": _n(now)},
-        ReturnValues="ALL_NEW",
-    )
+    _lease(table, connection, owner, now=now, seconds=20)
     access_expires = now + int(grant["expires_in"])
     refresh_expires = now + int(grant["refresh_token_expires_in"])
     scopes = grant.get("scope", "").split()
@@ -295,18 +300,7 @@ def refresh_one(connection: str, owner: str | None = None) -> str:
     table = os.environ["CONNECTIONS_TABLE"]
     owner = owner or f"baseline-{uuid.uuid4()}"
     now = int(time.time())
-    row = ddb.update_item(
-        TableName=table,
-        Key={"connection": _s(connection)},
-        UpdateExpression="SET lease_owner = :owner, lease_expires_at = :until",
-        ConditionExpression=(
-            "attribute_exists(#c) AND "
-            "(attribute_not_exists(lease_expires_at) OR lease_expires_at < :now OR lease_owner = :owner)"
-        ),
-        ExpressionAttributeNames={"#c": "connection"},
-        ExpressionAttributeValues={":owner": _s(owner), ":until": _n(now + 300), ":now": _n(now)},
-        ReturnValues="ALL_NEW",
-    )["Attributes"]
+    row = _lease(table, connection, owner, now=now, seconds=300)
     material = json.loads(sm.get_secret_value(SecretId=f"{_prefix()}/refresh/{connection}")["SecretString"])
     creds = credentials()
     answer = requests.post(

@@ -126,10 +126,11 @@ def test_a_new_stack_without_client_credentials_runs_clean_until_something_is_du
     assert ConnectionsTable("ConnectionsTable").all() == [], "the run record is not a connection"
 
 
-def test_an_active_connection_without_its_refresh_secret_is_a_configuration_fault(broker, capsys):
+@pytest.mark.parametrize("deletion", [{"ForceDeleteWithoutRecovery": True}, {"RecoveryWindowInDays": 7}])
+def test_an_active_connection_without_its_refresh_secret_is_a_configuration_fault(broker, capsys, deletion):
     broker.login(ALICE)
     make_due(broker, ALICE)
-    broker.secrets.delete_secret(SecretId=f"{PREFIX}/refresh/{ALICE}", ForceDeleteWithoutRecovery=True)
+    broker.secrets.delete_secret(SecretId=f"{PREFIX}/refresh/{ALICE}", **deletion)
     assert broker.refresh()["failures"] == {ALICE: "missing_secret"}
     row = broker.connection(ALICE)
     assert (row["status"], row["last_error"]) == ("active", "missing_refresh_secret"), "nothing is marked dead"
@@ -590,3 +591,20 @@ def test_an_unreadable_client_secret_stops_the_run_with_one_configuration_error(
     result = broker.refresh()
     assert set(result["failures"].values()) == {"configuration"}, "not a crash per connection: an alarmed fault"
     assert [e["detail-type"] for e in broker.events()] == ["Integration Configuration Error"]
+
+
+@pytest.mark.parametrize(
+    ("message", "deleted"),
+    [
+        ("You can't perform this operation on the secret because it was marked for deletion.", True),  # AWS
+        ("You tried to perform the operation on a secret that's currently marked deleted.", True),  # moto
+        ("You can't perform this operation on the secret because it is disabled.", False),
+    ],
+)
+def test_a_secret_in_its_recovery_window_is_told_apart_in_either_wording(message, deleted):
+    from botocore.exceptions import ClientError
+
+    from webex_broker.secret_store import scheduled_for_deletion
+
+    exc = ClientError({"Error": {"Code": "InvalidRequestException", "Message": message}}, "GetSecretValue")
+    assert scheduled_for_deletion(exc) is deleted

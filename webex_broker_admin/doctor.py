@@ -112,7 +112,7 @@ def _connections() -> list[Check]:
     from webex_broker.adoption import orphans
     from webex_broker.connection import ConnectionStatus
     from webex_broker.connections import ConnectionsTable
-    from webex_broker.secret_store import SecretNames
+    from webex_broker.secret_store import SecretNames, secret_names
     from webex_broker.settings import load_settings
 
     settings = load_settings()
@@ -125,7 +125,7 @@ def _connections() -> list[Check]:
     horizon = int(time.time()) + settings.refresh.run_interval_seconds + RUN_SLACK_SECONDS
     active = [row for row in rows if row.active]
     at_risk = sorted(r.name for r in active if (r.access_expires_at or 0) < horizon)
-    refresh_secrets = _secret_names(names.refresh_secret(""))
+    refresh_secrets = secret_names(names.refresh_secret(""))
     missing = sorted(r.name for r in active if names.refresh_secret(r.name) not in refresh_secrets)
     reauth = sorted(row.name for row in rows if row.status == ConnectionStatus.REAUTH_REQUIRED)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none yet"
@@ -163,17 +163,6 @@ def _connections() -> list[Check]:
             Check("orphaned secrets", WARN, f"secrets without a row: {', '.join(adoptable)}", "webex-broker adopt")
         )
     return checks
-
-
-def _secret_names(prefix: str) -> set[str]:
-    from webex_broker import aws
-
-    pages = (
-        aws.client("secretsmanager")
-        .get_paginator("list_secrets")
-        .paginate(Filters=[{"Key": "name", "Values": [prefix]}])
-    )
-    return {s["Name"] for page in pages for s in page["SecretList"] if "DeletedDate" not in s}
 
 
 def _alarm_subscription(topic_arn: str) -> Check:

@@ -11,19 +11,14 @@ from botocore.exceptions import ClientError
 from webex_broker import aws
 from webex_broker.clock import parse_iso
 from webex_broker.connections import ConnectionsTable
-from webex_broker.secret_store import SecretNames, get_secret_document, secret_arn
+from webex_broker.secret_store import SecretNames, get_secret_document, secret_arn, secret_names
 from webex_broker.token_documents import fingerprint
 
 
 def orphans(names: SecretNames, table: ConnectionsTable) -> list[str]:
     """Connections with a consumer secret under this prefix (not scheduled for deletion) and no row."""
     prefix = names.token_secret("")
-    pages = (
-        aws.client("secretsmanager")
-        .get_paginator("list_secrets")
-        .paginate(Filters=[{"Key": "name", "Values": [prefix]}])
-    )
-    found = {s["Name"].removeprefix(prefix) for page in pages for s in page["SecretList"] if "DeletedDate" not in s}
+    found = {name.removeprefix(prefix) for name in secret_names(prefix)}
     return sorted(name for name in found if name and "/" not in name and table.get(name) is None)
 
 

@@ -19,7 +19,7 @@ from webex_broker import access, clock, webex
 from webex_broker.broker import Broker
 from webex_broker.client_credentials import load_client_credentials
 from webex_broker.clock import epoch
-from webex_broker.connection import ConnectionStatus
+from webex_broker.connection import Connection, ConnectionStatus
 from webex_broker.connections import ConnectionsTable
 from webex_broker.errors import (
     BadCallback,
@@ -175,7 +175,7 @@ def _persist(broker: Broker, record: TokenRecord, redirect_uri: str, remaining_m
     )
 
 
-def _take_lease(table: ConnectionsTable, connection: str, owner: str, remaining_ms) -> dict:
+def _take_lease(table: ConnectionsTable, connection: str, owner: str, remaining_ms) -> Connection:
     """Wait for a refresh in flight to finish its one Webex call and its writes; it never holds the
     lease across a backoff. Give up, with nothing stored, when the function's time runs short. The
     login's own lease lasts no longer than the function can, so a crashed login blocks no one for long."""

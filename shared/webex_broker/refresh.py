@@ -39,7 +39,7 @@ from webex_broker.errors import ConfigurationError, GrantEnd
 from webex_broker.invitations import invitation_link
 from webex_broker.observability import logger, metrics
 from webex_broker.rate_limit import RateLimiter
-from webex_broker.secret_store import get_secret_document, write_tokens
+from webex_broker.secret_store import get_secret_document, scheduled_for_deletion, write_tokens
 from webex_broker.settings import RefreshPolicy
 from webex_broker.token_documents import RefreshMaterial, TokenRecord, fingerprint
 
@@ -102,11 +102,15 @@ class RunReport:
                     self.at_risk += 1
                 self.max_consecutive_failures = max(self.max_consecutive_failures, row.consecutive_failures)
 
+    @property
+    def attempted(self) -> int:
+        """Connections Webex was asked about in this run."""
+        return sum(self.outcomes[o] for o in ATTEMPTED)
+
     def mostly_refused(self, policy: RefreshPolicy) -> bool:
         """Unexplained refusals for much of a run say the fault is Webex's or the integration's, not the people's."""
         refused = self.outcomes[Outcome.REFUSED]
-        attempted = sum(self.outcomes[o] for o in ATTEMPTED)
-        return refused >= policy.breaker_min_refused and refused >= policy.breaker_refused_share * attempted
+        return refused >= policy.breaker_min_refused and refused >= policy.breaker_refused_share * self.attempted
 
     @property
     def succeeded(self) -> int:
@@ -216,7 +220,7 @@ class Refresher:
         report.refusals_stopped_run = True
         report.stopped_early = True
         self._halted.set()
-        detail = {"refused": report.outcomes[Outcome.REFUSED], "attempted": sum(report.outcomes[o] for o in ATTEMPTED)}
+        detail = {"refused": report.outcomes[Outcome.REFUSED], "attempted": report.attempted}
         logger.error("Most refreshes in this run were refused without a reason; stopping the run", extra=detail)
         self._events.publish(events.RUN_STOPPED, detail)
 
@@ -348,8 +352,7 @@ class Refresher:
         try:
             return get_secret_document(self._names.refresh_secret(connection))
         except ClientError as exc:
-            deleted = aws.error_code(exc) == "InvalidRequestException" and "deleted" in str(exc).lower()
-            if aws.error_code(exc) == "ResourceNotFoundException" or deleted:
+            if aws.error_code(exc) == "ResourceNotFoundException" or scheduled_for_deletion(exc):
                 raise MissingRefreshSecret(connection) from None
             raise
 

@@ -46,10 +46,28 @@ def put_secret(name: str, document: dict, *, description: str, tags: dict[str, s
         code = aws.error_code(exc)
         if code == "ResourceNotFoundException":
             return _create(name, secret_string, token, description, tags)
-        if code == "InvalidRequestException" and "deletion" in str(exc).lower():
+        if scheduled_for_deletion(exc):
             sm.restore_secret(SecretId=name)
             return sm.put_secret_value(SecretId=name, SecretString=secret_string, ClientRequestToken=token)["ARN"]
         raise
+
+
+def scheduled_for_deletion(exc: ClientError) -> bool:
+    """AWS answers a secret in its recovery window with InvalidRequestException "…marked for deletion"
+    (moto: "…marked deleted"); nothing else tells it apart from other invalid requests."""
+    message = str(exc).lower()
+    marked = "marked for deletion" in message or "marked deleted" in message
+    return aws.error_code(exc) == "InvalidRequestException" and marked
+
+
+def secret_names(prefix: str) -> set[str]:
+    """Every secret whose name starts with `prefix`, except those scheduled for deletion."""
+    pages = (
+        aws.client("secretsmanager")
+        .get_paginator("list_secrets")
+        .paginate(Filters=[{"Key": "name", "Values": [prefix]}])
+    )
+    return {s["Name"] for page in pages for s in page["SecretList"] if "DeletedDate" not in s}
 
 
 def _create(name: str, secret_string: str, token: str, description: str, tags: dict[str, str]) -> str:

@@ -49,11 +49,6 @@ def base_url(event: dict, public_base_url: str) -> str:
     return f"https://{context['domainName']}{stage_path}"
 
 
-def callback_url(event: dict, public_base_url: str) -> str:
-    """The redirect URI registered on the integration."""
-    return f"{base_url(event, public_base_url)}/callback"
-
-
 def query(event: dict) -> dict[str, str]:
     return dict(event.get("queryStringParameters") or {})
 
