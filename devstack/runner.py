@@ -33,7 +33,6 @@ from webex_broker_admin.local_state import local_state_path
 STACK_NAME = "webex-token-broker-local"
 DEMO_CONNECTION = "demo"
 DEMO_USES = 100
-AWS_ENV_NAMES = ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"]
 
 
 LOCAL_CLIENT_ID = "local-integration"
@@ -141,7 +140,13 @@ class LocalBroker:
             "broker_url": self.base_url,
             "webex_url": self.webex_url,
             "aws_endpoint": self.aws_endpoint,
-            "environment": {k: os.environ[k] for k in self._function_env_names + AWS_ENV_NAMES if k in os.environ},
+            "environment": {k: os.environ[k] for k in self._function_env_names},
+            "aws": {
+                "endpoint_url": self.aws_endpoint,
+                "region_name": os.environ["AWS_DEFAULT_REGION"],
+                "aws_access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
+                "aws_secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"],
+            },
         }
         path = local_state_path()
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -577,7 +577,7 @@ def test_due_connections_with_an_emptied_client_secret_stop_the_run_with_one_err
 def test_an_unreadable_client_secret_stops_the_run_with_one_configuration_error(short_lived, monkeypatch):
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-    from webex_broker import refresh
+    from webex_broker import broker as wiring
 
     broker = short_lived
     broker.login(ALICE)
@@ -587,7 +587,7 @@ def test_an_unreadable_client_secret_stops_the_run_with_one_configuration_error(
     def denied(secret_arn):
         raise GetParameterError("AccessDeniedException")
 
-    monkeypatch.setattr(refresh, "load_client_credentials", denied)
+    monkeypatch.setattr(wiring, "load_client_credentials", denied)
     result = broker.refresh()
     assert set(result["failures"].values()) == {"configuration"}, "not a crash per connection: an alarmed fault"
     assert [e["detail-type"] for e in broker.events()] == ["Integration Configuration Error"]

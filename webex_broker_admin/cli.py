@@ -7,12 +7,27 @@ refresh did not succeed (Webex or AWS trouble, or the person must authorize agai
 """
 
 import argparse
+import getpass
 import json
+import os
 import re
 import sys
 import time
 from datetime import UTC, datetime
 
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from webex_broker import webex
+from webex_broker.adoption import adopt, orphans
+from webex_broker.client_credentials import ClientCredentials, store_client_credentials
+from webex_broker.connection import Connection, ConnectionStatus
+from webex_broker.errors import ConfigurationError
+from webex_broker.invitations import invitation_link
+from webex_broker.observability import logger
+from webex_broker.on_demand import refresh_connection
+from webex_broker.refresh import Refresher
+from webex_broker.secret_store import delete_secret, get_secret_document, secret_arn
+from webex_broker_admin.doctor import FAIL, run_checks
 from webex_broker_admin.target import EXIT_CREDENTIALS, Target, TargetError, local_target, stack_target
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFRESH_FAILED = 1, 2, 3, 6
@@ -50,11 +65,8 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def cmd_invite(args, target: Target) -> None:
-    from webex_broker.invitations import InvitationStore, invitation_link
-    from webex_broker.settings import load_settings
-
     try:
-        invitation, token = InvitationStore(load_settings().invitations_table).create(
+        invitation, token = target.broker.invitations.create(
             args.name, email=args.email, ttl_seconds=args.expires, max_uses=args.uses, now=int(time.time())
         )
     except ValueError as exc:
@@ -69,10 +81,7 @@ def cmd_invite(args, target: Target) -> None:
 
 
 def cmd_invites(args, target: Target) -> None:
-    from webex_broker.invitations import InvitationStore
-    from webex_broker.settings import load_settings
-
-    invitations = InvitationStore(load_settings().invitations_table).open_invitations(now=int(time.time()))
+    invitations = target.broker.invitations.open_invitations(now=int(time.time()))
     if args.json:
         print(json.dumps([i.as_dict() for i in invitations], indent=2))
         return
@@ -81,23 +90,13 @@ def cmd_invites(args, target: Target) -> None:
 
 
 def cmd_uninvite(args, target: Target) -> None:
-    from webex_broker.invitations import InvitationStore
-    from webex_broker.settings import load_settings
-
-    if not InvitationStore(load_settings().invitations_table).revoke(args.id):
+    if not target.broker.invitations.revoke(args.id):
         raise CommandError(f"No invitation {args.id}.", EXIT_NOT_FOUND)
     print(f"Invitation {args.id} revoked.")
 
 
-def _connections():
-    from webex_broker.connections import ConnectionsTable
-    from webex_broker.settings import load_settings
-
-    return ConnectionsTable(load_settings().connections_table)
-
-
-def _row(name: str):
-    row = _connections().get(name)
+def _row(target: Target, name: str) -> Connection:
+    row = target.broker.connections.get(name)
     if row is None:
         raise CommandError(f"No connection named {name!r}. `webex-broker list` shows them.", EXIT_NOT_FOUND)
     return row
@@ -118,7 +117,7 @@ def _summary(row) -> dict:
 
 
 def cmd_list(args, target: Target) -> None:
-    rows = [_summary(row) for row in _connections().all()]
+    rows = [_summary(row) for row in target.broker.connections.all()]
     if args.json:
         print(json.dumps(rows, indent=2, default=int))
         return
@@ -138,11 +137,8 @@ def cmd_list(args, target: Target) -> None:
 
 
 def cmd_show(args, target: Target) -> None:
-    from webex_broker.secret_store import SecretNames, secret_arn
-    from webex_broker.settings import load_settings
-
-    row = _row(args.name)
-    secret_name = SecretNames(load_settings().secret_prefix).token_secret(args.name)
+    row = _row(target, args.name)
+    secret_name = target.broker.names.token_secret(args.name)
     details = {
         **_summary(row),
         "person_id": row.person_id or None,
@@ -168,19 +164,16 @@ def cmd_refresh(args, target: Target) -> None:
     if [bool(args.name), args.due, args.reauth_required].count(True) != 1:
         raise CommandError("Give a connection NAME, --due or --reauth-required.", EXIT_USAGE)
     if args.due:
-        from webex_broker.refresh import Refresher
-
-        report = Refresher().run(remaining_ms=lambda: 900_000).as_dict()
+        report = Refresher(target.broker).run(remaining_ms=lambda: 900_000).as_dict()
         print(json.dumps(report, indent=2))
         if report["failed"]:
             raise CommandError(f"{report['failed']} connection(s) failed to refresh.", EXIT_REFRESH_FAILED)
         return
     if args.reauth_required:
-        _retry_reauth_required()
+        _retry_reauth_required(target)
         return
-    from webex_broker.on_demand import refresh_connection
 
-    answer = refresh_connection(args.name)
+    answer = refresh_connection(args.name, broker=target.broker)
     print(json.dumps(answer.body, indent=2))
     if answer.http_status == 404:
         raise CommandError(f"No connection named {args.name!r}.", EXIT_NOT_FOUND)
@@ -188,20 +181,17 @@ def cmd_refresh(args, target: Target) -> None:
         raise CommandError(answer.body.get("message", "Refresh failed."), EXIT_REFRESH_FAILED)
 
 
-def _retry_reauth_required() -> None:
+def _retry_reauth_required(target: Target) -> None:
     """The repair for a grant marked dead that was not: try each `reauth_required` connection once;
     those Webex still honours are active and scheduled again."""
-    from webex_broker.connection import ConnectionStatus
-    from webex_broker.on_demand import refresh_connection
-
-    names = [row.name for row in _connections().all() if row.status == ConnectionStatus.REAUTH_REQUIRED]
+    names = [row.name for row in target.broker.connections.all() if row.status == ConnectionStatus.REAUTH_REQUIRED]
     answers = {}
     for name in names:
-        answers[name] = refresh_connection(name)
+        answers[name] = refresh_connection(name, broker=target.broker)
         if answers[name].retry_after:  # forced less than a minute ago: wait out the cooldown, once
             print(f"{name}: waiting {answers[name].retry_after} s for its on-demand cooldown.", file=sys.stderr)
             time.sleep(answers[name].retry_after)
-            answers[name] = refresh_connection(name)
+            answers[name] = refresh_connection(name, broker=target.broker)
     print(json.dumps({name: answer.body for name, answer in answers.items()}, indent=2))
     restored = [name for name, answer in answers.items() if answer.http_status == 200]
     print(f"Restored {len(restored)} of {len(names)} connection(s) marked reauth_required.", file=sys.stderr)
@@ -213,22 +203,18 @@ def _retry_reauth_required() -> None:
 
 
 def cmd_revoke(args, target: Target) -> None:
-    from webex_broker.invitations import InvitationStore
-    from webex_broker.secret_store import SecretNames, delete_secret
-    from webex_broker.settings import load_settings
-
-    _row(args.name)
+    _row(target, args.name)
     if not args.yes:
         if not sys.stdin.isatty():
             raise CommandError("Refusing to revoke without --yes (not a terminal).", EXIT_USAGE)
         if input(f"Delete the secrets and record of '{args.name}'? [y/N] ").strip().lower() not in ("y", "yes"):
             raise CommandError("Nothing revoked.", EXIT_FAILED)
-    names = SecretNames(load_settings().secret_prefix)
+    names = target.broker.names
     for secret in (names.token_secret(args.name), names.refresh_secret(args.name)):
         if delete_secret(secret, recovery_days=RECOVERY_DAYS):
             print(f"Scheduled {secret} for deletion (restorable for {RECOVERY_DAYS} days).")
-    _connections().delete(args.name)
-    withdrawn = InvitationStore(load_settings().invitations_table).revoke_for_connection(args.name)
+    target.broker.connections.delete(args.name)
+    withdrawn = target.broker.invitations.revoke_for_connection(args.name)
     print(f"Connection '{args.name}' removed; workloads can no longer read its token.")
     if withdrawn:
         print(f"Withdrew {withdrawn} invitation(s) for '{args.name}'.")
@@ -241,19 +227,12 @@ def cmd_revoke(args, target: Target) -> None:
 def cmd_set_credentials(args, target: Target) -> None:
     """The client secret from the environment or a hidden prompt, never from the command line (which
     shell history and process listings keep); checked with Webex before it is stored."""
-    import getpass
-    import os
-
-    from webex_broker import webex
-    from webex_broker.client_credentials import ClientCredentials, store_client_credentials
-    from webex_broker.settings import load_settings
-
     secret = os.environ.get("WEBEX_CLIENT_SECRET") or getpass.getpass("Client secret of the integration: ")
     if not (args.client_id.strip() and secret.strip()):
         raise CommandError("Both the client ID and the client secret are needed.", EXIT_USAGE)
     credentials = ClientCredentials(args.client_id.strip(), secret.strip())
-    settings = load_settings()
-    client = webex.WebexClient(settings.webex_base_url, credentials, timeout=settings.webex_timeout_seconds)
+    settings = target.broker.settings
+    client = target.broker.webex_client(credentials)
     try:
         if not client.credentials_accepted():
             raise CommandError("Webex refused this client ID and secret (invalid_client); nothing was stored.")
@@ -265,11 +244,7 @@ def cmd_set_credentials(args, target: Target) -> None:
 
 
 def cmd_adopt(args, target: Target) -> None:
-    from webex_broker.adoption import adopt, orphans
-    from webex_broker.secret_store import SecretNames
-    from webex_broker.settings import load_settings
-
-    names, table = SecretNames(load_settings().secret_prefix), _connections()
+    names, table = target.broker.names, target.broker.connections
     found = orphans(names, table)
     if not found:
         print(f"Every connection under {names.token_secret('')} has its row: nothing to adopt.")
@@ -282,8 +257,6 @@ def cmd_adopt(args, target: Target) -> None:
 
 
 def cmd_doctor(args, target: Target) -> None:
-    from webex_broker_admin.doctor import FAIL, run_checks
-
     failed = 0
     for check in run_checks(target):
         print(f"{check.result:<5} {check.name}: {check.detail}")
@@ -295,22 +268,16 @@ def cmd_doctor(args, target: Target) -> None:
 
 
 def cmd_token(args, target: Target) -> None:
-    from webex_broker.secret_store import SecretNames, get_secret_document
-    from webex_broker.settings import load_settings
-
-    row = _row(args.name)
-    if row.status == "pending":
+    row = _row(target, args.name)
+    if row.status == ConnectionStatus.PENDING:
         raise CommandError(f"Connection {args.name!r} has no token yet.", EXIT_NOT_FOUND)
-    print(get_secret_document(SecretNames(load_settings().secret_prefix).token_secret(args.name))["access_token"])
+    print(get_secret_document(target.broker.names.token_secret(args.name))["access_token"])
 
 
 def cmd_reader_policy(args, target: Target) -> None:
     """An IAM policy that lets a workload read one connection's token and nothing else."""
-    from webex_broker.secret_store import SecretNames, secret_arn
-    from webex_broker.settings import load_settings
-
-    _row(args.name)
-    arn = secret_arn(SecretNames(load_settings().secret_prefix).token_secret(args.name))
+    _row(target, args.name)
+    arn = secret_arn(target.broker.names.token_secret(args.name))
     if arn is None:
         raise CommandError(f"Connection {args.name!r} has no token secret yet.", EXIT_NOT_FOUND)
     policy = {
@@ -379,33 +346,21 @@ def parser() -> argparse.ArgumentParser:
     credentials.add_argument("--client-id", required=True, help="the Webex integration's client ID")
     command("adopt", cmd_adopt, "Rebuild rows for connections whose secrets outlived them (a re-created stack).")
     command("doctor", cmd_doctor, "Check the deployment and say what to fix; exit 1 if a check fails.")
-    command("local", None, "Run the whole broker locally (what `make run` runs).")
     return top
 
 
 def _library_logs_to_stderr() -> None:
     """stdout is for results scripts parse; the library's JSON log lines go to stderr, warnings and up
     unless WEBEX_BROKER_LOG_LEVEL says otherwise."""
-    import os
-
-    os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ.get("WEBEX_BROKER_LOG_LEVEL", "WARNING")
-    from webex_broker.observability import logger
-
-    logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
+    logger.setLevel(os.environ.get("WEBEX_BROKER_LOG_LEVEL", "WARNING"))
     logger.registered_handler.setStream(sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command == "local":
-        from devstack.runner import main as run_local
-
-        return run_local()
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
     try:
         target = stack_target(args.stack, args.region) if args.stack else local_target()
-        target.activate()
+        target.connect()
         _library_logs_to_stderr()
         args.function(args, target)
     except TargetError as exc:
@@ -414,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"webex-broker: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ConfigurationError as exc:
+        print(f"webex-broker: the broker's configuration is unusable: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except NoCredentialsError:
         print("webex-broker: no AWS credentials found.", file=sys.stderr)
         return EXIT_CREDENTIALS

@@ -10,6 +10,13 @@ from dataclasses import dataclass
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
+from webex_broker import aws, webex
+from webex_broker.adoption import orphans
+from webex_broker.broker import Broker
+from webex_broker.client_credentials import load_client_credentials
+from webex_broker.connection import ConnectionStatus
+from webex_broker.errors import ConfigurationError, NotConfigured
+from webex_broker.secret_store import secret_names
 from webex_broker_admin.target import Target
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -26,41 +33,32 @@ class Check:
 
 
 def run_checks(target: Target) -> list[Check]:
-    from webex_broker.errors import ConfigurationError
-    from webex_broker.settings import load_settings
-
     checks = [Check("broker", OK, target.description)]
     try:
-        load_settings()
+        broker = target.broker
     except ConfigurationError as exc:  # checked once, when loaded: nothing below can work
         return [*checks, Check("configuration", FAIL, str(exc), "fix the stack's parameters and deploy again")]
-    checks.append(_credentials())
-    checks.append(_scopes())
-    checks.append(_callback_page(target))
-    checks.append(_last_run())
-    checks += _connections()
+    checks.append(_credentials(broker))
+    checks.append(_scopes(broker))
+    checks.append(_callback_page(target.broker_url))
+    checks.append(_last_run(broker))
+    checks += _connections(broker)
     if target.outputs:
         checks.append(_alarm_subscription(target.outputs.get("AlarmTopicArn", "")))
         checks.append(_concurrency())
     return checks
 
 
-def _credentials() -> Check:
-    from webex_broker import webex
-    from webex_broker.client_credentials import load_client_credentials
-    from webex_broker.errors import ConfigurationError, NotConfigured
-    from webex_broker.settings import load_settings
-
+def _credentials(broker: Broker) -> Check:
     fix = "webex-broker set-credentials --client-id <the integration's client ID>"
     name = "client credentials"
     try:
-        credentials = load_client_credentials(load_settings().client_secret_arn)
+        credentials = load_client_credentials(broker.settings.client_secret_arn)
     except NotConfigured:
         return Check(name, FAIL, "not set yet: the stack created the client secret empty", fix)
     except ConfigurationError as exc:
         return Check(name, FAIL, str(exc), fix)
-    settings = load_settings()
-    client = webex.WebexClient(settings.webex_base_url, credentials, timeout=settings.webex_timeout_seconds)
+    client = broker.webex_client(credentials)
     try:
         accepted = client.credentials_accepted()
     except webex.WebexError as exc:
@@ -70,15 +68,13 @@ def _credentials() -> Check:
     return Check(name, OK, f"Webex accepts client ID {credentials.client_id[:8]}…")
 
 
-def _scopes() -> Check:
+def _scopes(broker: Broker) -> Check:
     """Include spark:people_read or spark:all: the settings refuse to load otherwise."""
-    from webex_broker.settings import load_settings
-
-    return Check("scopes", OK, load_settings().scope_string)
+    return Check("scopes", OK, broker.settings.scope_string)
 
 
-def _callback_page(target: Target) -> Check:
-    url = f"{target.broker_url}/callback"
+def _callback_page(broker_url: str) -> Check:
+    url = f"{broker_url}/callback"
     try:
         answer = requests.get(url, timeout=10)
     except requests.RequestException as exc:
@@ -90,13 +86,9 @@ def _callback_page(target: Target) -> Check:
     )
 
 
-def _last_run() -> Check:
-    from webex_broker.connections import ConnectionsTable
-    from webex_broker.settings import load_settings
-
-    settings = load_settings()
-    interval = settings.refresh.run_interval_seconds
-    run = ConnectionsTable(settings.connections_table).last_run()
+def _last_run(broker: Broker) -> Check:
+    interval = broker.settings.refresh.run_interval_seconds
+    run = broker.connections.last_run()
     fix = f"check the refresher's log group and its schedule (every {interval // 60} min)"
     if run is None:
         return Check("refresher", FAIL, "no run recorded yet", f"wait for the first run, or {fix}")
@@ -108,16 +100,8 @@ def _last_run() -> Check:
     return Check("refresher", OK, f"last run {age // 60} min ago: {outcomes}")
 
 
-def _connections() -> list[Check]:
-    from webex_broker.adoption import orphans
-    from webex_broker.connection import ConnectionStatus
-    from webex_broker.connections import ConnectionsTable
-    from webex_broker.secret_store import SecretNames, secret_names
-    from webex_broker.settings import load_settings
-
-    settings = load_settings()
-    table = ConnectionsTable(settings.connections_table)
-    names = SecretNames(settings.secret_prefix)
+def _connections(broker: Broker) -> list[Check]:
+    settings, table, names = broker.settings, broker.connections, broker.names
     rows = table.all()
     by_status: dict[str, int] = {}
     for row in rows:
@@ -166,8 +150,6 @@ def _connections() -> list[Check]:
 
 
 def _alarm_subscription(topic_arn: str) -> Check:
-    from webex_broker import aws
-
     try:
         subscriptions = aws.client("sns").list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
     except (ClientError, BotoCoreError) as exc:
@@ -185,8 +167,6 @@ def _alarm_subscription(topic_arn: str) -> Check:
 
 
 def _concurrency() -> Check:
-    from webex_broker import aws
-
     try:
         limit = aws.client("lambda").get_account_settings()["AccountLimit"]
     except (ClientError, BotoCoreError) as exc:

@@ -1,37 +1,23 @@
 """Which broker the CLI talks to: the local stack `make run` started, or a deployed stack found
-through its CloudFormation outputs. Either way the result is the environment the functions see, so
-the CLI runs the very same library code (and the same lease) as the Lambda functions."""
+through CloudFormation. Either way the CLI reads the environment the functions run with (the local
+state file, or the deployed refresher's configuration) and builds the very same broker from it, so
+it runs the same library code, with the same settings and lease, as the Lambda functions."""
 
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 
+from webex_broker import aws
+from webex_broker.broker import Broker
+from webex_broker.settings import Settings
 from webex_broker_admin.local_state import local_state_path
 
 EXIT_NO_TARGET = 4
 EXIT_CREDENTIALS = 5
 
-# Stack parameters the library reads, by environment variable.
-_PARAMETER_ENV = {
-    "WEBEX_API_BASE_URL": "WebexApiBaseUrl",
-    "WEBEX_SCOPES": "WebexScopes",
-    "ALLOWED_EMAIL_DOMAINS": "AllowedEmailDomains",
-    "ALLOWED_ORG_IDS": "AllowedOrgIds",
-    "OPEN_TO_ANY_WEBEX_ACCOUNT": "OpenToAnyWebexAccount",
-    "REFRESH_WINDOW_HOURS": "RefreshWindowHours",
-    "REFRESH_MAX_AGE_DAYS": "RefreshMaxAgeDays",
-    "REFRESH_INTERVAL_MINUTES": "RefreshIntervalMinutes",
-    "REFRESH_CONCURRENCY": "RefreshConcurrency",
-    "SECRETS_WRITE_RATE": "SecretsWriteRate",
-    "REFRESH_EXPIRY_WARNING_DAYS": "RefreshExpiryWarningDays",
-}
-_OUTPUT_ENV = {
-    "CONNECTIONS_TABLE": "ConnectionsTableName",
-    "STATE_TABLE": "StateTableName",
-    "INVITATIONS_TABLE": "InvitationsTableName",
-    "CLIENT_SECRET_ARN": "ClientSecretArn",
-    "ACCESS_MODE": "AccessMode",
-}
+# The function whose environment is the broker's whole configuration (the Globals plus the refresh policy).
+CONFIGURED_FUNCTION = "RefresherFunction"
 
 
 class TargetError(Exception):
@@ -44,11 +30,18 @@ class TargetError(Exception):
 class Target:
     description: str
     broker_url: str
-    environment: dict[str, str]
+    environment: dict[str, str]  # the functions' environment variables
+    aws_session: dict[str, str]  # where its AWS is: the region, and for the local stack endpoint and credentials
     outputs: dict[str, str] = field(default_factory=dict)  # a deployed stack's CloudFormation outputs
 
-    def activate(self) -> None:
-        os.environ.update(self.environment)
+    def connect(self) -> None:
+        """Point the library's AWS clients at this target's account and region."""
+        aws.connect(**self.aws_session)
+
+    @cached_property
+    def broker(self) -> Broker:
+        """Settings from the functions' environment, validated as the functions validate them."""
+        return Broker.from_settings(Settings.from_environment(self.environment))
 
 
 def local_target() -> Target:
@@ -56,11 +49,11 @@ def local_target() -> Target:
     try:
         state = json.loads(path.read_text())
         os.kill(int(state["pid"]), 0)
+        return Target(f"local stack at {state['broker_url']}", state["broker_url"], state["environment"], state["aws"])
     except (OSError, ValueError, KeyError):
         raise TargetError(
             "No local broker is running (start one with `make run`), and no --stack was given.", EXIT_NO_TARGET
         ) from None
-    return Target(f"local stack at {state['broker_url']}", state["broker_url"], state["environment"])
 
 
 def stack_target(stack: str, region: str | None) -> Target:
@@ -70,8 +63,14 @@ def stack_target(stack: str, region: str | None) -> Target:
     region = region or boto3.session.Session().region_name
     try:
         cloudformation = boto3.client("cloudformation", region_name=region)
-        described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
         region = cloudformation.meta.region_name
+        described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+        if "ConnectionsTableName" not in outputs:
+            raise TargetError(f"Stack {stack} is not a Webex Token Broker stack.", EXIT_NO_TARGET)
+        function = cloudformation.describe_stack_resource(StackName=stack, LogicalResourceId=CONFIGURED_FUNCTION)
+        name = function["StackResourceDetail"]["PhysicalResourceId"]
+        configuration = boto3.client("lambda", region_name=region).get_function_configuration(FunctionName=name)
     except (NoCredentialsError, NoRegionError) as exc:
         raise TargetError(f"No usable AWS credentials or region: {exc}", EXIT_CREDENTIALS) from None
     except ClientError as exc:
@@ -81,12 +80,10 @@ def stack_target(stack: str, region: str | None) -> Target:
         raise TargetError(f"AWS refused to describe the stack ({code}).", EXIT_CREDENTIALS) from None
     except BotoCoreError as exc:
         raise TargetError(f"Could not reach AWS: {exc}", EXIT_CREDENTIALS) from None
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-    parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in described.get("Parameters", [])}
-    if "ConnectionsTableName" not in outputs:
-        raise TargetError(f"Stack {stack} is not a Webex Token Broker stack.", EXIT_NO_TARGET)
-    environment = {env: outputs[key] for env, key in _OUTPUT_ENV.items() if key in outputs}
-    environment |= {env: parameters[key] for env, key in _PARAMETER_ENV.items() if key in parameters}
-    environment["SECRET_PREFIX"] = outputs["TokenSecretPrefix"].removesuffix("/tokens/")
-    environment["AWS_DEFAULT_REGION"] = region
-    return Target(f"stack {stack} ({region})", outputs["LoginUrl"].removesuffix("/authorize"), environment, outputs)
+    return Target(
+        f"stack {stack} ({region})",
+        outputs["LoginUrl"].removesuffix("/authorize"),
+        configuration.get("Environment", {}).get("Variables", {}),
+        {"region_name": region},
+        outputs,
+    )

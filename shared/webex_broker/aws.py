@@ -18,9 +18,21 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
+_endpoint_url: str | None = None  # None: boto3's own choice (AWS_ENDPOINT_URL, or AWS itself)
+
+
 @cache
 def client(service: str):
-    return boto3.client(service, config=_CONFIG)
+    return boto3.client(service, config=_CONFIG, endpoint_url=_endpoint_url)
+
+
+def connect(*, region_name: str, endpoint_url: str | None = None, **credentials: str) -> None:
+    """For the operator CLI, whose target (a deployed stack's region, or the local stack's endpoint
+    and credentials) is not its own environment's: every client built from now on goes there."""
+    global _endpoint_url
+    boto3.setup_default_session(region_name=region_name, **credentials)
+    _endpoint_url = endpoint_url
+    client.cache_clear()
 
 
 def to_item(values: dict) -> dict:

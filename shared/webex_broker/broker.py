@@ -1,9 +1,12 @@
-"""The broker assembled once per container from its settings: the stores, the secrets' names and the
-event publisher, handed to each flow (login, refresh, on-demand) instead of each rebuilding them."""
+"""The broker assembled once per container from its settings: the stores, the secrets' names, the
+event publisher and the Webex client, handed to each flow (login, refresh, on-demand) instead of each
+rebuilding them."""
 
 from dataclasses import dataclass
 from functools import cache
 
+from webex_broker import webex
+from webex_broker.client_credentials import ClientCredentials, load_client_credentials
 from webex_broker.connections import ConnectionsTable
 from webex_broker.events import EventPublisher
 from webex_broker.invitations import InvitationStore
@@ -31,6 +34,12 @@ class Broker:
             names=SecretNames(settings.secret_prefix),
             events=EventPublisher(source=settings.events_source, bus=settings.event_bus),
         )
+
+    def webex_client(self, credentials: ClientCredentials | None = None) -> webex.WebexClient:
+        """A Webex client with the integration's stored credentials, or with ones not stored yet
+        (`set-credentials` checks them with Webex first)."""
+        credentials = credentials or load_client_credentials(self.settings.client_secret_arn)
+        return webex.WebexClient(self.settings.webex_base_url, credentials, timeout=self.settings.webex_timeout_seconds)
 
 
 @cache

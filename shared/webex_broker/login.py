@@ -90,7 +90,6 @@ def finish_login(
 
 def _identify(broker: Broker, params: dict[str, str], browser_nonce: str, now: datetime):
     """The state (once, in this browser), the code, and who Webex says authorized."""
-    settings = broker.settings
     state = params.get("state", "")
     if not state:
         raise BadCallback("The request has no state parameter.")
@@ -100,11 +99,7 @@ def _identify(broker: Broker, params: dict[str, str], browser_nonce: str, now: d
     code = params.get("code", "")
     if not code:
         raise BadCallback("The request has neither a code nor an error.")
-    client = webex.WebexClient(
-        settings.webex_base_url,
-        load_client_credentials(settings.client_secret_arn),
-        timeout=settings.webex_timeout_seconds,
-    )
+    client = broker.webex_client()
     grant = client.exchange_code(code=code, redirect_uri=login.redirect_uri, code_verifier=login.code_verifier, now=now)
     try:
         person = client.people_me(grant.access_token)

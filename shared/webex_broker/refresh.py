@@ -32,7 +32,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker import aws, events, schedule, webex
 from webex_broker.broker import Broker, current
-from webex_broker.client_credentials import load_client_credentials
 from webex_broker.clock import epoch, utc_now
 from webex_broker.connection import Connection, ConnectionStatus
 from webex_broker.errors import ConfigurationError, GrantEnd
@@ -147,12 +146,12 @@ class Refresher:
         """clock and sleep are what tests replace, to step past leases and skip backoff waits."""
         broker = broker or current()
         settings = broker.settings
+        self._broker = broker
         self.policy: RefreshPolicy = settings.refresh
         self._names = broker.names
         self._table = broker.connections
         self._events = broker.events
         self._invitations = broker.invitations if settings.invitations_table else None
-        self._settings = settings
         self._clock = clock
         self._sleep = sleep or time.sleep
         self._owner = f"refresher-{uuid.uuid4()}"
@@ -165,8 +164,7 @@ class Refresher:
     def _client(self) -> webex.WebexClient:
         """Built at the first refresh, so a run with nothing due never needs the client secret (a new
         stack's is empty until `webex-broker set-credentials`)."""
-        credentials = load_client_credentials(self._settings.client_secret_arn)
-        return webex.WebexClient(self._settings.webex_base_url, credentials, timeout=self._webex_timeout)
+        return self._broker.webex_client()
 
     # --- a whole run --------------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
-"""Configuration read once from the environment the template (or the local runner) sets."""
+"""Configuration read once from the environment the template (or the local runner) sets; the
+operator CLI reads the same variables from the deployed function's configuration."""
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
@@ -53,12 +55,18 @@ class Settings:
     open_to_anyone: bool
     invitations_table: str
 
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> "Settings":
+        """Read and validated, so a broker that cannot work says so before it does anything."""
+        settings = _read(environ)
+        settings.validate()
+        return settings
+
     @property
     def scope_string(self) -> str:
         return " ".join(self.scopes)
 
     def validate(self) -> None:
-        """Once, when loaded: a broker that cannot work says so before it does anything."""
         self.require_safe_access_mode()
         self.require_people_scope()
 
@@ -83,48 +91,46 @@ class Settings:
             )
 
 
-def _env(name: str, default: str | None = None) -> str:
-    value = os.environ.get(name, default)
-    if value is None:
-        raise ConfigurationError(f"Environment variable {name} is not set")
-    return value
-
-
 @cache
 def load_settings() -> Settings:
-    settings = _from_environment()
-    settings.validate()
-    return settings
+    """This process's settings, from its own environment."""
+    return Settings.from_environment(os.environ)
 
 
-def _from_environment() -> Settings:
+def _read(environ: Mapping[str, str]) -> Settings:
+    def env(name: str, default: str | None = None) -> str:
+        value = environ.get(name, default)
+        if value is None:
+            raise ConfigurationError(f"Environment variable {name} is not set")
+        return value
+
     return Settings(
-        webex_base_url=_env("WEBEX_API_BASE_URL", "https://webexapis.com/v1").rstrip("/"),
-        scopes=tuple(_env("WEBEX_SCOPES", "spark:kms spark:people_read").split()),
-        client_secret_arn=_env("CLIENT_SECRET_ARN"),
-        state_table=_env("STATE_TABLE"),
-        connections_table=_env("CONNECTIONS_TABLE"),
-        secret_prefix=_env("SECRET_PREFIX").strip("/"),
-        public_base_url=_env("PUBLIC_BASE_URL", "").rstrip("/"),
-        state_ttl_seconds=int(_env("STATE_TTL_SECONDS", "600")),
-        webex_timeout_seconds=float(_env("WEBEX_TIMEOUT_SECONDS", "8")),
+        webex_base_url=env("WEBEX_API_BASE_URL", "https://webexapis.com/v1").rstrip("/"),
+        scopes=tuple(env("WEBEX_SCOPES", "spark:kms spark:people_read").split()),
+        client_secret_arn=env("CLIENT_SECRET_ARN"),
+        state_table=env("STATE_TABLE"),
+        connections_table=env("CONNECTIONS_TABLE"),
+        secret_prefix=env("SECRET_PREFIX").strip("/"),
+        public_base_url=env("PUBLIC_BASE_URL", "").rstrip("/"),
+        state_ttl_seconds=int(env("STATE_TTL_SECONDS", "600")),
+        webex_timeout_seconds=float(env("WEBEX_TIMEOUT_SECONDS", "8")),
         refresh=RefreshPolicy(
-            window_seconds=int(float(_env("REFRESH_WINDOW_HOURS", "48")) * 3600),
-            max_age_seconds=int(float(_env("REFRESH_MAX_AGE_DAYS", "7")) * 86400),
-            min_interval_seconds=int(float(_env("REFRESH_MIN_INTERVAL_HOURS", "24")) * 3600),
-            run_interval_seconds=int(float(_env("REFRESH_INTERVAL_MINUTES", "60")) * 60),
-            jitter_seconds=int(float(_env("REFRESH_JITTER_HOURS", "6")) * 3600),
-            concurrency=int(_env("REFRESH_CONCURRENCY", "16")),
-            write_rate=float(_env("SECRETS_WRITE_RATE", "40")),
-            expiry_warning_seconds=int(float(_env("REFRESH_EXPIRY_WARNING_DAYS", "14")) * 86400),
+            window_seconds=int(float(env("REFRESH_WINDOW_HOURS", "48")) * 3600),
+            max_age_seconds=int(float(env("REFRESH_MAX_AGE_DAYS", "7")) * 86400),
+            min_interval_seconds=int(float(env("REFRESH_MIN_INTERVAL_HOURS", "24")) * 3600),
+            run_interval_seconds=int(float(env("REFRESH_INTERVAL_MINUTES", "60")) * 60),
+            jitter_seconds=int(float(env("REFRESH_JITTER_HOURS", "6")) * 3600),
+            concurrency=int(env("REFRESH_CONCURRENCY", "16")),
+            write_rate=float(env("SECRETS_WRITE_RATE", "40")),
+            expiry_warning_seconds=int(float(env("REFRESH_EXPIRY_WARNING_DAYS", "14")) * 86400),
         ),
-        events_source=_env("EVENTS_SOURCE", "webex-token-broker"),
-        event_bus=_env("EVENT_BUS_NAME", "default"),
-        access_mode=_env("ACCESS_MODE", "invite"),
-        allowed_email_domains=tuple(domain.lower() for domain in _split(_env("ALLOWED_EMAIL_DOMAINS", ""))),
-        allowed_org_ids=_split(_env("ALLOWED_ORG_IDS", "")),
-        open_to_anyone=_env("OPEN_TO_ANY_WEBEX_ACCOUNT", "false").lower() == "true",
-        invitations_table=_env("INVITATIONS_TABLE", ""),
+        events_source=env("EVENTS_SOURCE", "webex-token-broker"),
+        event_bus=env("EVENT_BUS_NAME", "default"),
+        access_mode=env("ACCESS_MODE", "invite"),
+        allowed_email_domains=tuple(domain.lower() for domain in _split(env("ALLOWED_EMAIL_DOMAINS", ""))),
+        allowed_org_ids=_split(env("ALLOWED_ORG_IDS", "")),
+        open_to_anyone=env("OPEN_TO_ANY_WEBEX_ACCOUNT", "false").lower() == "true",
+        invitations_table=env("INVITATIONS_TABLE", ""),
     )
 
 

@@ -47,7 +47,6 @@ COMMANDS = [
     "set-credentials",
     "adopt",
     "doctor",
-    "local",
 ]
 LIST_HEADERS = ["NAME", "PERSON", "STATUS", "ACCESS EXPIRES", "REFRESH EXPIRES", "LAST REFRESH"]
 INVITES_HEADERS = ["ID", "CONNECTION", "PERSON", "USES LEFT", "EXPIRES"]
@@ -589,43 +588,42 @@ def test_stack_that_does_not_exist(broker):
     assert "No stack named cli-no-such-stack" in result.stderr
 
 
-def _create_stack(broker: RunningBroker, name: str, outputs: dict[str, str], parameters: dict[str, str]) -> None:
+def _create_stack(broker: RunningBroker, name: str, outputs: dict[str, str], environment: dict[str, str]) -> None:
+    """A stack with a refresher function whose environment is the one the CLI reads (moto creates the
+    function; nothing runs it)."""
+    role = {"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}}
+    refresher = {
+        "Runtime": "python3.13",
+        "Handler": "refresher.handler",
+        "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+        "Code": {"ZipFile": "def handler(event, context): pass"},
+        "Environment": {"Variables": environment},
+    }
     template = {
         "AWSTemplateFormatVersion": "2010-09-09",
-        "Parameters": {key: {"Type": "String"} for key in parameters},
-        "Resources": {"Nothing": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Resources": {
+            "Role": {"Type": "AWS::IAM::Role", "Properties": role},
+            "RefresherFunction": {"Type": "AWS::Lambda::Function", "Properties": refresher},
+        },
         "Outputs": {key: {"Value": value} for key, value in outputs.items()},
     }
-    broker.boto3("cloudformation").create_stack(
-        StackName=name,
-        TemplateBody=json.dumps(template),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-    )
+    broker.boto3("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
 
 
-def _broker_stack_outputs(broker: RunningBroker) -> dict[str, str]:
-    """The outputs a deployed broker stack has, pointing at the local stack's tables and secrets."""
-    local = json.loads(Path(broker.state_file).read_text())["environment"]
-    return {
-        "LoginUrl": f"{broker.base_url}/authorize",
-        "TokenSecretPrefix": f"{local['SECRET_PREFIX']}/tokens/",
-        "ConnectionsTableName": local["CONNECTIONS_TABLE"],
-        "StateTableName": local["STATE_TABLE"],
-        "InvitationsTableName": local["INVITATIONS_TABLE"],
-        "ClientSecretArn": local["CLIENT_SECRET_ARN"],
-        "AccessMode": local["ACCESS_MODE"],
-    }
+def _local_environment(broker: RunningBroker) -> dict[str, str]:
+    return json.loads(Path(broker.state_file).read_text())["environment"]
 
 
 @pytest.fixture(scope="module")
 def broker_stack(broker) -> str:
     """A CloudFormation stack in the local moto with a broker's outputs, naming the local stack's tables."""
-    _create_stack(broker, "cli-broker-stack", _broker_stack_outputs(broker), {"WebexApiBaseUrl": broker.webex_url})
+    outputs = {"LoginUrl": f"{broker.base_url}/authorize", "ConnectionsTableName": "as-the-environment-says"}
+    _create_stack(broker, "cli-broker-stack", outputs, _local_environment(broker))
     return "cli-broker-stack"
 
 
 def test_stack_that_is_not_a_broker(broker):
-    _create_stack(broker, "cli-other-stack", {"Something": "else"}, {})
+    _create_stack(broker, "cli-other-stack", {"Something": "else"}, _local_environment(broker))
     result = run_cli("--stack", "cli-other-stack", "list", env=clean_env(**broker.aws_env()))
     assert result.returncode == 4, result.stderr
     assert "not a Webex Token Broker stack" in result.stderr
