@@ -3,7 +3,7 @@ that imports boto3 and creates the clients the function needs.
 
 Three kinds of child process, run interleaved so drift on a shared machine hits all alike:
 - handler:  functions/<name>/ and shared/ first on sys.path (the source tree, .pyc cached), then
-            `import <name>`; after that, the same boto3 clients through webex_broker.aws.client
+            `import <name>`; after that, the same boto3 clients through webex_broker.adapters.aws.client
             (an extra figure: the first invocation creates them anyway);
 - baseline: `import boto3` and boto3.client(...) for each client the function needs;
 - deployed: the handler from .aws-sam/build (function folder + SharedLayer/python, as Lambda mounts
@@ -29,7 +29,7 @@ sys.path[:0] = {paths!r}
 t0 = time.perf_counter()
 import {module}
 t1 = time.perf_counter()
-from webex_broker import aws
+from webex_broker.adapters import aws
 for service in {clients!r}:
     aws.client(service)
 t2 = time.perf_counter()

@@ -54,37 +54,23 @@ FUNCTIONS = (
 
 
 def broker_env(**overrides: str) -> dict[str, str]:
-    """The environment template.yaml gives the functions, with local values (open mode: any account)."""
+    """The environment template.yaml gives the functions (resolved from the template itself, as the
+    local stack does), with local values: stack `bench`, open mode for any account, fake credentials."""
+    from devstack.template import LocalResolver, function_environment
+
+    resolver = LocalResolver(
+        parameters={"AccessMode": "open", "OpenToAnyWebexAccount": "true"},
+        resources={name: name for name in ("StateTable", "ConnectionsTable", "InvitationsTable")},
+        stack_name="bench",
+    )
+    resolver.values["ClientSecret"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-client-AbCdEf"
     env = {
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_SESSION_TOKEN": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
-        "WEBEX_API_BASE_URL": "https://webexapis.com/v1",
-        "WEBEX_SCOPES": "spark:kms spark:people_read",
-        "CLIENT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-client-AbCdEf",
-        "STATE_TABLE": "StateTable",
-        "CONNECTIONS_TABLE": "ConnectionsTable",
-        "INVITATIONS_TABLE": "InvitationsTable",
-        "SECRET_PREFIX": "bench",
-        "PUBLIC_BASE_URL": "",
-        "STATE_TTL_SECONDS": "600",
-        "ACCESS_MODE": "open",
-        "ALLOWED_EMAIL_DOMAINS": "",
-        "ALLOWED_ORG_IDS": "",
-        "OPEN_TO_ANY_WEBEX_ACCOUNT": "true",
-        "REFRESH_WINDOW_HOURS": "48",
-        "REFRESH_MAX_AGE_DAYS": "7",
-        "REFRESH_INTERVAL_MINUTES": "60",
-        "REFRESH_CONCURRENCY": "16",
-        "SECRETS_WRITE_RATE": "40",
-        "REFRESH_EXPIRY_WARNING_DAYS": "14",
-        "EVENTS_SOURCE": "webex-token-broker",
-        "WEBEX_TIMEOUT_SECONDS": "8",
-        "POWERTOOLS_SERVICE_NAME": "webex-token-broker",
-        "POWERTOOLS_METRICS_NAMESPACE": "WebexTokenBroker",
-        "POWERTOOLS_LOG_LEVEL": "INFO",
+        **function_environment(resolver),
     }
     env.update(overrides)
     return env

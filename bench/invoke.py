@@ -152,7 +152,7 @@ def measure(runs: int) -> dict:
 
             from bench import baseline
             from bench.warm import consent, event
-            from webex_broker import broker, login
+            from webex_broker.flows import broker, login
 
             baseline.reset()
 

@@ -85,12 +85,12 @@ def seed(sim: WebexSimulator, size: int, run: int) -> None:
     own ConnectionsTable.record_login writes."""
     import requests
 
-    from webex_broker import aws
-    from webex_broker.clock import utc_now
-    from webex_broker.connections import ConnectionsTable
-    from webex_broker.grants import Person, TokenGrant
-    from webex_broker.secret_store import SecretNames
-    from webex_broker.token_documents import TokenRecord
+    from webex_broker.adapters import aws
+    from webex_broker.adapters.connections import ConnectionsTable
+    from webex_broker.adapters.secret_store import SecretNames
+    from webex_broker.core.clock import utc_now
+    from webex_broker.core.grants import Person, TokenGrant
+    from webex_broker.core.token_documents import TokenRecord
 
     names = SecretNames(f"{PREFIX}{run}")
     table_name = f"connections-{run}"
@@ -152,7 +152,7 @@ def seed(sim: WebexSimulator, size: int, run: int) -> None:
 
 def _rows_from_record_login(table, records: list, arns: list[str], *, next_refresh_at: int) -> list[dict]:
     """Each row as the item record_login's UpdateItem (SET only, on a new row) would leave behind."""
-    from webex_broker import aws
+    from webex_broker.adapters import aws
 
     captured = []
 
@@ -193,7 +193,7 @@ def measure(size: int, *, latency: float, concurrency: int, write_rate: float, a
     with sim.serve() as server:
         configure(aws_url, server.url, concurrency=concurrency, write_rate=write_rate, run=run)
         cold_start()
-        from webex_broker import aws
+        from webex_broker.adapters import aws
 
         create_tables(
             aws.client("dynamodb"), names={"StateTable": f"state-{run}", "ConnectionsTable": f"connections-{run}"}
@@ -209,7 +209,7 @@ def measure(size: int, *, latency: float, concurrency: int, write_rate: float, a
         for service in ("dynamodb", "secretsmanager", "events"):
             aws.client(service).meta.events.register("before-call.*.*", lambda model, **_: calls.update([model.name]))
         sim.set_latency(latency, "access_token")
-        from webex_broker.refresh import Refresher
+        from webex_broker.flows.refresh import Refresher
 
         refresher = Refresher()
         started = time.monotonic()

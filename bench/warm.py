@@ -119,7 +119,7 @@ def run(requests_n: int, warmup: int, count_n: int) -> dict:
         from bench import baseline
         from callback import handler as callback_handler
         from refresh_connection import handler as refresh_connection_handler
-        from webex_broker.refresh import Refresher
+        from webex_broker.flows.refresh import Refresher
 
         baseline.reset()
 

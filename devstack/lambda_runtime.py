@@ -57,7 +57,9 @@ class LocalFunction:
 
 def cold_start() -> None:
     """Forget what a warm Lambda keeps between invocations: settings, boto3 clients, the cached client secret."""
-    from webex_broker import aws, broker, client_credentials, settings, webex
+    from webex_broker.adapters import aws, client_credentials, webex
+    from webex_broker.core import settings
+    from webex_broker.flows import broker
 
     settings.load_settings.cache_clear()
     broker.current.cache_clear()

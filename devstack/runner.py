@@ -126,9 +126,10 @@ class LocalBroker:
     def _demo_invitation(self) -> str:
         """A link that works at once: an invitation for the connection `demo`, not bound to a person.
         The first person to finish it owns `demo`; anyone else is refused, as on a deployed stack."""
-        from webex_broker.invitations import InvitationStore, invitation_link
+        from webex_broker.adapters.invitations import invitation_link
+        from webex_broker.flows.broker import current
 
-        _, token = InvitationStore(os.environ["INVITATIONS_TABLE"]).create(
+        _, token = current().invitations.create(
             DEMO_CONNECTION, email=None, ttl_seconds=7 * 86400, max_uses=DEMO_USES, now=int(time.time())
         )
         return invitation_link(self.base_url, token)
@@ -204,7 +205,7 @@ class LocalBroker:
 
     def _configure_functions(self, client_id: str, client_secret: str):
         """Tables and client secret from the template's own definitions; env from its Globals."""
-        from webex_broker.client_credentials import ClientCredentials, store_client_credentials
+        from webex_broker.adapters.client_credentials import ClientCredentials, store_client_credentials
 
         tables = create_tables(
             boto3.client("dynamodb"),

@@ -147,7 +147,7 @@ class Broker:
 
     def invite(self, connection: str, *, email: str | None = None, uses: int = 1, ttl: int = 7 * 86400) -> str:
         """What `webex-broker invite` does; returns the token the link carries."""
-        from webex_broker.invitations import InvitationStore
+        from webex_broker.adapters.invitations import InvitationStore
 
         _, token = InvitationStore("InvitationsTable").create(
             connection, email=email, ttl_seconds=ttl, max_uses=uses, now=int(time.time())
@@ -205,7 +205,7 @@ class Broker:
 
     def connection(self, name: str) -> dict | None:
         """The row as stored (attribute names and all): what the tests check the store against."""
-        from webex_broker import aws
+        from webex_broker.adapters import aws
 
         return aws.get_item(os.environ["CONNECTIONS_TABLE"], "connection", name)
 
@@ -229,7 +229,7 @@ def aws_calls(broker):
     """Counts every AWS API call the broker makes, by operation name."""
     from collections import Counter
 
-    from webex_broker import aws
+    from webex_broker.adapters import aws
 
     calls = Counter()
     for service in ("dynamodb", "secretsmanager", "events"):

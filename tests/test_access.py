@@ -23,7 +23,7 @@ def stored_secrets(broker) -> list[str]:
 
 
 def invitation(broker, token: str):
-    from webex_broker.invitations import InvitationStore
+    from webex_broker.adapters.invitations import InvitationStore
 
     return InvitationStore("InvitationsTable").get(token.split(".")[0])
 
@@ -108,7 +108,7 @@ def test_an_invitation_that_expires_during_consent_stores_nothing(invite_mode):
 
 
 def test_an_invitation_revoked_during_consent_stores_nothing(invite_mode):
-    from webex_broker.invitations import InvitationStore
+    from webex_broker.adapters.invitations import InvitationStore
 
     token = invite_mode.invite("reports")
     start = invite_mode.authorize(token)
@@ -245,7 +245,7 @@ def test_reauth_required_event_carries_a_working_invitation(invite_mode):
     [("", {}), ("has/slash", {}), ("spaces not allowed", {}), ("ok", {"max_uses": 0}), ("ok", {"ttl_seconds": 0})],
 )
 def test_invitations_that_could_never_work_are_refused(broker, connection, kwargs):
-    from webex_broker.invitations import InvitationStore
+    from webex_broker.adapters.invitations import InvitationStore
 
     arguments = {"email": None, "ttl_seconds": 3600, "max_uses": 1, "now": int(time.time()), **kwargs}
     with pytest.raises(ValueError, match=r"connection name|at least"):

@@ -13,7 +13,7 @@ TOPIC = "arn:aws:sns:us-east-1:123456789012:broker-AlarmTopic-1"
 def stubbed(monkeypatch):
     import boto3
 
-    from webex_broker import aws
+    from webex_broker.adapters import aws
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     clients = {name: boto3.client(name, aws_access_key_id="x", aws_secret_access_key="x") for name in ("sns", "lambda")}

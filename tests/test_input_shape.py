@@ -25,7 +25,7 @@ def test_a_malformed_state_is_a_400_before_any_aws_call(broker, aws_calls, state
     [OVERSIZED, "nodot", "0123456789ab.short", "0123456789AB." + "x" * 43, "0123456789ab." + "x" * 42 + "%"],
 )
 def test_a_malformed_invitation_is_a_400_before_any_aws_call(broker, aws_calls, monkeypatch, token):
-    from webex_broker.settings import load_settings
+    from webex_broker.core.settings import load_settings
 
     monkeypatch.setenv("ACCESS_MODE", "invite")
     load_settings.cache_clear()  # not a cold start: the counted AWS clients stay
@@ -44,13 +44,13 @@ def test_a_malformed_result_id_reads_nothing(broker, aws_calls):
 
 
 def person(email: str, org: str = "org-1"):
-    from webex_broker.grants import Person
+    from webex_broker.core.grants import Person
 
     return Person(id="p-1", email=email, display_name="K", org_id=org, type="person")
 
 
 def invitation(email: str | None):
-    from webex_broker.invitations import Invitation
+    from webex_broker.adapters.invitations import Invitation
 
     return Invitation(
         id="0123456789ab", connection="team", email=email, expires_at=2**40, max_uses=1, uses=0, created_at=0
@@ -62,25 +62,25 @@ def invitation(email: str | None):
     ["\u212aarl@example.com", "karl@exampl\u0435.com", "\uff4barl@example.com", "karl@example.com\u200b"],
 )
 def test_a_lookalike_address_never_matches_an_invitation(broker, lookalike):
-    from webex_broker.access import connection_for
-    from webex_broker.errors import AccessDenied
-    from webex_broker.settings import load_settings
+    from webex_broker.core.errors import AccessDenied
+    from webex_broker.core.settings import load_settings
+    from webex_broker.flows.access import connection_for
 
     with pytest.raises(AccessDenied):
         connection_for(load_settings(), person(lookalike), invitation("karl@example.com"))
 
 
 def test_plain_addresses_match_whatever_their_case(broker):
-    from webex_broker.access import connection_for
-    from webex_broker.settings import load_settings
+    from webex_broker.core.settings import load_settings
+    from webex_broker.flows.access import connection_for
 
     assert connection_for(load_settings(), person("Karl@Example.COM "), invitation("karl@example.com")) == "team"
 
 
 def test_an_allowlist_never_admits_a_lookalike_domain(broker, monkeypatch):
-    from webex_broker.access import connection_for
-    from webex_broker.errors import AccessDenied
-    from webex_broker.settings import load_settings
+    from webex_broker.core.errors import AccessDenied
+    from webex_broker.core.settings import load_settings
+    from webex_broker.flows.access import connection_for
 
     monkeypatch.setenv("ALLOWED_EMAIL_DOMAINS", "example.com")
     monkeypatch.setenv("OPEN_TO_ANY_WEBEX_ACCOUNT", "false")
@@ -91,7 +91,7 @@ def test_an_allowlist_never_admits_a_lookalike_domain(broker, monkeypatch):
 
 
 def test_an_invitation_for_a_non_ascii_address_is_refused(broker):
-    from webex_broker.invitations import InvitationStore
+    from webex_broker.adapters.invitations import InvitationStore
 
     with pytest.raises(ValueError, match="ASCII"):
         InvitationStore("InvitationsTable").create(
@@ -111,9 +111,9 @@ def test_the_callback_url_ignores_forwarded_headers(broker):
 
 @pytest.mark.parametrize("address", ["o'brien@example.com", "a#b@example.com", "hey!@example.com", "a b@example.com"])
 def test_an_open_mode_address_that_cannot_name_a_secret_gets_a_clear_refusal(broker, address):
-    from webex_broker.access import connection_for
-    from webex_broker.errors import AccessDenied
-    from webex_broker.settings import load_settings
+    from webex_broker.core.errors import AccessDenied
+    from webex_broker.core.settings import load_settings
+    from webex_broker.flows.access import connection_for
 
     with pytest.raises(AccessDenied) as refused:
         connection_for(load_settings(), person(address), None)

@@ -136,7 +136,7 @@ def test_every_call_is_allowed_and_every_permission_is_used(broker, recorder, mo
         with recorder.running("RefreshConnectionFunction"):
             assert refresh_connection(event, LambdaContext())["statusCode"] == status
     with monkeypatch.context() as failing:
-        from webex_broker import secret_store
+        from webex_broker.adapters import secret_store
 
         failing.setattr(secret_store, "write_consumer_secret", lambda *a, **k: (_ for _ in ()).throw(RuntimeError()))
         assert login("carol@partner.example.org", broker.invite("partners"))["statusCode"] == 500

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from devstack.lambda_runtime import LambdaContext
 from tests.conftest import PREFIX
 from tests.test_refresher import ALICE, BOB, HOUR, material, refresher, short_lived, tokens
-from webex_broker.token_documents import fingerprint
+from webex_broker.core.token_documents import fingerprint
 
 __all__ = ["short_lived"]
 
@@ -92,7 +92,8 @@ def test_a_scheduled_refresh_that_finds_a_fresh_login_after_its_backoff_leaves_i
 
 
 def test_a_login_waits_for_a_refresh_holding_the_lease_and_writes_last(short_lived, monkeypatch):
-    from webex_broker import login, webex
+    from webex_broker.adapters import webex
+    from webex_broker.flows import login
 
     broker = short_lived
     broker.login(ALICE)
@@ -167,7 +168,7 @@ LOGIN_STEPS = {
 
 
 def crash_after(monkeypatch, step: str) -> None:
-    from webex_broker import connections, invitations, secret_store
+    from webex_broker.adapters import connections, invitations, secret_store
 
     module_name, function_name = LOGIN_STEPS[step]
     owner = {
@@ -186,7 +187,7 @@ def crash_after(monkeypatch, step: str) -> None:
 
 def killed_after(monkeypatch, step: str) -> None:
     """A Lambda killed at that point: no exception handler of ours runs after it."""
-    from webex_broker import login
+    from webex_broker.flows import login
 
     crash_after(monkeypatch, step)
     monkeypatch.setattr(login, "_undo", lambda *a, **k: None)
@@ -194,7 +195,7 @@ def killed_after(monkeypatch, step: str) -> None:
 
 def later(monkeypatch, seconds: int) -> None:
     """Move the broker's clock on (past a killed login's lease)."""
-    from webex_broker import clock
+    from webex_broker.core import clock
 
     real = clock.utc_now
     monkeypatch.setattr(clock, "utc_now", lambda: real() + timedelta(seconds=seconds))
@@ -253,7 +254,7 @@ def test_a_failed_re_login_keeps_the_working_connection(short_lived, webex_clock
 
 def test_secrets_manager_refusing_the_consumer_secret_does_not_spend_the_invitation(broker, monkeypatch):
     """The reviewed case: PutSecretValue failing during a login."""
-    from webex_broker import secret_store
+    from webex_broker.adapters import secret_store
 
     link = broker.invite("team", email=ALICE)
     real = secret_store.write_consumer_secret
@@ -273,7 +274,7 @@ def test_secrets_manager_refusing_the_consumer_secret_does_not_spend_the_invitat
 
 
 def test_a_login_whose_result_page_cannot_be_kept_still_says_connected(broker, monkeypatch):
-    from webex_broker.login_state import StateStore
+    from webex_broker.adapters.login_state import StateStore
 
     def throttled(*args, **kwargs):
         raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutItem")

@@ -23,7 +23,7 @@ def secrets_in_play(broker) -> set[str]:
 @pytest.fixture
 def broker_log():
     """Every structured line the broker's logger writes, extra keys included, as Lambda would see it."""
-    from webex_broker.observability import logger
+    from webex_broker.core.observability import logger
 
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
@@ -79,10 +79,10 @@ def test_no_secret_in_logs_pages_or_headers(broker, broker_log, capfd, caplog, m
 
 
 def test_reprs_hide_tokens(broker):
-    from webex_broker.client_credentials import load_client_credentials
-    from webex_broker.clock import utc_now
-    from webex_broker.grants import TokenGrant
-    from webex_broker.token_documents import RefreshMaterial, TokenRecord
+    from webex_broker.adapters.client_credentials import load_client_credentials
+    from webex_broker.core.clock import utc_now
+    from webex_broker.core.grants import TokenGrant
+    from webex_broker.core.token_documents import RefreshMaterial, TokenRecord
 
     broker.login(ALICE)
     material = RefreshMaterial.from_document(broker.secret(f"{PREFIX}/refresh/{ALICE}"))
@@ -95,9 +95,9 @@ def test_reprs_hide_tokens(broker):
 
 
 def test_webex_error_text_carries_no_token(broker):
-    from webex_broker.client_credentials import load_client_credentials
-    from webex_broker.clock import utc_now
-    from webex_broker.webex import WebexClient, WebexError
+    from webex_broker.adapters.client_credentials import load_client_credentials
+    from webex_broker.adapters.webex import WebexClient, WebexError
+    from webex_broker.core.clock import utc_now
 
     client = WebexClient(broker.webex.url, load_client_credentials(os.environ["CLIENT_SECRET_ARN"]), timeout=2)
     with pytest.raises(WebexError) as caught:

@@ -54,7 +54,7 @@ def test_unknown_connection_is_404(broker):
 
 
 def test_a_refresh_in_progress_elsewhere_is_409(alice):
-    from webex_broker.connections import ConnectionsTable
+    from webex_broker.adapters.connections import ConnectionsTable
 
     assert ConnectionsTable("ConnectionsTable").acquire(
         ALICE, owner="scheduled-run", now=int(time.time()), lease_seconds=300
@@ -74,7 +74,7 @@ def test_a_dead_grant_is_409_reauth_required(alice):
 
 
 def test_webex_outage_is_503(alice, monkeypatch):
-    from webex_broker.refresh import Refresher
+    from webex_broker.flows.refresh import Refresher
 
     real_init = Refresher.__init__
     monkeypatch.setattr(
@@ -87,7 +87,7 @@ def test_webex_outage_is_503(alice, monkeypatch):
 
 
 def test_a_connection_whose_login_has_not_finished_is_409_and_untouched(broker):
-    from webex_broker.connections import ConnectionsTable
+    from webex_broker.adapters.connections import ConnectionsTable
 
     table = ConnectionsTable("ConnectionsTable")
     assert table.claim("half-done", person_id="someone", email="someone@example.com", now=int(time.time()))
@@ -109,7 +109,7 @@ def test_webex_retries_stop_before_the_function_times_out(alice, monkeypatch):
     from refresh_connection import handler
 
     slept = []
-    from webex_broker.refresh import Refresher
+    from webex_broker.flows.refresh import Refresher
 
     real_init = Refresher.__init__
     monkeypatch.setattr(
@@ -155,7 +155,7 @@ def throttled(operation: str):
 
 
 def test_a_throttled_read_is_a_503_json_answer(alice, monkeypatch):
-    from webex_broker import connections
+    from webex_broker.adapters import connections
 
     monkeypatch.setattr(connections.ConnectionsTable, "get", throttled("GetItem"))
     status, body = refresh_route(alice, ALICE)
@@ -175,7 +175,7 @@ def test_an_unreadable_client_secret_is_a_502_json_answer_and_frees_nothing_it_n
 
 
 def test_a_lost_lease_is_a_409_json_answer(alice, monkeypatch):
-    from webex_broker import connections
+    from webex_broker.adapters import connections
 
     monkeypatch.setattr(
         connections.ConnectionsTable,
@@ -190,7 +190,7 @@ def test_a_lost_lease_is_a_409_json_answer(alice, monkeypatch):
 
 @pytest.mark.parametrize("failing", ["record_failure", "record_refresh"])
 def test_an_aws_failure_after_taking_the_lease_releases_it(alice, monkeypatch, failing):
-    from webex_broker import connections
+    from webex_broker.adapters import connections
 
     if failing == "record_failure":
         alice.webex.inject("access_token", 503, times=3, retry_after="0.01")

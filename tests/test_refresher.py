@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.conftest import PREFIX, reset_broker_caches
-from webex_broker.token_documents import fingerprint
+from webex_broker.core.token_documents import fingerprint
 
 HOUR, DAY = 3600, 86400
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@partner.example.org"
@@ -68,7 +68,7 @@ class Clock:
         self.offset = timedelta()
 
     def __call__(self) -> datetime:
-        from webex_broker.clock import utc_now
+        from webex_broker.core.clock import utc_now
 
         return utc_now() + self.offset
 
@@ -84,7 +84,7 @@ def short_lived(broker):
 def sleeps(monkeypatch):
     """Backoff sleeps are recorded instead of slept."""
     recorded = []
-    from webex_broker.refresh import Refresher
+    from webex_broker.flows.refresh import Refresher
 
     real_init = Refresher.__init__
     monkeypatch.setattr(
@@ -94,7 +94,7 @@ def sleeps(monkeypatch):
 
 
 def refresher(**kwargs):
-    from webex_broker.refresh import Refresher
+    from webex_broker.flows.refresh import Refresher
 
     return Refresher(**kwargs)
 
@@ -117,7 +117,7 @@ def test_nothing_due_means_no_webex_call_and_no_write(broker, aws_calls):
 
 
 def test_a_new_stack_without_client_credentials_runs_clean_until_something_is_due(broker, capsys):
-    from webex_broker.connections import ConnectionsTable
+    from webex_broker.adapters.connections import ConnectionsTable
 
     broker.secrets.put_secret_value(SecretId="test-broker-client", SecretString="{}")  # as the stack creates it
     reset_broker_caches()
@@ -187,7 +187,7 @@ def test_rotated_refresh_token_is_stored_before_the_access_token(short_lived, we
     old = material(broker, ALICE)["refresh_token"]
     webex_clock.advance(25 * HOUR)
     written = []
-    from webex_broker import aws
+    from webex_broker.adapters import aws
 
     aws.client("secretsmanager").meta.events.register(
         "before-parameter-build.secrets-manager.PutSecretValue", lambda params, **_: written.append(params["SecretId"])
@@ -269,7 +269,7 @@ CRASH_POINTS = {
 
 @pytest.mark.parametrize("step", list(CRASH_POINTS))
 def test_a_crash_at_any_step_is_finished_by_the_next_run(short_lived, webex_clock, monkeypatch, step):
-    from webex_broker import connections, secret_store, webex
+    from webex_broker.adapters import connections, secret_store, webex
 
     broker = short_lived
     # The hardest case: the refresh token changes on every refresh. Before anything is written, only
@@ -434,7 +434,7 @@ def test_recovery_after_failures_emits_a_recovered_event(short_lived, sleeps):
 def test_secrets_manager_throttling_is_transient(short_lived, webex_clock, monkeypatch):
     from botocore.exceptions import ClientError
 
-    from webex_broker import secret_store
+    from webex_broker.adapters import secret_store
 
     broker = short_lived
     broker.login(ALICE)
@@ -538,7 +538,7 @@ def test_consecutive_failures_feed_the_failure_alarm(short_lived, sleeps, capsys
 def test_reauth_event_is_published_even_when_no_link_can_be_made(short_lived, monkeypatch):
     from botocore.exceptions import ClientError
 
-    from webex_broker.invitations import InvitationStore
+    from webex_broker.adapters.invitations import InvitationStore
 
     broker = short_lived
     broker.login(ALICE)
@@ -577,7 +577,7 @@ def test_due_connections_with_an_emptied_client_secret_stop_the_run_with_one_err
 def test_an_unreadable_client_secret_stops_the_run_with_one_configuration_error(short_lived, monkeypatch):
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-    from webex_broker import broker as wiring
+    from webex_broker.flows import broker as wiring
 
     broker = short_lived
     broker.login(ALICE)
@@ -604,7 +604,7 @@ def test_an_unreadable_client_secret_stops_the_run_with_one_configuration_error(
 def test_a_secret_in_its_recovery_window_is_told_apart_in_either_wording(message, deleted):
     from botocore.exceptions import ClientError
 
-    from webex_broker.secret_store import scheduled_for_deletion
+    from webex_broker.adapters.secret_store import scheduled_for_deletion
 
     exc = ClientError({"Error": {"Code": "InvalidRequestException", "Message": message}}, "GetSecretValue")
     assert scheduled_for_deletion(exc) is deleted

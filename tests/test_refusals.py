@@ -58,7 +58,7 @@ UNEXPLAINED_BODIES = {
 def classify(status: int, body) -> str:
     from unittest.mock import Mock
 
-    from webex_broker import webex
+    from webex_broker.adapters import webex
 
     response = Mock(status_code=status, headers={"Trackingid": "ROUTER_X"})
     response.json = (lambda: body) if isinstance(body, dict) else Mock(side_effect=ValueError)
@@ -84,7 +84,7 @@ def test_invalid_client_and_outages_keep_their_classes():
 
 @pytest.fixture
 def no_sleep(monkeypatch):
-    from webex_broker.refresh import Refresher
+    from webex_broker.flows.refresh import Refresher
 
     real_init = Refresher.__init__
     monkeypatch.setattr(
@@ -237,7 +237,7 @@ def test_a_dead_grant_is_still_ended_at_once(short_lived, no_sleep):
 
 def test_forced_refresh_restores_a_connection_whose_grant_still_works(short_lived, no_sleep):
     """What `webex-broker refresh --reauth-required` does for each such connection."""
-    from webex_broker.on_demand import refresh_connection
+    from webex_broker.flows.on_demand import refresh_connection
 
     broker = short_lived
     broker.login(ALICE)

@@ -1,7 +1,7 @@
 """The refresh policy: when each kind of connection comes due."""
 
-from webex_broker.schedule import jitter, next_refresh_at, retry_at
-from webex_broker.settings import RefreshPolicy
+from webex_broker.core.schedule import jitter, next_refresh_at, retry_at
+from webex_broker.core.settings import RefreshPolicy
 
 NOW = 1_800_000_000
 HOUR, DAY = 3600, 86400

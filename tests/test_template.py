@@ -96,7 +96,7 @@ def test_an_existing_client_secret_must_be_named_by_its_full_arn(value, ok):
 
 def test_the_callback_has_time_for_two_slow_webex_calls_and_its_writes():
     """The person must always get a page, not API Gateway's raw error after the state was consumed."""
-    from webex_broker.webex import WebexClient
+    from webex_broker.adapters.webex import WebexClient
 
     connect, read = WebexClient("https://x", None, timeout=8.0)._timeout
     writes = 6  # state, claim, lease, two secrets, row, use, result: a few hundred ms each at worst

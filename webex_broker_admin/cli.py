@@ -17,16 +17,16 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from webex_broker import webex
-from webex_broker.adoption import adopt, orphans
-from webex_broker.client_credentials import ClientCredentials, store_client_credentials
-from webex_broker.connection import Connection, ConnectionStatus
-from webex_broker.errors import ConfigurationError
-from webex_broker.invitations import invitation_link
-from webex_broker.observability import logger
-from webex_broker.on_demand import refresh_connection
-from webex_broker.refresh import Refresher
-from webex_broker.secret_store import delete_secret, get_secret_document, secret_arn
+from webex_broker.adapters import webex
+from webex_broker.adapters.client_credentials import ClientCredentials, store_client_credentials
+from webex_broker.adapters.invitations import invitation_link
+from webex_broker.adapters.secret_store import delete_secret, get_secret_document, secret_arn
+from webex_broker.core.connection import Connection, ConnectionStatus
+from webex_broker.core.errors import ConfigurationError
+from webex_broker.core.observability import logger
+from webex_broker.flows.adoption import adopt, orphans
+from webex_broker.flows.on_demand import refresh_connection
+from webex_broker.flows.refresh import Refresher
 from webex_broker_admin.doctor import FAIL, run_checks
 from webex_broker_admin.target import EXIT_CREDENTIALS, Target, TargetError, local_target, stack_target
 

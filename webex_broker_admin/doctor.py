@@ -10,13 +10,13 @@ from dataclasses import dataclass
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
-from webex_broker import aws, webex
-from webex_broker.adoption import orphans
-from webex_broker.broker import Broker
-from webex_broker.client_credentials import load_client_credentials
-from webex_broker.connection import ConnectionStatus
-from webex_broker.errors import ConfigurationError, NotConfigured
-from webex_broker.secret_store import secret_names
+from webex_broker.adapters import aws, webex
+from webex_broker.adapters.client_credentials import load_client_credentials
+from webex_broker.adapters.secret_store import secret_names
+from webex_broker.core.connection import ConnectionStatus
+from webex_broker.core.errors import ConfigurationError, NotConfigured
+from webex_broker.flows.adoption import orphans
+from webex_broker.flows.broker import Broker
 from webex_broker_admin.target import Target
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"

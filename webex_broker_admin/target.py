@@ -8,9 +8,9 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from webex_broker import aws
-from webex_broker.broker import Broker
-from webex_broker.settings import Settings
+from webex_broker.adapters import aws
+from webex_broker.core.settings import Settings
+from webex_broker.flows.broker import Broker
 from webex_broker_admin.local_state import local_state_path
 
 EXIT_NO_TARGET = 4

@@ -1,8 +1,9 @@
 """GET /authorize: send the person to Webex's consent page with a fresh single-use state and PKCE,
 bound to this browser by a cookie."""
 
-from webex_broker import broker, login, web
-from webex_broker.observability import logger
+from webex_broker.core.observability import logger
+from webex_broker.edge import web
+from webex_broker.flows import broker, login
 
 
 def _authorize(event: dict) -> dict:

@@ -1,8 +1,9 @@
 """GET /callback: consume the state, exchange the code, learn who it is and store the tokens, then
 send the browser on (303) to GET /connected, the result page, so code and state leave the address bar."""
 
-from webex_broker import broker, login, pages, web
-from webex_broker.observability import logger
+from webex_broker.core.observability import logger
+from webex_broker.edge import pages, web
+from webex_broker.flows import broker, login
 
 
 def _finish(event: dict, context) -> dict:

@@ -2,9 +2,9 @@
 
 from urllib.parse import unquote
 
-from webex_broker import web
-from webex_broker.observability import logger, metrics
-from webex_broker.on_demand import refresh_connection
+from webex_broker.core.observability import logger, metrics
+from webex_broker.edge import web
+from webex_broker.flows.on_demand import refresh_connection
 
 
 @metrics.log_metrics

@@ -1,7 +1,7 @@
 """Scheduled: refresh every connection that is due, within this invocation's time."""
 
-from webex_broker.observability import logger, metrics
-from webex_broker.refresh import Refresher
+from webex_broker.core.observability import logger, metrics
+from webex_broker.flows.refresh import Refresher
 
 
 @metrics.log_metrics

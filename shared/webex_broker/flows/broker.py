@@ -5,14 +5,14 @@ rebuilding them."""
 from dataclasses import dataclass
 from functools import cache
 
-from webex_broker import webex
-from webex_broker.client_credentials import ClientCredentials, load_client_credentials
-from webex_broker.connections import ConnectionsTable
-from webex_broker.events import EventPublisher
-from webex_broker.invitations import InvitationStore
-from webex_broker.login_state import StateStore
-from webex_broker.secret_store import SecretNames
-from webex_broker.settings import Settings, load_settings
+from webex_broker.adapters import webex
+from webex_broker.adapters.client_credentials import ClientCredentials, load_client_credentials
+from webex_broker.adapters.connections import ConnectionsTable
+from webex_broker.adapters.events import EventPublisher
+from webex_broker.adapters.invitations import InvitationStore
+from webex_broker.adapters.login_state import StateStore
+from webex_broker.adapters.secret_store import SecretNames
+from webex_broker.core.settings import Settings, load_settings
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,14 @@ from datetime import UTC, datetime
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 from botocore.exceptions import BotoCoreError, ClientError
 
-from webex_broker import aws
-from webex_broker.broker import Broker, current
-from webex_broker.clock import iso
-from webex_broker.connection import ConnectionStatus
-from webex_broker.connections import CoolingDown, LeaseLost
-from webex_broker.errors import ConfigurationError
-from webex_broker.observability import logger, metrics
-from webex_broker.refresh import Outcome, Refresher
+from webex_broker.adapters import aws
+from webex_broker.adapters.connections import CoolingDown, LeaseLost
+from webex_broker.core.clock import iso
+from webex_broker.core.connection import ConnectionStatus
+from webex_broker.core.errors import ConfigurationError
+from webex_broker.core.observability import logger, metrics
+from webex_broker.flows.broker import Broker, current
+from webex_broker.flows.refresh import Outcome, Refresher
 
 
 @dataclass(frozen=True)

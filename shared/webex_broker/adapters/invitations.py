@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from webex_broker import aws, emails
-from webex_broker.errors import InvitationProblem, InvitationRejected
+from webex_broker.adapters import aws
+from webex_broker.core import emails
+from webex_broker.core.errors import InvitationProblem, InvitationRejected
 
 # What Secrets Manager allows in a name, minus '/', which would nest under other connections.
 CONNECTION_NAME = re.compile(r"[A-Za-z0-9_+=.@-]{1,128}")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
-from webex_broker.errors import ConfigurationError
+from webex_broker.core.errors import ConfigurationError
 
 PEOPLE_SCOPES = frozenset({"spark:people_read", "spark:all"})
 

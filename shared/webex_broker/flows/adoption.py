@@ -8,11 +8,11 @@ at once, so the next refresh shows whether the grant still works; the refresh to
 
 from botocore.exceptions import ClientError
 
-from webex_broker import aws
-from webex_broker.clock import parse_iso
-from webex_broker.connections import ConnectionsTable
-from webex_broker.secret_store import SecretNames, get_secret_document, secret_arn, secret_names
-from webex_broker.token_documents import fingerprint
+from webex_broker.adapters import aws
+from webex_broker.adapters.connections import ConnectionsTable
+from webex_broker.adapters.secret_store import SecretNames, get_secret_document, secret_arn, secret_names
+from webex_broker.core.clock import parse_iso
+from webex_broker.core.token_documents import fingerprint
 
 
 def orphans(names: SecretNames, table: ConnectionsTable) -> list[str]:

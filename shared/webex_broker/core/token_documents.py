@@ -10,8 +10,8 @@ import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from webex_broker.clock import iso, parse_iso
-from webex_broker.grants import Person, TokenGrant
+from webex_broker.core.clock import iso, parse_iso
+from webex_broker.core.grants import Person, TokenGrant
 
 
 def fingerprint(token: str) -> str:

@@ -15,13 +15,16 @@ from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from webex_broker import access, clock, webex
-from webex_broker.broker import Broker
-from webex_broker.client_credentials import load_client_credentials
-from webex_broker.clock import epoch
-from webex_broker.connection import Connection, ConnectionStatus
-from webex_broker.connections import ConnectionsTable
-from webex_broker.errors import (
+from webex_broker.adapters import webex
+from webex_broker.adapters.client_credentials import load_client_credentials
+from webex_broker.adapters.connections import ConnectionsTable
+from webex_broker.adapters.invitations import Invitation, InvitationStore
+from webex_broker.adapters.login_state import LoginResult, code_challenge, new_login_state
+from webex_broker.adapters.secret_store import SecretNames, delete_secret, write_tokens
+from webex_broker.core import clock
+from webex_broker.core.clock import epoch
+from webex_broker.core.connection import Connection, ConnectionStatus
+from webex_broker.core.errors import (
     BadCallback,
     ConfigurationError,
     ConsentDeclined,
@@ -29,13 +32,12 @@ from webex_broker.errors import (
     InvitationRejected,
     LoginBusy,
 )
-from webex_broker.grants import Person
-from webex_broker.invitations import Invitation, InvitationStore
-from webex_broker.login_state import LoginResult, code_challenge, new_login_state
-from webex_broker.observability import logger
-from webex_broker.schedule import next_refresh_at
-from webex_broker.secret_store import SecretNames, delete_secret, write_tokens
-from webex_broker.token_documents import TokenRecord
+from webex_broker.core.grants import Person
+from webex_broker.core.observability import logger
+from webex_broker.core.schedule import next_refresh_at
+from webex_broker.core.token_documents import TokenRecord
+from webex_broker.flows import access
+from webex_broker.flows.broker import Broker
 
 LEASE_POLL_SECONDS = 0.25
 WRITE_TIME_SECONDS = 6  # left, after waiting for the lease, for two secret writes and the row

@@ -8,10 +8,10 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from webex_broker.client_credentials import ClientCredentials
-from webex_broker.clock import utc_now
-from webex_broker.grants import Person, TokenGrant
-from webex_broker.observability import logger
+from webex_broker.adapters.client_credentials import ClientCredentials
+from webex_broker.core.clock import utc_now
+from webex_broker.core.grants import Person, TokenGrant
+from webex_broker.core.observability import logger
 
 TRANSIENT_STATUSES = frozenset({423, 429, 500, 502, 503, 504})
 OAUTH_ERROR_CODES = ("invalid_client", "invalid_grant", "invalid_request", "unauthorized_client", "invalid_scope")

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 
 from botocore.exceptions import ClientError
 
-from webex_broker import aws
-from webex_broker.errors import StateProblem, StateRejected
+from webex_broker.adapters import aws
+from webex_broker.core.errors import StateProblem, StateRejected
 
 # secrets.token_urlsafe(32): states, browser nonces and result ids all have this shape, so anything
 # else is refused before DynamoDB sees it (real DynamoDB rejects keys over 2,048 bytes with a 400).

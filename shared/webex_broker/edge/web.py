@@ -3,8 +3,9 @@ the broker's errors into pages."""
 
 import json
 
-from webex_broker import pages
-from webex_broker.errors import (
+from webex_broker.adapters.login_state import browser_cookie_name, new_browser_nonce, well_formed
+from webex_broker.adapters.webex import FailureKind, WebexError
+from webex_broker.core.errors import (
     AccessDenied,
     BadCallback,
     ConfigurationError,
@@ -16,9 +17,8 @@ from webex_broker.errors import (
     StateProblem,
     StateRejected,
 )
-from webex_broker.login_state import browser_cookie_name, new_browser_nonce, well_formed
-from webex_broker.observability import logger
-from webex_broker.webex import FailureKind, WebexError
+from webex_broker.core.observability import logger
+from webex_broker.edge import pages
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",

@@ -11,8 +11,8 @@ from datetime import datetime
 
 from botocore.exceptions import ClientError
 
-from webex_broker import aws
-from webex_broker.token_documents import RefreshMaterial, TokenRecord
+from webex_broker.adapters import aws
+from webex_broker.core.token_documents import RefreshMaterial, TokenRecord
 
 _TOKEN_NAMESPACE = uuid.UUID("6f1c1f0e-3a4b-4d0a-9a57-2b7f4a3c9e10")
 

@@ -30,17 +30,18 @@ from functools import cached_property
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 from botocore.exceptions import BotoCoreError, ClientError
 
-from webex_broker import aws, events, schedule, webex
-from webex_broker.broker import Broker, current
-from webex_broker.clock import epoch, utc_now
-from webex_broker.connection import Connection, ConnectionStatus
-from webex_broker.errors import ConfigurationError, GrantEnd
-from webex_broker.invitations import invitation_link
-from webex_broker.observability import logger, metrics
-from webex_broker.rate_limit import RateLimiter
-from webex_broker.secret_store import get_secret_document, scheduled_for_deletion, write_tokens
-from webex_broker.settings import RefreshPolicy
-from webex_broker.token_documents import RefreshMaterial, TokenRecord, fingerprint
+from webex_broker.adapters import aws, events, webex
+from webex_broker.adapters.invitations import invitation_link
+from webex_broker.adapters.secret_store import get_secret_document, scheduled_for_deletion, write_tokens
+from webex_broker.core import schedule
+from webex_broker.core.clock import epoch, utc_now
+from webex_broker.core.connection import Connection, ConnectionStatus
+from webex_broker.core.errors import ConfigurationError, GrantEnd
+from webex_broker.core.observability import logger, metrics
+from webex_broker.core.rate_limit import RateLimiter
+from webex_broker.core.settings import RefreshPolicy
+from webex_broker.core.token_documents import RefreshMaterial, TokenRecord, fingerprint
+from webex_broker.flows.broker import Broker, current
 
 REAUTH_LINK_SECONDS = 7 * 86400
 RETRY_TIME_MARGIN_SECONDS = 5

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from webex_broker import aws
-from webex_broker.clock import epoch
-from webex_broker.connection import Connection, ConnectionStatus
-from webex_broker.token_documents import TokenRecord, fingerprint
+from webex_broker.adapters import aws
+from webex_broker.core.clock import epoch
+from webex_broker.core.connection import Connection, ConnectionStatus
+from webex_broker.core.token_documents import TokenRecord, fingerprint
 
 SCHEDULE_INDEX = "ScheduleIndex"
 RUN_RECORD = "#refresher"  # not a connection: '#' is outside every connection name; `doctor` reads it

@@ -9,7 +9,7 @@
 
 import hashlib
 
-from webex_broker.settings import RefreshPolicy
+from webex_broker.core.settings import RefreshPolicy
 
 
 def jitter(connection: str, spread_seconds: int) -> int:

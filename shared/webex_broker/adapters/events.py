@@ -6,8 +6,8 @@ told apart, and one of the detail-types below; the detail never holds a token.
 
 import json
 
-from webex_broker import aws
-from webex_broker.observability import logger
+from webex_broker.adapters import aws
+from webex_broker.core.observability import logger
 
 REAUTH_REQUIRED = "Connection Reauthorization Required"
 RECOVERED = "Connection Recovered"

@@ -1,12 +1,12 @@
 """Who may connect, decided after Webex says who the person is and before anything is written."""
 
-from webex_broker import emails
-from webex_broker.connection import Connection
-from webex_broker.errors import AccessDenied
-from webex_broker.grants import Person
-from webex_broker.invitations import CONNECTION_NAME, Invitation
-from webex_broker.settings import Settings
-from webex_broker.token_documents import connection_name_for
+from webex_broker.adapters.invitations import CONNECTION_NAME, Invitation
+from webex_broker.core import emails
+from webex_broker.core.connection import Connection
+from webex_broker.core.errors import AccessDenied
+from webex_broker.core.grants import Person
+from webex_broker.core.settings import Settings
+from webex_broker.core.token_documents import connection_name_for
 
 INVITE = "invite"
 OPEN = "open"

@@ -10,8 +10,8 @@ from functools import cache
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from webex_broker import aws
-from webex_broker.errors import ConfigurationError, NotConfigured
+from webex_broker.adapters import aws
+from webex_broker.core.errors import ConfigurationError, NotConfigured
 
 CACHE_SECONDS = 300
 

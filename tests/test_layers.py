@@ -1,0 +1,69 @@
+"""The library's floors, as the layout shows them: core at the bottom, then the adapters (AWS and
+Webex), the flows, and the HTTP edge on top. A module may import its own floor and those below,
+never one above; the operator CLI stands on the library and never on the dev stack."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARY = ROOT / "shared" / "webex_broker"
+FLOORS = ["core", "adapters", "flows", "edge"]
+
+
+def imported(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside a function, as a dotted name."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def floor_of(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "webex_broker" or len(parts) < 2:
+        return None
+    return FLOORS.index(parts[1])
+
+
+def test_every_library_module_lives_on_a_floor():
+    loose = [p.name for p in LIBRARY.glob("*.py") if p.name != "__init__.py"]
+    assert loose == [], "a module belongs to core, adapters, flows or edge"
+    assert sorted(p.name for p in LIBRARY.iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(FLOORS)
+
+
+@pytest.mark.parametrize("floor", FLOORS)
+def test_no_module_reaches_up(floor):
+    above = []
+    for path in sorted((LIBRARY / floor).glob("*.py")):
+        for module in imported(path):
+            target = floor_of(module)
+            if target is not None and target > FLOORS.index(floor):
+                above.append(f"{floor}/{path.name} imports {module}")
+    assert above == []
+
+
+def test_the_library_stands_alone():
+    """The Lambda layer ships webex_broker only: it cannot import the CLI, the dev stack or tests."""
+    outside = ("webex_broker_admin", "devstack", "tests", "bench", "moto", "flask")
+    found = [
+        f"{path.relative_to(LIBRARY)} imports {module}"
+        for path in sorted(LIBRARY.rglob("*.py"))
+        for module in imported(path)
+        if module.split(".")[0] in outside
+    ]
+    assert found == []
+
+
+def test_the_operator_cli_does_not_depend_on_the_dev_stack():
+    found = [
+        f"{path.name} imports {module}"
+        for path in sorted((ROOT / "webex_broker_admin").glob("*.py"))
+        for module in imported(path)
+        if module.split(".")[0] in ("devstack", "moto", "flask", "yaml")
+    ]
+    assert found == []
