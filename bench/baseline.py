@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -19,23 +20,38 @@ from urllib.parse import quote, urlencode
 
 import boto3
 import requests
+from botocore.config import Config
 
 _clients: dict = {}
 _credentials: dict = {}
+_http: list[requests.Session] = []
+# What anyone would configure for 16 threads: a pool that holds them, and botocore's standard retries.
+_CONFIG = Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 4})
 _NAMESPACE = uuid.UUID("6f1c1f0e-3a4b-4d0a-9a57-2b7f4a3c9e10")
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def client(service: str):
     if service not in _clients:
-        _clients[service] = boto3.client(service)
+        _clients[service] = boto3.client(service, config=_CONFIG)
     return _clients[service]
 
 
+def http() -> requests.Session:
+    """One pooled session per container, reusing connections to Webex across calls and threads."""
+    if not _http:
+        session = requests.Session()
+        session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=64))
+        session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=64))
+        _http.append(session)
+    return _http[0]
+
+
 def reset() -> None:
-    """A cold start: no clients, no cached client secret."""
+    """A cold start: no clients, no pooled connections, no cached client secret."""
     _clients.clear()
     _credentials.clear()
+    _http.clear()
 
 
 def credentials() -> dict:
@@ -167,7 +183,7 @@ def callback(event: dict) -> dict:
     )["Attributes"]
     creds = credentials()
     timeout = (3.05, float(os.environ.get("WEBEX_TIMEOUT_SECONDS", "8")))
-    grant = requests.post(
+    grant = http().post(
         f"{_base()}/access_token",
         data={
             "client_id": creds["client_id"],
@@ -181,7 +197,7 @@ def callback(event: dict) -> dict:
     )
     grant.raise_for_status()
     grant = grant.json()
-    me = requests.get(
+    me = http().get(
         f"{_base()}/people/me", headers={"Authorization": f"Bearer {grant['access_token']}"}, timeout=timeout
     )
     me.raise_for_status()
@@ -295,7 +311,31 @@ def callback(event: dict) -> dict:
 # --- one refresh ------------------------------------------------------------------------------------
 
 
-def refresh_one(connection: str, owner: str | None = None) -> str:
+class Pacer:
+    """Hands out write slots one interval apart, as anyone keeping under a per-second quota would."""
+
+    def __init__(self, rate_per_second: float):
+        self._interval, self._next, self._lock = 1.0 / rate_per_second, time.monotonic(), threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            slot = self._next = max(self._next, now)
+            self._next += self._interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+def refresh_many(connections: list[str], *, concurrency: int, write_rate: float) -> int:
+    """The refresher's work at its speed limits and no broker code: `concurrency` refreshes at a
+    time, consumer-secret writes paced to `write_rate`. Returns how many were refreshed."""
+    credentials()
+    owner, pace = f"baseline-{uuid.uuid4()}", Pacer(write_rate)
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return sum(1 for _ in pool.map(lambda name: refresh_one(name, owner, pace=pace), connections))
+
+
+def refresh_one(connection: str, owner: str | None = None, *, pace=None) -> str:
     ddb, sm = client("dynamodb"), client("secretsmanager")
     table = os.environ["CONNECTIONS_TABLE"]
     owner = owner or f"baseline-{uuid.uuid4()}"
@@ -303,7 +343,7 @@ def refresh_one(connection: str, owner: str | None = None) -> str:
     row = _lease(table, connection, owner, now=now, seconds=300)
     material = json.loads(sm.get_secret_value(SecretId=f"{_prefix()}/refresh/{connection}")["SecretString"])
     creds = credentials()
-    answer = requests.post(
+    answer = http().post(
         f"{_base()}/access_token",
         data={
             "client_id": creds["client_id"],
@@ -318,9 +358,13 @@ def refresh_one(connection: str, owner: str | None = None) -> str:
     access_expires = now + int(grant["expires_in"])
     refresh_expires = now + int(grant["refresh_token_expires_in"])
     if grant.get("refresh_token", material["refresh_token"]) != material["refresh_token"]:
+        if pace:
+            pace()
         _put_secret(f"{_prefix()}/refresh/{connection}", {**material, "refresh_token": grant["refresh_token"]})
     token_id = _fingerprint(grant["access_token"])
     if token_id != row.get("access_token_id", {}).get("S"):
+        if pace:
+            pace()
         _put_secret(
             f"{_prefix()}/tokens/{connection}",
             {

@@ -16,6 +16,7 @@ SHARED = ROOT / "shared"
 EVENTS = ROOT / "events"
 
 CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
+LAMBDA_MB_PER_VCPU = 1769  # Lambda gives a function MemorySize / 1769 of a vCPU
 API_DOMAIN = "abc123.execute-api.us-east-1.amazonaws.com"  # the domainName of events/*.json
 CALLBACK_URL = f"https://{API_DOMAIN}/callback"
 
@@ -97,6 +98,11 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def lambda_rate(cpu_ms_per_refresh: float, memory_mb: int) -> float:
+    """Refreshes per second that the CPU share of a `memory_mb` function sustains."""
+    return (memory_mb / LAMBDA_MB_PER_VCPU) / (cpu_ms_per_refresh / 1000)
 
 
 def verdict(ok: bool | None) -> str:

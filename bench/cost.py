@@ -49,10 +49,12 @@ def model(
     run_calls: dict[str, float],
     run_ms: float,
     memory_mb: int,
+    refresher_memory_mb: int,
 ) -> dict:
-    """Dollars per month: per connection (marginal) and per stack (fixed), by service."""
+    """Dollars per month: per connection (marginal) and per stack (fixed), by service. Logins run at
+    memory_mb; refreshes and scheduled runs at the refresher's own MemorySize."""
     p, a = PRICES, ASSUMPTIONS
-    gb = memory_mb / 1024
+    gb, refresher_gb = memory_mb / 1024, refresher_memory_mb / 1024
     refresh, login, run = _split(per_refresh_calls), _split(login_calls), _split(run_calls)
     r, lg, runs = a["refreshes_per_month"], a["logins_per_month"], a["runs_per_month"]
     login_seconds = (login_ms + login_webex_calls * a["webex_ms_per_call"]) / 1000
@@ -63,7 +65,7 @@ def model(
         * p["secrets_api_per_10k"]
         / 1e4,
         "Lambda": (
-            (r * refresh_ms / 1000 + lg * login_seconds) * gb * p["lambda_gb_s_arm64"]
+            (r * refresh_ms / 1000 * refresher_gb + lg * login_seconds * gb) * p["lambda_gb_s_arm64"]
             + lg * 2 * p["lambda_per_million"] / 1e6  # /authorize and /callback
         ),
         "DynamoDB on-demand": (
@@ -81,7 +83,7 @@ def model(
     fixed = {
         "Secrets Manager storage": a["stack_secrets"] * p["secret_month"],
         "Secrets Manager API": runs * run["secrets_api"] * p["secrets_api_per_10k"] / 1e4,
-        "Lambda": runs * (run_ms / 1000 * gb * p["lambda_gb_s_arm64"] + p["lambda_per_million"] / 1e6),
+        "Lambda": runs * (run_ms / 1000 * refresher_gb * p["lambda_gb_s_arm64"] + p["lambda_per_million"] / 1e6),
         "DynamoDB on-demand": runs
         * (run["writes"] * p["ddb_write_per_million"] + run["reads"] * p["ddb_read_per_million"])
         / 1e6,
@@ -111,6 +113,7 @@ def model(
             "run_calls": run_calls,
             "run_ms": run_ms,
             "memory_mb": memory_mb,
+            "refresher_memory_mb": refresher_memory_mb,
         },
         "prices": PRICES,
         "assumptions": ASSUMPTIONS,

@@ -1,32 +1,44 @@
-"""Refresh throughput: N due connections, a Webex with fixed latency, the real Refresher.
+"""Refresh throughput: N due connections, a Webex with fixed latency, the real Refresher, and beside
+it the same work with no broker code (bench/baseline.py's refresh_many), in the same run.
 
-Prints connections per second next to the bound min(concurrency / latency, write cap / writes per
-refresh), the time per connection, and the AWS calls per refresh. AWS is moto in its own process
-(bench/aws_server.py); Webex is the simulator with injected latency, minting a new access token on
-every refresh (so every refresh writes, the expensive case).
+Each size is seeded once. The baseline refreshes every connection first (16 at a time, writes paced
+to the same cap), then the Refresher refreshes them all again with its clock moved past their next
+refresh: the same AWS calls (4) and Webex call (1) per connection, on the same moto and simulator.
+
+What it reports, per size and side: connections per second, and the CPU this process spent per
+refresh. AWS is moto in its own process (bench/aws_server.py) and Webex the simulator in another,
+so this process's CPU is the refresher's alone; the Refresher's per-refresh figure is also taken
+per thread (time.thread_time around each refresh_one). From the CPU per refresh it predicts what a
+Lambda function gets at a given MemorySize (MemorySize / 1769 of a vCPU), and it names the resource
+that bound the run: the write cap, Webex latency x concurrency, or the emulator (moto's CPU).
 
     .venv/bin/python bench/refresh_throughput.py --sizes 1000 10000
 """
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
-from devstack.lambda_runtime import cold_start
-from devstack.template import create_tables
-from devstack.webex_simulator import WebexSimulator
+if __package__ in (None, ""):  # python bench/refresh_throughput.py
+    sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parents[1] / "shared")]
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.common import CLIENT_ID, CLIENT_SECRET, NOT_ON_LAMBDA, ROOT, broker_env, lambda_rate
 
-CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
+sys.modules.update(dict.fromkeys(NOT_ON_LAMBDA))  # as on Lambda: botocore finds neither the CRT nor pyOpenSSL
+
 PREFIX = "bench"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SKIP_DAYS = 13  # the Refresher's clock, moved past the next refresh the baseline scheduled (12 days on)
 
 
 def free_port() -> int:
@@ -53,23 +65,80 @@ def start_aws() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("moto server did not start")
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of another process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _simulator(pipe) -> None:
+    """The child: a Webex simulator minting a new access token on every refresh (so every refresh
+    writes, the expensive case), taking orders over the pipe. waitress serves it, keeping connections
+    open between requests as Webex does (werkzeug's server closes each one)."""
+    import threading
+
+    import waitress
+
+    from devstack.webex_simulator import WebexSimulator
+
+    sim = WebexSimulator(same_token_window=0)
+    sim.register_client(CLIENT_ID, CLIENT_SECRET, ["http://127.0.0.1/callback"])
+    server = waitress.create_server(sim.app, host="127.0.0.1", port=0, threads=32, connection_limit=256)
+    threading.Thread(target=server.run, daemon=True).start()
+    pipe.send(f"http://127.0.0.1:{server.effective_port}")
+    while True:
+        order, argument = pipe.recv()
+        if order == "grants":
+            pipe.send([sim.issue_grant(CLIENT_ID, "alice@example.com", ["spark:people_read"]) for _ in range(argument)])
+        elif order == "latency":
+            sim.set_latency(argument, "access_token")
+            pipe.send(None)
+        else:
+            server.close()
+            pipe.send(None)
+            return
+
+
+class SimulatorProcess:
+    """The Webex simulator in its own process, so its CPU never counts as the refresher's."""
+
+    def __init__(self):
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child = context.Pipe()
+        self._process = context.Process(target=_simulator, args=(child,), daemon=True)
+        self._process.start()
+        self.url = self._pipe.recv()
+
+    def _ask(self, order: str, argument=None):
+        self._pipe.send((order, argument))
+        return self._pipe.recv()
+
+    def grants(self, count: int) -> list[dict]:
+        return self._ask("grants", count)
+
+    def set_latency(self, seconds: float) -> None:
+        self._ask("latency", seconds)
+
+    def stop(self) -> None:
+        self._ask("stop")
+        self._process.join(timeout=10)
+
+
 def configure(aws_url: str, webex_url: str, *, concurrency: int, write_rate: float, run: int) -> None:
     os.environ.update(
-        {
-            "AWS_ENDPOINT_URL": aws_url,
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "WEBEX_API_BASE_URL": webex_url,
-            "STATE_TABLE": f"state-{run}",
-            "CONNECTIONS_TABLE": f"connections-{run}",
-            "SECRET_PREFIX": f"{PREFIX}{run}",
-            "REFRESH_CONCURRENCY": str(concurrency),
-            "SECRETS_WRITE_RATE": str(write_rate),
-            "WEBEX_TIMEOUT_SECONDS": "10",
-            "POWERTOOLS_LOG_LEVEL": "ERROR",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-        }
+        broker_env(
+            AWS_ENDPOINT_URL=aws_url,
+            WEBEX_API_BASE_URL=webex_url,
+            STATE_TABLE=f"state-{run}",
+            CONNECTIONS_TABLE=f"connections-{run}",
+            INVITATIONS_TABLE=f"invitations-{run}",
+            SECRET_PREFIX=f"{PREFIX}{run}",
+            REFRESH_CONCURRENCY=str(concurrency),
+            SECRETS_WRITE_RATE=str(write_rate),
+            WEBEX_TIMEOUT_SECONDS="10",
+            POWERTOOLS_LOG_LEVEL="INFO",  # as deployed: the refresher logs at INFO
+            POWERTOOLS_METRICS_DISABLED="true",
+        )
     )
 
 
@@ -77,8 +146,8 @@ def _doc(document: dict) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
-def seed(sim: WebexSimulator, size: int, run: int) -> None:
-    """size connections, all due now, each with its own Webex grant and both secrets.
+def seed(sim: SimulatorProcess, size: int, run: int) -> list[str]:
+    """size connections, all due now, each with its own Webex grant and both secrets; returns their names.
 
     The secrets hold the documents the broker writes, created in bulk by bench/aws_server.py (one
     request per 1,000 secrets rather than two moto calls each); the rows are the items the broker's
@@ -98,8 +167,7 @@ def seed(sim: WebexSimulator, size: int, run: int) -> None:
     now = utc_now()
 
     records = []
-    for i in range(size):
-        body = sim.issue_grant(CLIENT_ID, "alice@example.com", ["spark:people_read"])
+    for i, body in enumerate(sim.grants(size)):
         person = Person(
             id=f"person-{i}", email=f"user{i}@example.com", display_name=f"User {i}", org_id="org", type="person"
         )
@@ -148,6 +216,7 @@ def seed(sim: WebexSimulator, size: int, run: int) -> None:
         request = {table_name: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]}
         while request:
             request = dynamodb.batch_write_item(RequestItems=request).get("UnprocessedItems")
+    return [record.connection for record in records]
 
 
 def _rows_from_record_login(table, records: list, arns: list[str], *, next_refresh_at: int) -> list[dict]:
@@ -187,50 +256,140 @@ def _rows_from_record_login(table, records: list, arns: list[str], *, next_refre
     return items
 
 
-def measure(size: int, *, latency: float, concurrency: int, write_rate: float, aws_url: str, run: int) -> dict:
-    sim = WebexSimulator(same_token_window=0)  # a new token on every refresh: every refresh writes
-    sim.register_client(CLIENT_ID, CLIENT_SECRET, ["http://127.0.0.1/callback"])
-    with sim.serve() as server:
-        configure(aws_url, server.url, concurrency=concurrency, write_rate=write_rate, run=run)
-        cold_start()
-        from webex_broker.adapters import aws
+def _count_calls(clients) -> Counter:
+    calls = Counter()
+    for client in clients:
+        client.meta.events.register("before-call.*.*", lambda model, **_: calls.update([model.name]))
+    return calls
 
+
+class Timed:
+    """Wall time, this process's CPU and moto's CPU over one side's run."""
+
+    def __init__(self, moto_pid: int):
+        self._moto_pid = moto_pid
+
+    def __enter__(self):
+        self._cpu, self._moto = time.process_time(), process_cpu_seconds(self._moto_pid)
+        self._wall = time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.monotonic() - self._wall
+        self.cpu_seconds = time.process_time() - self._cpu
+        self.moto_cpu_seconds = process_cpu_seconds(self._moto_pid) - self._moto
+
+
+def _side(refreshed: int, timed: Timed, calls: Counter) -> dict:
+    done = max(refreshed, 1)
+    return {
+        "refreshed": refreshed,
+        "seconds": round(timed.seconds, 2),
+        "per_second": round(refreshed / timed.seconds, 2),
+        "ms_per_connection": round(1000 * timed.seconds / done, 2),
+        "cpu_ms_per_refresh": round(1000 * timed.cpu_seconds / done, 2),
+        "moto_core_share": round(timed.moto_cpu_seconds / timed.seconds, 2),
+        "aws_calls": dict(sorted(calls.items())),
+        "aws_calls_per_refresh": round(sum(calls.values()) / done, 2),
+    }
+
+
+def run_baseline(names: list[str], *, concurrency: int, write_rate: float, moto_pid: int) -> dict:
+    from bench import baseline
+
+    baseline.reset()
+    calls = _count_calls(baseline.client(service) for service in ("dynamodb", "secretsmanager"))
+    with Timed(moto_pid) as timed:
+        refreshed = baseline.refresh_many(names, concurrency=concurrency, write_rate=write_rate)
+    return _side(refreshed, timed, calls)
+
+
+def run_broker(*, moto_pid: int) -> tuple[dict, list[float], int]:
+    from devstack.lambda_runtime import cold_start
+    from webex_broker.adapters import aws
+    from webex_broker.core.clock import utc_now
+    from webex_broker.core.observability import logger
+    from webex_broker.flows.refresh import Refresher
+
+    cold_start()
+    logger.registered_handler.setStream(open(os.devnull, "w"))  # still formatted at INFO, as deployed  # noqa: SIM115
+    calls = _count_calls(aws.client(service) for service in ("dynamodb", "secretsmanager", "events"))
+    refresher = Refresher(clock=lambda: utc_now() + timedelta(days=SKIP_DAYS))
+    thread_cpu: list[float] = []
+    refresh_one = refresher.refresh_one
+
+    def timed_refresh(*args, **kwargs):
+        started = time.thread_time()
+        try:
+            return refresh_one(*args, **kwargs)
+        finally:
+            thread_cpu.append(time.thread_time() - started)
+
+    refresher.refresh_one = timed_refresh
+    with Timed(moto_pid) as timed:
+        deadline = time.monotonic() + 900
+        report = refresher.run(remaining_ms=lambda: int((deadline - time.monotonic()) * 1000))
+    refreshed = report.outcomes["refreshed"] + report.outcomes["unchanged"]
+    side = _side(refreshed, timed, calls)
+    side["thread_cpu_ms_median"] = round(1000 * statistics.median(thread_cpu), 2) if thread_cpu else None
+    side["failures"] = dict(Counter(report.failures.values()))
+    return side, thread_cpu, len(report.failures)
+
+
+def bound_by(side: dict, *, write_cap: float, latency_bound: float) -> str:
+    """Which resource limited a side's run: the one it came within 10 % of, or moto's one core."""
+    if side["per_second"] >= 0.9 * write_cap:
+        return "write cap"
+    if side["per_second"] >= 0.9 * latency_bound:
+        return "Webex latency x concurrency"
+    if side["moto_core_share"] >= 0.8:
+        return f"the emulator (moto at {side['moto_core_share']:.0%} of a core)"
+    return "the benchmark host (neither cap reached, moto below 80 % of a core)"
+
+
+def measure(size: int, *, latency: float, concurrency: int, write_rate: float, aws, run: int) -> dict:
+    process, aws_url = aws
+    sim = SimulatorProcess()
+    try:
+        configure(aws_url, sim.url, concurrency=concurrency, write_rate=write_rate, run=run)
+        from devstack.lambda_runtime import cold_start
+        from devstack.template import create_tables
+        from webex_broker.adapters import aws as broker_aws
+
+        cold_start()
         create_tables(
-            aws.client("dynamodb"), names={"StateTable": f"state-{run}", "ConnectionsTable": f"connections-{run}"}
+            broker_aws.client("dynamodb"),
+            names={
+                "StateTable": f"state-{run}",
+                "ConnectionsTable": f"connections-{run}",
+                "InvitationsTable": f"invitations-{run}",
+            },
         )
-        secret_arn = aws.client("secretsmanager").create_secret(
+        os.environ["CLIENT_SECRET_ARN"] = broker_aws.client("secretsmanager").create_secret(
             Name=f"bench-client-{run}",
             SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}),
         )["ARN"]
-        os.environ["CLIENT_SECRET_ARN"] = secret_arn
-        seed(sim, size, run)
-
-        calls = Counter()
-        for service in ("dynamodb", "secretsmanager", "events"):
-            aws.client(service).meta.events.register("before-call.*.*", lambda model, **_: calls.update([model.name]))
-        sim.set_latency(latency, "access_token")
-        from webex_broker.flows.refresh import Refresher
-
-        refresher = Refresher()
-        started = time.monotonic()
-        report = refresher.run(remaining_ms=lambda: int((900 - (time.monotonic() - started)) * 1000))
-        seconds = time.monotonic() - started
-    refreshed = report.outcomes["refreshed"] + report.outcomes["unchanged"]
-    writes_per_refresh = calls["PutSecretValue"] / max(refreshed, 1)
-    bound = min(concurrency / latency, write_rate / max(writes_per_refresh, 1e-9))
-    rate = refreshed / seconds
+        names = seed(sim, size, run)
+        sim.set_latency(latency)
+        baseline = run_baseline(names, concurrency=concurrency, write_rate=write_rate, moto_pid=process.pid)
+        broker, _, failures = run_broker(moto_pid=process.pid)
+    finally:
+        sim.stop()
+    writes = broker["aws_calls"].get("PutSecretValue", 0) / max(broker["refreshed"], 1)
+    write_cap = write_rate / max(writes, 1e-9)
+    latency_bound = concurrency / latency
     return {
         "connections": size,
-        "refreshed": refreshed,
-        "failures": len(report.failures),
-        "seconds": round(seconds, 2),
-        "per_second": round(rate, 2),
-        "bound_per_second": round(bound, 2),
-        "ratio_to_bound": round(rate / bound, 3),
-        "ms_per_connection": round(1000 * seconds / max(refreshed, 1), 2),
-        "aws_calls_per_refresh": round(sum(calls.values()) / max(refreshed, 1), 2),
-        "aws_calls": dict(sorted(calls.items())),
-        "writes_per_refresh": round(writes_per_refresh, 2),
+        "refreshed": broker["refreshed"],
+        "failures": failures,
+        "broker": broker,
+        "baseline": baseline,
+        "ratio_to_baseline": round(broker["per_second"] / baseline["per_second"], 3),
+        "cpu_ratio_to_baseline": round(broker["cpu_ms_per_refresh"] / baseline["cpu_ms_per_refresh"], 3),
+        "write_cap_per_second": round(write_cap, 2),
+        "latency_bound_per_second": round(latency_bound, 2),
+        "bound_broker": bound_by(broker, write_cap=write_cap, latency_bound=latency_bound),
+        "bound_baseline": bound_by(baseline, write_cap=write_cap, latency_bound=latency_bound),
     }
 
 
@@ -240,6 +399,7 @@ def main(argv=None) -> int:
     parser.add_argument("--latency", type=float, default=0.1, help="simulated Webex latency, seconds")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--write-rate", type=float, default=40.0)
+    parser.add_argument("--memory", type=int, default=256, help="MemorySize to predict Lambda's throughput at")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -251,7 +411,7 @@ def main(argv=None) -> int:
                 latency=args.latency,
                 concurrency=args.concurrency,
                 write_rate=args.write_rate,
-                aws_url=aws_url,
+                aws=(process, aws_url),
                 run=run,
             )
             for run, size in enumerate(args.sizes)
@@ -263,16 +423,19 @@ def main(argv=None) -> int:
         f"Refresh throughput: Webex latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}, "
         f"write cap {args.write_rate:g}/s"
     )
-    header = ("connections", "seconds", "conn/s", "bound", "ratio", "ms/conn", "AWS calls/refresh")
-    print("{:>11} {:>8} {:>7} {:>6} {:>6} {:>8} {:>18}".format(*header))
+    header = ("connections", "broker/s", "base/s", "ratio", "CPU ms", "base CPU ms", "moto", "bound (broker)")
+    print("{:>11} {:>8} {:>7} {:>6} {:>7} {:>11} {:>5}  {}".format(*header))
     for r in results:
+        b, base = r["broker"], r["baseline"]
         print(
-            f"{r['connections']:>11} {r['seconds']:>8} {r['per_second']:>7} {r['bound_per_second']:>6} "
-            f"{r['ratio_to_bound']:>6} {r['ms_per_connection']:>8} {r['aws_calls_per_refresh']:>18}"
+            f"{r['connections']:>11} {b['per_second']:>8} {base['per_second']:>7} {r['ratio_to_baseline']:>6} "
+            f"{b['cpu_ms_per_refresh']:>7} {base['cpu_ms_per_refresh']:>11} {b['moto_core_share']:>5}  "
+            f"{r['bound_broker']}"
         )
-    if len(results) > 1:
-        flat = results[-1]["ms_per_connection"] / results[0]["ms_per_connection"]
-        print(f"time per connection, largest vs smallest size: {flat:.3f}x")
+        print(
+            f"{'':>11} Lambda at {args.memory} MB: {lambda_rate(b['cpu_ms_per_refresh'], args.memory):.1f} "
+            f"refreshes/s from CPU (median per refresh in its thread: {b['thread_cpu_ms_median']} ms)"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0 if all(r["failures"] == 0 and r["refreshed"] == r["connections"] for r in results) else 1

@@ -213,6 +213,31 @@ def test_answer_without_refresh_token_keeps_the_old_one(short_lived, webex_clock
 # --- exactly one refresher per connection ------------------------------------------------------------
 
 
+def test_a_connection_the_due_query_returns_twice_is_refreshed_once(short_lived, webex_clock, monkeypatch, aws_calls):
+    """A paged index query can return a row again after the run moved it; the lease, held by this
+    same run, would not stop a second refresh of it."""
+    from webex_broker.adapters.connections import ConnectionsTable
+
+    broker = short_lived
+    broker.login(ALICE)
+    broker.login(BOB)
+    webex_clock.advance(25 * HOUR)
+    broker.webex.set_latency(0.2, "access_token")  # the first refresh is still in flight when the name comes again
+    due = ConnectionsTable.due
+    monkeypatch.setattr(ConnectionsTable, "due", lambda self, now: (n for name in due(self, now) for n in (name, name)))
+    calls_before = broker.webex.calls["access_token"]
+    aws_calls.clear()
+
+    result = broker.refresh()
+    assert result["outcomes"] == {"refreshed": 2}
+    assert result["failed"] == 0
+    assert broker.webex.calls["access_token"] - calls_before == 2, "one Webex refresh per connection"
+    assert aws_calls["PutSecretValue"] == 2
+    for who in (ALICE, BOB):
+        assert broker.versions(f"{PREFIX}/tokens/{who}") == 2
+        assert_consistent(broker, who)
+
+
 def test_two_refreshers_at_once_refresh_each_connection_once(short_lived, webex_clock):
     broker = short_lived
     people = (ALICE, BOB, CAROL)

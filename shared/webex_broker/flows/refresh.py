@@ -177,7 +177,13 @@ class Refresher:
         margin_ms = self.policy.time_margin_seconds * 1000
         with ThreadPoolExecutor(max_workers=self.policy.concurrency, thread_name_prefix="refresh") as pool:
             in_flight: dict = {}
+            started: set[str] = set()
             for name in self._table.due(now):
+                # A paged query over an index whose keys this run is changing can hand the same row
+                # out twice; the lease would let this run's owner in again, so a second start is skipped.
+                if name in started:
+                    continue
+                started.add(name)
                 if len(in_flight) >= self.policy.concurrency:
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for future in done:
