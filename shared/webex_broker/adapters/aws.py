@@ -1,6 +1,7 @@
 """boto3 clients, created on first use and reused across warm invocations.
 
-boto3 honours AWS_ENDPOINT_URL, which is how the local stack points them at moto. The low-level
+boto3 honours AWS_ENDPOINT_URL, which is how the local stack points them at moto (the operator CLI
+uses connect() instead, leaving its own environment alone). The low-level
 DynamoDB client (not the resource API) keeps the cold start short.
 """
 
@@ -16,8 +17,6 @@ _CONFIG = Config(max_pool_connections=64, retries={"mode": "standard", "max_atte
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-
-
 _endpoint_url: str | None = None  # None: boto3's own choice (AWS_ENDPOINT_URL, or AWS itself)
 
 
