@@ -34,8 +34,6 @@ if __package__ in (None, ""):  # python bench/refresh_throughput.py
 
 from bench.common import CLIENT_ID, CLIENT_SECRET, NOT_ON_LAMBDA, ROOT, broker_env, lambda_rate
 
-sys.modules.update(dict.fromkeys(NOT_ON_LAMBDA))  # as on Lambda: botocore finds neither the CRT nor pyOpenSSL
-
 PREFIX = "bench"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SKIP_DAYS = 13  # the Refresher's clock, moved past the next refresh the baseline scheduled (12 days on)
@@ -394,6 +392,7 @@ def measure(size: int, *, latency: float, concurrency: int, write_rate: float, a
 
 
 def main(argv=None) -> int:
+    sys.modules.update(dict.fromkeys(NOT_ON_LAMBDA))  # as on Lambda: botocore finds neither the CRT nor pyOpenSSL
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--latency", type=float, default=0.1, help="simulated Webex latency, seconds")
