@@ -8,6 +8,9 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
 from webex_broker.adapters import aws
 from webex_broker.core.settings import Settings
 from webex_broker.flows.broker import Broker
@@ -57,9 +60,6 @@ def local_target() -> Target:
 
 
 def stack_target(stack: str, region: str | None) -> Target:
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
-
     region = region or boto3.session.Session().region_name
     try:
         cloudformation = boto3.client("cloudformation", region_name=region)
