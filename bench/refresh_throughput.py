@@ -302,7 +302,7 @@ def run_baseline(names: list[str], *, concurrency: int, write_rate: float, moto_
     return _side(refreshed, timed, calls)
 
 
-def run_broker(*, moto_pid: int) -> tuple[dict, list[float], int]:
+def run_broker(*, moto_pid: int) -> dict:
     from devstack.lambda_runtime import cold_start
     from webex_broker.adapters import aws
     from webex_broker.core.clock import utc_now
@@ -331,7 +331,7 @@ def run_broker(*, moto_pid: int) -> tuple[dict, list[float], int]:
     side = _side(refreshed, timed, calls)
     side["thread_cpu_ms_median"] = round(1000 * statistics.median(thread_cpu), 2) if thread_cpu else None
     side["failures"] = dict(Counter(report.failures.values()))
-    return side, thread_cpu, len(report.failures)
+    return side
 
 
 def bound_by(side: dict, *, write_cap: float, latency_bound: float) -> str:
@@ -370,7 +370,7 @@ def measure(size: int, *, latency: float, concurrency: int, write_rate: float, a
         names = seed(sim, size, run)
         sim.set_latency(latency)
         baseline = run_baseline(names, concurrency=concurrency, write_rate=write_rate, moto_pid=process.pid)
-        broker, _, failures = run_broker(moto_pid=process.pid)
+        broker = run_broker(moto_pid=process.pid)
     finally:
         sim.stop()
     writes = broker["aws_calls"].get("PutSecretValue", 0) / max(broker["refreshed"], 1)
@@ -379,7 +379,7 @@ def measure(size: int, *, latency: float, concurrency: int, write_rate: float, a
     return {
         "connections": size,
         "refreshed": broker["refreshed"],
-        "failures": failures,
+        "failures": sum(broker["failures"].values()),
         "broker": broker,
         "baseline": baseline,
         "ratio_to_baseline": round(broker["per_second"] / baseline["per_second"], 3),
