@@ -27,7 +27,7 @@ from devstack.template import (
     function_environment,
     table_definitions,
 )
-from devstack.webex_simulator import WebexSimulator
+from devstack.webex_simulator import DEFAULT_PEOPLE, WebexSimulator, webex_id
 from webex_broker_admin.local_state import local_state_path
 
 STACK_NAME = "webex-token-broker-local"
@@ -37,6 +37,15 @@ DEMO_USES = 100
 
 LOCAL_CLIENT_ID = "local-integration"
 LOCAL_REGION = "us-east-1"
+
+# With spark:applications_token in WEBEX_SCOPES, the simulator also has a Service App, authorized by
+# the first org's Full Admin and not by the second's, so both answers can be tried locally.
+APPLICATIONS_TOKEN_SCOPE = "spark:applications_token"
+DEMO_APP_ID = webex_id("APPLICATION", "8d0c3f5e-2a71-4b96-a4e8-1f6b9c7d2e50")
+DEMO_APP_CLIENT_ID = "C1oca1-service-app"
+DEMO_APP_CLIENT_SECRET = "local-service-app-secret"  # a simulator's, like the README says; override with the env var
+DEMO_APP_SCOPES = ["spark:people_read", "spark-admin:people_read"]
+AUTHORIZED_ORG, UNAUTHORIZED_ORG = dict.fromkeys(p.org_id for p in DEFAULT_PEOPLE)
 
 
 @dataclass
@@ -51,6 +60,7 @@ class LocalConfig:
     webex_client_id: str = ""
     webex_client_secret: str = ""
     webex_scopes: str = ""
+    service_app_client_secret: str = DEMO_APP_CLIENT_SECRET
     sim_access_token_seconds: int = 600
     sim_same_token_seconds: int = 120
     sim_refresh_token_seconds: int = 7_776_000
@@ -66,6 +76,7 @@ class LocalConfig:
             webex_client_id=env.get("WEBEX_CLIENT_ID", ""),
             webex_client_secret=env.get("WEBEX_CLIENT_SECRET", ""),
             webex_scopes=env.get("WEBEX_SCOPES", ""),
+            service_app_client_secret=env.get("WEBEX_SERVICE_APP_CLIENT_SECRET", DEMO_APP_CLIENT_SECRET),
             sim_access_token_seconds=int(env.get("WEBEX_SIM_ACCESS_TOKEN_SECONDS", "600")),
             sim_same_token_seconds=int(env.get("WEBEX_SIM_SAME_TOKEN_SECONDS", "120")),
             sim_refresh_token_seconds=int(env.get("WEBEX_SIM_REFRESH_TOKEN_SECONDS", "7776000")),
@@ -193,15 +204,25 @@ class LocalBroker:
         client_secret = self.config.webex_client_secret or secrets.token_urlsafe(24)
         sim = WebexSimulator(
             access_token_ttl=self.config.sim_access_token_seconds,
+            service_app_access_token_ttl=self.config.sim_access_token_seconds,
             refresh_token_ttl=self.config.sim_refresh_token_seconds,
             same_token_window=self.config.sim_same_token_seconds,
         )
         sim.register_client(client_id, client_secret, [f"{broker_base}/callback"])
+        if self.service_apps_enabled:
+            sim.register_service_app(
+                DEMO_APP_ID, DEMO_APP_CLIENT_ID, self.config.service_app_client_secret, DEMO_APP_SCOPES
+            )
+            sim.authorize_service_app(DEMO_APP_ID, AUTHORIZED_ORG)
         server = sim.serve(self.config.host, 0)
         self._stops.append(server.shutdown)
         self.simulator = sim
         self.webex_url = server.url
         return client_id, client_secret
+
+    @property
+    def service_apps_enabled(self) -> bool:
+        return APPLICATIONS_TOKEN_SCOPE in self.config.webex_scopes.split()
 
     def _configure_functions(self, client_id: str, client_secret: str):
         """Tables and client secret from the template's own definitions; env from its Globals."""
@@ -271,6 +292,13 @@ def main() -> int:
         "'.venv/bin/webex-broker invite NAME [--email E]'.",
         flush=True,
     )
+    if broker.simulator and broker.service_apps_enabled:
+        print(
+            f"Service App (simulated): --app-id {DEMO_APP_ID} --client-id {DEMO_APP_CLIENT_ID} "
+            f"--org {AUTHORIZED_ORG} (authorized; {UNAUTHORIZED_ORG} is not). Its client secret is "
+            "WEBEX_SERVICE_APP_CLIENT_SECRET's, or the README's default.",
+            flush=True,
+        )
     print(f"Refresher every {config.refresh_interval:g} s. Ctrl-C stops.", flush=True)
     stop.wait()
     broker.stop()

@@ -141,6 +141,9 @@ def test_every_call_is_allowed_and_every_permission_is_used(broker, recorder, mo
         failing.setattr(secret_store, "write_consumer_secret", lambda *a, **k: (_ for _ in ()).throw(RuntimeError()))
         assert login("carol@partner.example.org", broker.invite("partners"))["statusCode"] == 500
 
+    # A Service App whose refresh token died: minted again through its --via, scheduled and on demand.
+    heal_service_app(broker, monkeypatch, login, recorder, refresher, refresh_connection)
+
     statements = policies(os.environ["CLIENT_SECRET_ARN"])
     refused = []
     used = {name: set() for name in statements}
@@ -154,3 +157,28 @@ def test_every_call_is_allowed_and_every_permission_is_used(broker, recorder, mo
     assert refused == [], "calls the template does not allow"
     spare = {f: sorted({s["Sid"] for s in statements[f]} - used[f]) for f in statements}
     assert spare == {f: [] for f in statements}, "permissions no flow needed"
+
+
+def heal_service_app(broker, monkeypatch, login, recorder, refresher, refresh_connection) -> None:
+    """Added by the operator (not a function), then healed by the refresher and by the route."""
+    from tests.conftest import CALLBACK_URL, CLIENT_ID, CLIENT_SECRET
+    from tests.test_service_apps import APP_ID, ORG, SCOPES, add, make_due
+
+    monkeypatch.setenv("WEBEX_SCOPES", SCOPES)
+    broker.webex.register_client(CLIENT_ID, CLIENT_SECRET, [CALLBACK_URL], scopes=SCOPES.split())
+    broker.webex.register_service_app(APP_ID, "Capp0client0id", "app-secret-value-never-shown", ["spark:people_read"])
+    broker.webex.authorize_service_app(APP_ID, ORG)
+    reset_broker_caches()
+    assert login("alice@example.com", broker.invite("alice@example.com"))["statusCode"] == 200
+    reset_broker_caches()
+    add(via="alice@example.com")
+    broker.webex.revoke_grant(app_id=APP_ID, org_id=ORG)
+    make_due(broker, "org-bot")
+    with recorder.running("RefresherFunction"):
+        run = refresher(broker.event("refresher"), LambdaContext(timeout_seconds=900))
+    assert run["outcomes"]["healed"] == 1
+    broker.webex.revoke_grant(app_id=APP_ID, org_id=ORG)
+    event = broker.event("refresh_connection")
+    event["pathParameters"] = {"name": "org-bot"}
+    with recorder.running("RefreshConnectionFunction"):
+        assert refresh_connection(event, LambdaContext())["statusCode"] == 200

@@ -116,6 +116,7 @@ def test_login_stores_both_secrets_and_the_connection(broker):
     consumer = broker.secret(TOKEN_SECRET)
     refresh = broker.secret(REFRESH_SECRET)
     assert set(consumer) == {
+        "kind",
         "access_token",
         "token_type",
         "expires_at",
@@ -128,6 +129,7 @@ def test_login_stores_both_secrets_and_the_connection(broker):
         "updated_at",
     }
     assert "refresh_token" not in consumer
+    assert consumer["kind"] == "person"
     assert consumer["token_type"] == "Bearer"
     assert consumer["connection"] == ALICE
     assert consumer["email"] == ALICE
@@ -143,6 +145,7 @@ def test_login_stores_both_secrets_and_the_connection(broker):
     assert refresh["refresh_token"] != consumer["access_token"]
     assert refresh["refresh_token_expires_at"].endswith("Z")
     assert set(refresh) == {
+        "kind",
         "refresh_token",
         "refresh_token_expires_at",
         "connection",

@@ -93,13 +93,13 @@ def test_a_scheduled_refresh_that_finds_a_fresh_login_after_its_backoff_leaves_i
 
 def test_a_login_waits_for_a_refresh_holding_the_lease_and_writes_last(short_lived, monkeypatch):
     from webex_broker.adapters import webex
-    from webex_broker.flows import login
+    from webex_broker.flows import new_grant
 
     broker = short_lived
     broker.login(ALICE)
     broker.webex.same_token_window = 0
     login_waiting, refreshed = threading.Event(), {}
-    real_refresh, real_sleep = webex.WebexClient.refresh, login.time.sleep
+    real_refresh, real_sleep = webex.WebexClient.refresh, new_grant.time.sleep
 
     def slow_refresh(self, **kwargs):
         assert login_waiting.wait(10), "the login never had to wait"
@@ -110,7 +110,7 @@ def test_a_login_waits_for_a_refresh_holding_the_lease_and_writes_last(short_liv
         real_sleep(seconds)
 
     monkeypatch.setattr(webex.WebexClient, "refresh", slow_refresh)
-    monkeypatch.setattr(login.time, "sleep", waiting)
+    monkeypatch.setattr(new_grant.time, "sleep", waiting)
     worker = threading.Thread(target=lambda: refreshed.update(result=refresher().refresh_one(ALICE, force=True)))
     worker.start()
     page = broker.login(ALICE)
@@ -187,10 +187,10 @@ def crash_after(monkeypatch, step: str) -> None:
 
 def killed_after(monkeypatch, step: str) -> None:
     """A Lambda killed at that point: no exception handler of ours runs after it."""
-    from webex_broker.flows import login
+    from webex_broker.flows import new_grant
 
     crash_after(monkeypatch, step)
-    monkeypatch.setattr(login, "_undo", lambda *a, **k: None)
+    monkeypatch.setattr(new_grant, "_undo", lambda *a, **k: None)
 
 
 def later(monkeypatch, seconds: int) -> None:

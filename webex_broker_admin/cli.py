@@ -1,4 +1,5 @@
-"""webex-broker: invite people, list and inspect connections, refresh, revoke, and read tokens.
+"""webex-broker: invite people, add Service Apps, list and inspect connections, refresh, revoke, and
+read tokens.
 
 Talks to the local stack `make run` started (the default, when one is running) or to a deployed
 stack (--stack NAME [--region R]). Exit codes: 0 done, 1 failed, 2 bad usage, 3 no such connection
@@ -21,9 +22,12 @@ from webex_broker.adapters import webex
 from webex_broker.adapters.client_credentials import ClientCredentials, store_client_credentials
 from webex_broker.adapters.invitations import invitation_link
 from webex_broker.adapters.secret_store import delete_secret, get_secret_document, secret_arn
+from webex_broker.core.clock import epoch, utc_now
 from webex_broker.core.connection import Connection, ConnectionStatus
-from webex_broker.core.errors import ConfigurationError
+from webex_broker.core.errors import AccessDenied, ConfigurationError, LoginBusy, ViaUnavailable
+from webex_broker.core.grants import ServiceApp
 from webex_broker.core.observability import logger
+from webex_broker.flows import service_apps
 from webex_broker.flows.adoption import adopt, orphans
 from webex_broker.flows.on_demand import refresh_connection
 from webex_broker.flows.refresh import Refresher
@@ -105,7 +109,10 @@ def _row(target: Target, name: str) -> Connection:
 def _summary(row) -> dict:
     return {
         "connection": row.name,
-        "person": row.email,
+        "kind": row.kind.value,
+        "person": row.email or None,
+        "app_id": row.app_id or None,
+        "org_id": row.org_id or None,
         "display_name": row.display_name,
         "status": row.status.value,
         "access_expires_at": row.access_expires_at,
@@ -124,7 +131,8 @@ def cmd_list(args, target: Target) -> None:
     lines = [
         [
             r["connection"],
-            r["person"],
+            "service app" if r["app_id"] else "person",
+            r["person"] or f"app {_short(r['app_id'])} in org {_short(r['org_id'])}",
             r["status"],
             when(r["access_expires_at"]),
             when(r["refresh_expires_at"]),
@@ -132,8 +140,13 @@ def cmd_list(args, target: Target) -> None:
         ]
         for r in rows
     ]
-    headers = ["NAME", "PERSON", "STATUS", "ACCESS EXPIRES", "REFRESH EXPIRES", "LAST REFRESH"]
+    headers = ["NAME", "KIND", "WHO", "STATUS", "ACCESS EXPIRES", "REFRESH EXPIRES", "LAST REFRESH"]
     print(table(lines, headers) if lines else "No connections yet. `webex-broker invite NAME` makes a login link.")
+
+
+def _short(webex_id: str | None) -> str:
+    """Webex ids are long base64; their last characters tell them apart in a table."""
+    return f"…{webex_id[-10:]}" if webex_id and len(webex_id) > 12 else (webex_id or "-")
 
 
 def cmd_show(args, target: Target) -> None:
@@ -141,8 +154,8 @@ def cmd_show(args, target: Target) -> None:
     secret_name = target.broker.names.token_secret(args.name)
     details = {
         **_summary(row),
-        "person_id": row.person_id or None,
-        "org_id": row.org_id or None,
+        "person_id": (row.person_id or None) if not row.service_app else None,
+        "via": row.via or None,
         "scopes": list(row.scopes),
         "consecutive_failures": row.consecutive_failures,
         "last_error_class": row.last_error_class or None,
@@ -203,7 +216,7 @@ def _retry_reauth_required(target: Target) -> None:
 
 
 def cmd_revoke(args, target: Target) -> None:
-    _row(target, args.name)
+    row = _row(target, args.name)
     if not args.yes:
         if not sys.stdin.isatty():
             raise CommandError("Refusing to revoke without --yes (not a terminal).", EXIT_USAGE)
@@ -218,6 +231,12 @@ def cmd_revoke(args, target: Target) -> None:
     print(f"Connection '{args.name}' removed; workloads can no longer read its token.")
     if withdrawn:
         print(f"Withdrew {withdrawn} invitation(s) for '{args.name}'.")
+    if row.service_app:
+        print(
+            "The Service App itself stays authorized in its org: a Full Admin of that org can remove it in "
+            "Control Hub. The broker cannot do that for them."
+        )
+        return
     print(
         "The grant itself still exists at Webex: the person can remove it in their Webex settings, or an org "
         "admin can revoke it (DELETE /authorizations). The broker cannot do that for them."
@@ -241,6 +260,72 @@ def cmd_set_credentials(args, target: Target) -> None:
     store_client_credentials(settings.client_secret_arn, credentials)
     print(f"Stored the credentials of client {credentials.client_id[:8]}… in {settings.client_secret_arn}.")
     print("The functions use them within 5 minutes.", file=sys.stderr)
+
+
+def cmd_service_app_add(args, target: Target) -> None:
+    """The Service App's client secret from the environment or a hidden prompt, and a portal-generated
+    refresh token from stdin: never from the command line, which shell history and process listings
+    keep. Nothing is stored unless Webex hands out a working pair."""
+    if not (args.via or args.refresh_token_stdin):
+        raise CommandError(
+            "Give --via CONNECTION (mint through a connection granted spark:applications_token) or "
+            "--refresh-token-stdin (a refresh token generated in the developer portal).",
+            EXIT_USAGE,
+        )
+    refresh_token = sys.stdin.read().strip() if args.refresh_token_stdin else ""
+    if args.refresh_token_stdin and not refresh_token:
+        raise CommandError("No refresh token on stdin.", EXIT_USAGE)
+    secret = os.environ.get("WEBEX_SERVICE_APP_CLIENT_SECRET") or getpass.getpass("Client secret of the Service App: ")
+    app = ServiceApp(args.app_id.strip(), args.client_id.strip(), secret.strip(), via=args.via or "")
+    if args.via and target.broker.connections.get(args.via) is None:
+        raise CommandError(f"No connection named {args.via!r} to mint through.", EXIT_NOT_FOUND)
+    try:
+        record = service_apps.add(
+            target.broker,
+            args.name,
+            app,
+            args.org.strip(),
+            refresh_token=refresh_token,
+            now=utc_now(),
+            remaining_ms=lambda: 30_000,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    except ViaUnavailable as exc:
+        raise CommandError(f"Cannot mint through --via: {exc.reason}; nothing was stored.") from None
+    except webex.WebexError as exc:
+        raise CommandError(_mint_refusal(exc, args), EXIT_FAILED) from None
+    except (AccessDenied, LoginBusy) as exc:
+        raise CommandError(f"{exc}; nothing was stored.") from None
+    print(f"Service App {_short(app.app_id)} in org {_short(args.org)} is connection '{args.name}'.")
+    secret = target.broker.names.token_secret(args.name)
+    print(
+        f"Workloads read {secret} (this access token lasts until {when(epoch(record.grant.access_expires_at))}); "
+        "the broker refreshes it with the app's own credentials."
+    )
+
+
+def _mint_refusal(exc: webex.WebexError, args) -> str:
+    """What the operator can do about Webex's answer; every path stored nothing."""
+    tracking = f" (Trackingid {exc.tracking_id})" if exc.tracking_id else ""
+    if exc.kind == webex.FailureKind.CONFIGURATION:
+        return f"Webex refused the Service App's client ID or secret (invalid_client){tracking}; nothing was stored."
+    if args.refresh_token_stdin and exc.kind == webex.FailureKind.PERMANENT:
+        return (
+            "Webex says this refresh token is invalid, expired or revoked (or belongs to another app); generate a "
+            f"new one in the developer portal{tracking}. Nothing was stored."
+        )
+    if exc.status == 403:
+        return (
+            f"Webex answered 403: a Full Admin of org {args.org} must authorize this Service App in Control Hub "
+            f"first (or --via's grant lacks spark:applications_token){tracking}. Nothing was stored."
+        )
+    if exc.status == 401 and args.via:
+        return (
+            f"Webex refused the access token of '{args.via}' (401); `webex-broker refresh {args.via}` and try "
+            f"again{tracking}. Nothing was stored."
+        )
+    return f"Webex could not mint the tokens ({exc.code}){tracking}; nothing was stored. Try again later."
 
 
 def cmd_adopt(args, target: Target) -> None:
@@ -344,6 +429,33 @@ def parser() -> argparse.ArgumentParser:
         "Store the integration's client ID and secret (the secret from WEBEX_CLIENT_SECRET or a hidden prompt).",
     )
     credentials.add_argument("--client-id", required=True, help="the Webex integration's client ID")
+    service_app = commands.add_parser(
+        "service-app", help="Keep a Webex Service App's org-wide token fresh (see `service-app add -h`)."
+    )
+    service_app_commands = service_app.add_subparsers(dest="service_app_command", required=True, metavar="COMMAND")
+    add = service_app_commands.add_parser(
+        "add",
+        help="Mint a Service App's token pair for one org and keep it as connection NAME.",
+        description=(
+            "Mint a Service App's token pair for one org and keep it fresh as connection NAME. The app's client "
+            "secret comes from WEBEX_SERVICE_APP_CLIENT_SECRET or a hidden prompt."
+        ),
+    )
+    add.set_defaults(function=cmd_service_app_add)
+    add.add_argument("name", metavar="NAME", help="the connection: workloads read <prefix>/tokens/NAME")
+    add.add_argument("--app-id", required=True, help="the Service App's application id")
+    add.add_argument("--client-id", required=True, help="the Service App's client ID")
+    add.add_argument("--org", required=True, metavar="ORG_ID", help="the org whose Full Admin authorized the app")
+    add.add_argument(
+        "--via",
+        metavar="CONNECTION",
+        help="a connection granted spark:applications_token: mints the pair now, and again if it ever dies",
+    )
+    add.add_argument(
+        "--refresh-token-stdin",
+        action="store_true",
+        help="seed from a refresh token generated in the developer portal, read from stdin",
+    )
     command("adopt", cmd_adopt, "Rebuild rows for connections whose secrets outlived them (a re-created stack).")
     command("doctor", cmd_doctor, "Check the deployment and say what to fix; exit 1 if a check fails.")
     return top

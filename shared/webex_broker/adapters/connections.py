@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker.adapters import aws
 from webex_broker.core.clock import epoch
-from webex_broker.core.connection import Connection, ConnectionStatus
+from webex_broker.core.connection import Connection, ConnectionKind, ConnectionStatus
 from webex_broker.core.token_documents import TokenRecord, fingerprint
 
 SCHEDULE_INDEX = "ScheduleIndex"
@@ -118,7 +118,10 @@ class ConnectionsTable:
             record.connection,
             owner,
             {
-                "person_id": record.person.id,
+                "kind": ConnectionKind.SERVICE_APP if record.service_app else ConnectionKind.PERSON,
+                "app_id": record.service_app.app_id if record.service_app else None,
+                "via": record.service_app.via if record.service_app else None,
+                "person_id": record.owner_id,
                 "email": record.person.email,
                 "display_name": record.person.display_name,
                 "org_id": record.person.org_id,
@@ -400,6 +403,8 @@ _NUMBERS = {
     "lease_expires_at",
 }
 _TEXTS = {
+    "app_id",
+    "via",
     "person_id",
     "email",
     "display_name",
@@ -421,6 +426,7 @@ def _connection(item: dict) -> Connection:
     return Connection(
         name=item["connection"],
         status=ConnectionStatus(item.get("status", ConnectionStatus.PENDING)),
+        kind=ConnectionKind(item.get("kind", ConnectionKind.PERSON)),
         scopes=tuple(item.get("scopes", ())),
         scheduled=item.get("schedule") == SCHEDULED,
         consecutive_failures=int(item.get("consecutive_failures", 0)),

@@ -13,6 +13,7 @@ REAUTH_REQUIRED = "Connection Reauthorization Required"
 RECOVERED = "Connection Recovered"
 REFRESH_TOKEN_EXPIRING = "Refresh Token Expiring"
 CONFIGURATION_ERROR = "Integration Configuration Error"
+SERVICE_APP_HEALED = "Service App Tokens Reminted"  # a dead Service App pair replaced through its `via`
 RUN_STOPPED = "Refresh Run Stopped"  # most of a run was refused without a reason: no status was changed
 
 

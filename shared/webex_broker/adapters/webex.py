@@ -129,21 +129,26 @@ class WebexClient:
             type=body.get("type", "person"),
         )
 
+    def mint_service_app_tokens(self, *, app_id: str, org_id: str, bearer: str, now: datetime) -> TokenGrant:
+        """A Service App's first (or a new) token pair for one org. This client's credentials are the
+        Service App's; `bearer` is an integration access token holding spark:applications_token. Webex
+        answers 403 until a Full Admin of that org has authorized the app."""
+        body = self._call(
+            "POST",
+            f"/applications/{quote(app_id, safe='')}/token",
+            json={
+                "clientId": self._credentials.client_id,
+                "clientSecret": self._credentials.client_secret,
+                "targetOrgId": org_id,
+            },
+            headers={"Authorization": f"Bearer {bearer}"},
+        ).json()
+        return _grant_from(body, now=now, refresh_token="")
+
     def _token_request(self, form: dict, *, now: datetime) -> TokenGrant:
         form = {"client_id": self._credentials.client_id, "client_secret": self._credentials.client_secret, **form}
         body = self._call("POST", "/access_token", data=form).json()
-        try:
-            refresh_in = body.get("refresh_token_expires_in")
-            return TokenGrant(
-                access_token=body["access_token"],
-                access_expires_at=now + timedelta(seconds=int(body["expires_in"])),
-                refresh_token=body.get("refresh_token") or form.get("refresh_token", ""),
-                refresh_expires_at=now + timedelta(seconds=int(refresh_in)) if refresh_in is not None else None,
-                token_type=body.get("token_type", "Bearer"),
-                scopes=tuple(body.get("scope", "").split()),
-            )
-        except (KeyError, TypeError, ValueError):
-            raise WebexError("Webex answered the token request without a usable token") from None
+        return _grant_from(body, now=now, refresh_token=form.get("refresh_token", ""))
 
     def _call(self, method: str, path: str, **kwargs) -> requests.Response:
         try:
@@ -161,6 +166,25 @@ class WebexClient:
         if response.ok:
             return response
         raise _error_from(response, path, tracking_id)
+
+
+def _grant_from(body: dict, *, now: datetime, refresh_token: str) -> TokenGrant:
+    """Expiry computed from the answer; a refresh answer without a refresh token keeps the one sent."""
+    try:
+        refresh_in = body.get("refresh_token_expires_in")
+        grant = TokenGrant(
+            access_token=body["access_token"],
+            access_expires_at=now + timedelta(seconds=int(body["expires_in"])),
+            refresh_token=body.get("refresh_token") or refresh_token,
+            refresh_expires_at=now + timedelta(seconds=int(refresh_in)) if refresh_in is not None else None,
+            token_type=body.get("token_type", "Bearer"),
+            scopes=tuple(body.get("scope", "").split()),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise WebexError("Webex answered the token request without a usable token") from None
+    if not grant.refresh_token:
+        raise WebexError("Webex answered the token request without a refresh token")
+    return grant
 
 
 def _error_from(response: requests.Response, path: str, tracking_id: str) -> WebexError:

@@ -1,4 +1,5 @@
-"""A connection: one person's (or one invitation's) Webex grant that the broker keeps fresh.
+"""A connection: one person's (or one invitation's, or one Service App's in one org) Webex grant
+that the broker keeps fresh.
 
 The connections table stores it; `connections.ConnectionsTable` is the only code that knows how, and
 everything else reads these typed fields.
@@ -6,6 +7,11 @@ everything else reads these typed fields.
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+
+class ConnectionKind(StrEnum):
+    PERSON = "person"  # a person's consent through the login link
+    SERVICE_APP = "service_app"  # a Service App's machine account in one org, added by an operator
 
 
 class ConnectionStatus(StrEnum):
@@ -18,11 +24,14 @@ class ConnectionStatus(StrEnum):
 class Connection:
     name: str
     status: ConnectionStatus
-    person_id: str = ""
+    kind: ConnectionKind = ConnectionKind.PERSON
+    person_id: str = ""  # a person's Webex id; for a Service App, the app and org it is bound to
     email: str = ""
     display_name: str = ""
     org_id: str = ""
     scopes: tuple[str, ...] = ()
+    app_id: str = ""  # a Service App's application id
+    via: str = ""  # the connection that mints a Service App's tokens
     scheduled: bool = False  # in the schedule index: the refresher will find it when due
     consumer_secret_arn: str = ""
     login_base_url: str = ""  # where re-authorization links point
@@ -47,6 +56,10 @@ class Connection:
     forced_at: int | None = None  # the last on-demand refresh, for its cooldown
     lease_owner: str = ""
     lease_expires_at: int | None = None
+
+    @property
+    def service_app(self) -> bool:
+        return self.kind == ConnectionKind.SERVICE_APP
 
     @property
     def active(self) -> bool:

@@ -78,3 +78,11 @@ class ConfigurationError(BrokerError, RuntimeError):
 
 class NotConfigured(ConfigurationError):
     """The client secret is still empty: the operator has not run `webex-broker set-credentials` yet."""
+
+
+class ViaUnavailable(BrokerError):
+    """A Service App's `--via` connection cannot mint its tokens now; `reason` says why (no secret in it)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

@@ -1,7 +1,8 @@
 """What a connection's two secrets hold.
 
 The consumer secret is what workloads read: the access token and who it belongs to. The refresh
-secret is the broker's own: the refresh token and the identity needed to rebuild the consumer secret.
+secret is the broker's own: the refresh token and the identity needed to rebuild the consumer secret,
+and for a Service App its client credentials, which only the broker may read.
 It changes only when Webex hands out a different refresh token, which it rarely does, so a routine
 refresh writes one secret, not two.
 """
@@ -11,12 +12,19 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from webex_broker.core.clock import iso, parse_iso
-from webex_broker.core.grants import Person, TokenGrant
+from webex_broker.core.connection import ConnectionKind
+from webex_broker.core.grants import Person, ServiceApp, TokenGrant
 
 
 def fingerprint(token: str) -> str:
     """A short, one-way digest: tells versions apart in the connections table without holding the token."""
     return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def owner_id(person: Person, service_app: ServiceApp | None) -> str:
+    """Whom a connection is bound to: the person, or the Service App in its target org (a person's
+    login can never take a Service App's connection over, nor another app's)."""
+    return f"service-app:{service_app.app_id}:{person.org_id}" if service_app else person.id
 
 
 def connection_name_for(person: Person) -> str:
@@ -32,6 +40,7 @@ class RefreshMaterial:
     refresh_expires_at: datetime | None
     scopes: tuple[str, ...]
     token_type: str = "Bearer"
+    service_app: ServiceApp | None = None
 
     def __repr__(self) -> str:
         return f"RefreshMaterial(connection={self.connection!r}, refresh_token=***)"
@@ -46,7 +55,10 @@ class RefreshMaterial:
         )
 
     def document(self, *, updated_at: datetime) -> dict:
+        app = self.service_app
         return {
+            **_kind_fields(app),
+            **({"app_client_id": app.client_id, "app_client_secret": app.client_secret, "via": app.via} if app else {}),
             "refresh_token": self.refresh_token,
             "refresh_token_expires_at": iso(self.refresh_expires_at) if self.refresh_expires_at else None,
             "connection": self.connection,
@@ -63,6 +75,14 @@ class RefreshMaterial:
     @classmethod
     def from_document(cls, document: dict) -> "RefreshMaterial":
         refresh_expires = document.get("refresh_token_expires_at")
+        app = None
+        if document.get("kind") == ConnectionKind.SERVICE_APP:
+            app = ServiceApp(
+                app_id=document["app_id"],
+                client_id=document["app_client_id"],
+                client_secret=document["app_client_secret"],
+                via=document.get("via", ""),
+            )
         return cls(
             connection=document["connection"],
             person=Person(
@@ -76,6 +96,7 @@ class RefreshMaterial:
             refresh_expires_at=parse_iso(refresh_expires) if refresh_expires else None,
             scopes=tuple(document.get("scopes", ())),
             token_type=document.get("token_type", "Bearer"),
+            service_app=app,
         )
 
 
@@ -85,6 +106,11 @@ class TokenRecord:
     person: Person
     grant: TokenGrant
     updated_at: datetime
+    service_app: ServiceApp | None = None
+
+    @property
+    def owner_id(self) -> str:
+        return owner_id(self.person, self.service_app)
 
     def __repr__(self) -> str:
         return f"TokenRecord(connection={self.connection!r}, updated_at={iso(self.updated_at)}, tokens=***)"
@@ -97,10 +123,12 @@ class TokenRecord:
             refresh_expires_at=self.grant.refresh_expires_at,
             scopes=self.grant.scopes,
             token_type=self.grant.token_type,
+            service_app=self.service_app,
         )
 
     def consumer_document(self) -> dict:
         return {
+            **_kind_fields(self.service_app),
             "access_token": self.grant.access_token,
             "token_type": self.grant.token_type,
             "expires_at": iso(self.grant.access_expires_at),
@@ -112,3 +140,10 @@ class TokenRecord:
             "org_id": self.person.org_id,
             "updated_at": iso(self.updated_at),
         }
+
+
+def _kind_fields(app: ServiceApp | None) -> dict:
+    """Workloads tell a Service App's token from a person's by `kind`, and the app by `app_id`."""
+    if app is None:
+        return {"kind": ConnectionKind.PERSON.value}
+    return {"kind": ConnectionKind.SERVICE_APP.value, "app_id": app.app_id}

@@ -51,9 +51,9 @@ def connection_for(settings: Settings, person: Person, invitation: Invitation | 
     return name
 
 
-def check_owner(row: Connection | None, person: Person) -> None:
-    """A connection stays bound to the person who first authorized it."""
-    if row and row.person_id and row.person_id != person.id:
+def check_owner(row: Connection | None, owner_id: str) -> None:
+    """A connection stays bound to the person (or the Service App) that first authorized it."""
+    if row and row.person_id and row.person_id != owner_id:
         raise AccessDenied(
             "This connection already belongs to another Webex account and cannot be taken over.", status=409
         )

@@ -1,15 +1,11 @@
 """The login flow: start it (invitation check, state + PKCE bound to the browser, redirect) and finish
 it (state → code → who is it → may they? → lease → secrets → row → invitation use).
 
-Finishing writes in a fixed order, under the connection's lease so that no refresh interleaves:
-refresh material → consumer secret → row (which frees the lease) → one use of the invitation. The
-use is counted last, so a failed or crashed write never spends the person's invitation; a failed
-first login removes what it wrote, so no live refresh token is left without a row.
+Finishing stores the grant in `new_grant`'s fixed order (refresh material → consumer secret → row,
+under the connection's lease), then counts one use of the invitation. The use is counted last, so a
+failed or crashed write never spends the person's invitation.
 """
 
-import math
-import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 
@@ -17,31 +13,23 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker.adapters import webex
 from webex_broker.adapters.client_credentials import load_client_credentials
-from webex_broker.adapters.connections import ConnectionsTable
 from webex_broker.adapters.invitations import Invitation, InvitationStore
 from webex_broker.adapters.login_state import LoginResult, code_challenge, new_login_state
-from webex_broker.adapters.secret_store import SecretNames, delete_secret, write_tokens
 from webex_broker.core import clock
 from webex_broker.core.clock import epoch
-from webex_broker.core.connection import Connection, ConnectionStatus
 from webex_broker.core.errors import (
     BadCallback,
     ConfigurationError,
     ConsentDeclined,
     InvitationProblem,
     InvitationRejected,
-    LoginBusy,
 )
 from webex_broker.core.grants import Person
 from webex_broker.core.observability import logger
-from webex_broker.core.schedule import next_refresh_at
 from webex_broker.core.token_documents import TokenRecord
 from webex_broker.flows import access
 from webex_broker.flows.broker import Broker
-
-LEASE_POLL_SECONDS = 0.25
-WRITE_TIME_SECONDS = 6  # left, after waiting for the lease, for two secret writes and the row
-ORPHAN_RECOVERY_DAYS = 7
+from webex_broker.flows.new_grant import store_new_grant
 
 
 def start_login(broker: Broker, callback_url: str, invite_token: str = "", *, browser_nonce: str) -> str:
@@ -118,7 +106,7 @@ def _admit(broker: Broker, person: Person, invite_id: str | None, now: int) -> t
     """Which connection this person may write (AccessDenied otherwise), and the invitation that let them."""
     invitation = _usable_invitation(broker.invitations, invite_id, now)
     connection = access.connection_for(broker.settings, person, invitation)
-    access.check_owner(broker.connections.get(connection), person)
+    access.check_owner(broker.connections.get(connection), person.id)
     return connection, invitation
 
 
@@ -138,72 +126,14 @@ def _usable_invitation(invitations: InvitationStore, invite_id: str | None, now:
 
 
 def _persist(broker: Broker, record: TokenRecord, redirect_uri: str, remaining_ms) -> LoginResult:
-    """Claim, lease, secrets, row. A first login that fails at any step removes what it wrote."""
-    connection, person = record.connection, record.person
-    owner = f"login-{uuid.uuid4()}"
-    table, names = broker.connections, broker.names
-    written: list[str] = []
-    try:
-        if not table.claim(connection, person_id=person.id, email=person.email, now=epoch(record.updated_at)):
-            access.check_owner(table.get(connection), person)  # another person won a race for it
-        access.check_owner(_take_lease(table, connection, owner, remaining_ms), person)
-        consumer_arn = write_tokens(record, names, starting=written.append)
-        table.record_login(
-            record,
-            owner=owner,
-            consumer_secret_arn=consumer_arn,
-            login_base_url=redirect_uri.removesuffix("/callback"),
-            next_refresh_at=next_refresh_at(
-                connection,
-                access_expires_at=epoch(record.grant.access_expires_at),
-                refreshed_at=epoch(record.updated_at),
-                now=epoch(record.updated_at),
-                policy=broker.settings.refresh,
-            ),
-        )
-    except BaseException:
-        _undo(table, record, owner, names, written)
-        raise
+    login_base_url = redirect_uri.removesuffix("/callback")
+    store_new_grant(broker, record, login_base_url=login_base_url, remaining_ms=remaining_ms)
     return LoginResult(
-        connection=connection,
-        display_name=person.display_name,
-        email=person.email,
-        consumer_secret_name=names.token_secret(connection),
+        connection=record.connection,
+        display_name=record.person.display_name,
+        email=record.person.email,
+        consumer_secret_name=broker.names.token_secret(record.connection),
     )
-
-
-def _take_lease(table: ConnectionsTable, connection: str, owner: str, remaining_ms) -> Connection:
-    """Wait for a refresh in flight to finish its one Webex call and its writes; it never holds the
-    lease across a backoff. Give up, with nothing stored, when the function's time runs short. The
-    login's own lease lasts no longer than the function can, so a crashed login blocks no one for long."""
-    while True:
-        lease_seconds = max(1, math.ceil(remaining_ms() / 1000))
-        row = table.acquire(connection, owner=owner, now=epoch(clock.utc_now()), lease_seconds=lease_seconds)
-        if row is not None:
-            return row
-        if remaining_ms() < (WRITE_TIME_SECONDS + LEASE_POLL_SECONDS) * 1000:
-            logger.warning("A refresh of this connection held its lease too long for the login to wait")
-            raise LoginBusy(connection)
-        time.sleep(LEASE_POLL_SECONDS)
-
-
-def _undo(table: ConnectionsTable, record: TokenRecord, owner: str, names: SecretNames, written: list[str]) -> None:
-    """After a failed step. A first login (the row still `pending`, ours) leaves nothing behind: its
-    secrets are scheduled for deletion (the next login restores and overwrites them) before its claim
-    is dropped, so no live refresh token is ever left without a row and the person can simply try
-    again. A connection that was already working keeps its row; the secrets written hold this newer,
-    valid grant of the same person, which the next refresh uses."""
-    try:
-        row = table.get(record.connection)
-        ours = row is not None and row.lease_owner in (owner, "") and row.person_id == record.person.id
-        if ours and row.status == ConnectionStatus.PENDING:
-            for name in written:
-                delete_secret(name, recovery_days=ORPHAN_RECOVERY_DAYS)
-            table.drop_pending_claim(record.connection, person_id=record.person.id, owner=owner)
-        else:
-            table.release_if_held(record.connection, owner=owner)
-    except (ClientError, BotoCoreError) as exc:
-        logger.error("Could not clean up after a failed login", extra={"error": type(exc).__name__})
 
 
 def _count_use(invitations: InvitationStore, invitation: Invitation, now: int) -> None:

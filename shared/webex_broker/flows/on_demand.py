@@ -18,7 +18,7 @@ from webex_broker.core.connection import ConnectionStatus
 from webex_broker.core.errors import ConfigurationError
 from webex_broker.core.observability import logger, metrics
 from webex_broker.flows.broker import Broker, current
-from webex_broker.flows.refresh import Outcome, Refresher
+from webex_broker.flows.refresh import SUCCEEDED, Outcome, Refresher
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,14 @@ class RefreshAnswer:
 
 MESSAGES = {
     Outcome.SKIPPED: (409, "A refresh or login of this connection is in progress; read the secret again shortly."),
-    Outcome.PERMANENT: (409, "Webex refused the grant: the person must authorize again."),
+    Outcome.PERMANENT: (
+        409,
+        "Webex refused the grant: the person must authorize again (a Service App: its operator adds it again).",
+    ),
     Outcome.CONFIGURATION: (
         502,
-        "The broker's client credentials are refused, unset or unreadable; its operator must act.",
+        "The client credentials (the integration's, or the Service App's) are refused, unset or unreadable; "
+        "the broker's operator must act.",
     ),
     Outcome.MISSING_SECRET: (502, "The connection's refresh secret is missing; its operator must act."),
     Outcome.REFUSED: (503, "Webex refused the refresh without saying why; the connection is kept and retried."),
@@ -74,7 +78,7 @@ def _refresh(broker: Broker, name: str, remaining_ms: Callable[[], int] | None) 
         body["status"] = row.status
         if row.access_expires_at:
             body["expires_at"] = iso(datetime.fromtimestamp(row.access_expires_at, UTC))
-    if outcome in (Outcome.REFRESHED, Outcome.UNCHANGED):
+    if outcome in SUCCEEDED:
         return RefreshAnswer(200, body)
     status, message = MESSAGES.get(outcome, (503, "Webex or AWS is unavailable; try again later."))
     return RefreshAnswer(status, {**body, "message": message})

@@ -8,8 +8,12 @@ the job; the refresh token is on disk before anything that depends on it. A logi
 lease, so a login and a refresh of one connection never interleave: the refresher lets go of the
 lease while it waits out a backoff, and after it reads the row and the refresh token again.
 
+A Service App refreshes with its own client credentials, and a Service App's run-wide-looking
+failures stay its own: its rejected client is that app's fault, not the integration's.
+
 Failures are classified, and only proof changes a status: `invalid_grant` (or Webex's words for a
-dead refresh token) marks a connection `reauth_required`; any other refusal is retried like an
+dead refresh token) marks a connection `reauth_required`, after a Service App has first tried to
+mint a new pair through its `via` connection (healed, it stays active); any other refusal is retried like an
 outage, alarmed, and ends a connection only when it repeats in separate runs over an hour while
 other connections refresh fine. A rejected client stops the run with one error, and so does a run
 in which most attempts are refused (Webex or the integration is at fault, not the people).
@@ -36,11 +40,13 @@ from webex_broker.adapters.secret_store import get_secret_document, scheduled_fo
 from webex_broker.core import schedule
 from webex_broker.core.clock import epoch, utc_now
 from webex_broker.core.connection import Connection, ConnectionStatus
-from webex_broker.core.errors import ConfigurationError, GrantEnd
+from webex_broker.core.errors import ConfigurationError, GrantEnd, ViaUnavailable
+from webex_broker.core.grants import TokenGrant
 from webex_broker.core.observability import logger, metrics
 from webex_broker.core.rate_limit import RateLimiter
 from webex_broker.core.settings import RefreshPolicy
 from webex_broker.core.token_documents import RefreshMaterial, TokenRecord, fingerprint
+from webex_broker.flows import service_apps
 from webex_broker.flows.broker import Broker, current
 
 REAUTH_LINK_SECONDS = 7 * 86400
@@ -57,6 +63,7 @@ class Outcome(StrEnum):
 
     REFRESHED = "refreshed"  # Webex gave a new access token; the consumer secret has it
     UNCHANGED = "unchanged"  # Webex gave the same token back (its 24 h rule); nothing rewritten
+    HEALED = "healed"  # a Service App's dead refresh token replaced by a new pair minted through its `via`
     SKIPPED = "skipped"  # not due after all, or another refresher or a login holds the lease
     TRANSIENT = "transient"  # Webex or AWS unavailable: retried later, status unchanged
     REFUSED = "refused"  # Webex refused without saying the grant is dead: retried later, status unchanged
@@ -74,7 +81,8 @@ FAILED = (
     Outcome.CONFIGURATION,
     Outcome.ERROR,
 )
-ATTEMPTED = (Outcome.REFRESHED, Outcome.UNCHANGED, Outcome.TRANSIENT, Outcome.REFUSED, Outcome.PERMANENT)
+SUCCEEDED = (Outcome.REFRESHED, Outcome.UNCHANGED, Outcome.HEALED)
+ATTEMPTED = (*SUCCEEDED, Outcome.TRANSIENT, Outcome.REFUSED, Outcome.PERMANENT)
 
 
 @dataclass
@@ -114,7 +122,7 @@ class RunReport:
 
     @property
     def succeeded(self) -> int:
-        return self.outcomes[Outcome.REFRESHED] + self.outcomes[Outcome.UNCHANGED]
+        return sum(self.outcomes[o] for o in SUCCEEDED)
 
     def note_expiries(self, row: Connection) -> None:
         self.earliest_access_expiry = _earliest(self.earliest_access_expiry, row.access_expires_at)
@@ -255,9 +263,10 @@ class Refresher:
             "Webex kept refusing this grant", code=row.refused_error, kind=webex.FailureKind.REFUSED
         )
         logger.warning("The same refusal for over an hour while others refresh: the grant is dead")
-        self._end_grant(connection, row, refusal, now, reason=GrantEnd.REFUSED_FOR_AN_HOUR)
+        outcome, updated = self._grant_dead(connection, row, refusal, now, reason=GrantEnd.REFUSED_FOR_AN_HOUR)
         report.outcomes[Outcome.REFUSED] -= 1
-        report.add(connection, Outcome.PERMANENT)
+        report.failures.pop(connection, None)
+        report.add(connection, outcome, updated)
 
     # --- one connection -------------------------------------------------------------------------
 
@@ -323,8 +332,24 @@ class Refresher:
 
     def _refresh_leased(self, connection: str, row: Connection, now: datetime) -> tuple[Outcome, Connection]:
         material = RefreshMaterial.from_document(self._refresh_document(connection))
-        grant = material.complete(self._client.refresh(refresh_token=material.refresh_token, now=self._clock()))
-        record = TokenRecord(connection=connection, person=material.person, grant=grant, updated_at=now)
+        client = service_apps.client_for(self._broker, material.service_app) if material.service_app else self._client
+        grant = material.complete(client.refresh(refresh_token=material.refresh_token, now=self._clock()))
+        return self._store(connection, row, material, grant, now)
+
+    def _store(
+        self,
+        connection: str,
+        row: Connection,
+        material: RefreshMaterial,
+        grant: TokenGrant,
+        now: datetime,
+        *,
+        healed: bool = False,
+    ) -> tuple[Outcome, Connection]:
+        """The refresh's writes, in the shared order; a healed Service App stores its whole new pair."""
+        record = TokenRecord(
+            connection=connection, person=material.person, grant=grant, updated_at=now, service_app=material.service_app
+        )
         changed = fingerprint(grant.access_token) != row.access_token_id
         write_tokens(
             record,
@@ -341,7 +366,8 @@ class Refresher:
             policy=self.policy,
         )
         self._table.record_refresh(record, owner=self._owner, next_refresh_at=next_at)
-        self._after_success(connection, row, record)
+        if not healed:
+            self._after_success(connection, row, record)
         updated = replace(
             row,
             status=ConnectionStatus.ACTIVE,
@@ -350,6 +376,8 @@ class Refresher:
             next_refresh_at=next_at,
         )
         logger.info("Connection refreshed", extra={"token_changed": changed, "next_refresh_at": next_at})
+        if healed:
+            return Outcome.HEALED, updated
         return (Outcome.REFRESHED if changed else Outcome.UNCHANGED), updated
 
     def _refresh_document(self, connection: str) -> dict:
@@ -387,8 +415,14 @@ class Refresher:
         outcome = Outcome(exc.kind)
         match outcome:
             case Outcome.PERMANENT:
-                logger.warning("Grant refused: the person must authorize again", extra=extra)
-                return outcome, self._end_grant(connection, row, exc, now, reason=GrantEnd.INVALID_GRANT)
+                logger.warning("Grant refused: Webex says the refresh token is dead", extra=extra)
+                return self._grant_dead(connection, row, exc, now, reason=GrantEnd.INVALID_GRANT)
+            case Outcome.CONFIGURATION if row.service_app:
+                logger.error("Webex refused this Service App's client credentials", extra=extra)
+                self._events.publish(
+                    events.CONFIGURATION_ERROR,
+                    {**self._event_detail(row, status=row.status, exc=exc)},
+                )
             case Outcome.CONFIGURATION:
                 logger.error("Webex refused the integration's client credentials", extra=extra)
                 return self._stop_for_configuration(connection, row, exc.code, exc.tracking_id)
@@ -397,6 +431,51 @@ class Refresher:
             case _:
                 logger.warning("Webex unavailable; will retry", extra=extra)
         return outcome, self._record_failure(connection, row, outcome, exc.code, exc.tracking_id, now)
+
+    def _grant_dead(
+        self, connection: str, row: Connection, exc: webex.WebexError, now: datetime, *, reason: GrantEnd
+    ) -> tuple[Outcome, Connection]:
+        """A person must authorize again; a Service App first tries to mint a new pair through its
+        `via`. A mint that fails for a reason that proves nothing (an outage) leaves the connection
+        active and retried, with its dead refresh token still on file: nothing is lost by waiting."""
+        heal = {}
+        if row.service_app:
+            try:
+                material = RefreshMaterial.from_document(self._refresh_document(connection))
+                grant = service_apps.mint(self._broker, material.service_app, material.person.org_id, now=now)
+            except (ClientError, BotoCoreError) as failed:
+                code = aws.error_code(failed) or type(failed).__name__
+                logger.warning("AWS failed while minting a new Service App pair; will retry", extra={"error": code})
+                return Outcome.TRANSIENT, self._record_failure(connection, row, Outcome.TRANSIENT, code, "", now)
+            except ViaUnavailable as unavailable:
+                heal = {"heal": "not_possible", "heal_error": unavailable.reason}
+            except webex.WebexError as refused:
+                if refused.kind == webex.FailureKind.TRANSIENT:
+                    logger.warning("Could not mint a new Service App pair; will retry", extra={"error": refused.code})
+                    return Outcome.TRANSIENT, self._record_failure(
+                        connection, row, Outcome.TRANSIENT, refused.code, refused.tracking_id, now
+                    )
+                heal = {"heal": "failed", "heal_error": refused.code, "heal_status": refused.status}
+            else:
+                return self._healed(connection, row, material, material.complete(grant), exc, now)
+            logger.warning("The Service App's grant is dead and could not be minted again", extra=heal)
+        return Outcome.PERMANENT, self._end_grant(connection, row, exc, now, reason=reason, detail=heal)
+
+    def _healed(
+        self,
+        connection: str,
+        row: Connection,
+        material: RefreshMaterial,
+        grant: TokenGrant,
+        exc: webex.WebexError,
+        now: datetime,
+    ) -> tuple[Outcome, Connection]:
+        outcome, updated = self._store(connection, row, material, grant, now, healed=True)
+        logger.info("Service App's dead refresh token replaced by a new pair", extra={"via": row.via})
+        metrics.add_metric(name="ServiceAppsHealed", unit="Count", value=1)
+        detail = {**self._event_detail(row, status=ConnectionStatus.ACTIVE, exc=exc), "heal": "healed", "via": row.via}
+        self._events.publish(events.SERVICE_APP_HEALED, detail)
+        return outcome, updated
 
     def _stop_for_configuration(self, connection: str, row: Connection, error: str, tracking_id: str):
         """No connection can refresh with these credentials: stop the run with one event, mark nobody."""
@@ -408,7 +487,14 @@ class Refresher:
         return Outcome.CONFIGURATION, row
 
     def _end_grant(
-        self, connection: str, row: Connection, exc: webex.WebexError, now: datetime, *, reason: GrantEnd
+        self,
+        connection: str,
+        row: Connection,
+        exc: webex.WebexError,
+        now: datetime,
+        *,
+        reason: GrantEnd,
+        detail: dict | None = None,
     ) -> Connection:
         """Mark `reauth_required` with a link to re-authorize. While an earlier link is still open it is
         reused, and no new event is sent: asking again must not flood the person with links."""
@@ -427,10 +513,14 @@ class Refresher:
         )
         if not reuse:
             metrics.add_metric(name="ReauthRequired", unit="Count", value=1)
-            detail = {**self._event_detail(row, status=ConnectionStatus.REAUTH_REQUIRED, exc=exc), "reason": reason}
+            event = {
+                **self._event_detail(row, status=ConnectionStatus.REAUTH_REQUIRED, exc=exc),
+                "reason": reason,
+                **(detail or {}),
+            }
             if link:
-                detail["login_url"] = link
-            self._events.publish(events.REAUTH_REQUIRED, detail)
+                event["login_url"] = link
+            self._events.publish(events.REAUTH_REQUIRED, event)
         return replace(row, status=ConnectionStatus.REAUTH_REQUIRED)
 
     def _invitation_open(self, invite_id: str | None, now: datetime) -> bool:
@@ -494,10 +584,13 @@ class Refresher:
     def _event_detail(row: Connection, *, status: str, exc: webex.WebexError | None = None) -> dict:
         detail = {
             "connection": row.name,
+            "kind": row.kind,
             "email": row.email,
             "display_name": row.display_name,
             "status": status,
         }
+        if row.service_app:
+            detail.update(app_id=row.app_id, org_id=row.org_id)
         if exc is not None:
             detail.update(error=exc.code, tracking_id=exc.tracking_id)
         return detail
@@ -505,7 +598,7 @@ class Refresher:
     def _emit_run_metrics(self, report: RunReport, now: int) -> None:
         counts = report.outcomes
         for name, value in (
-            ("Refreshed", counts[Outcome.REFRESHED] + counts[Outcome.UNCHANGED]),
+            ("Refreshed", counts[Outcome.REFRESHED] + counts[Outcome.UNCHANGED] + counts[Outcome.HEALED]),
             ("Skipped", counts[Outcome.SKIPPED]),
             ("FailedTransient", counts[Outcome.TRANSIENT]),
             ("FailedRefused", counts[Outcome.REFUSED]),

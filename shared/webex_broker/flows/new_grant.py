@@ -1,0 +1,94 @@
+"""Storing a grant that was just authorized: a person's login, or an operator adding a Service App.
+
+The writes happen in a fixed order, under the connection's lease so that no refresh interleaves:
+claim (bind the name to its owner) → lease → refresh material → consumer secret → row (which frees
+the lease). A first authorization that fails at any step removes what it wrote, so no live refresh
+token is left without a row; a connection that was already working keeps its row.
+"""
+
+import math
+import time
+import uuid
+from collections.abc import Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from webex_broker.adapters.connections import ConnectionsTable
+from webex_broker.adapters.secret_store import SecretNames, delete_secret, write_tokens
+from webex_broker.core import clock
+from webex_broker.core.clock import epoch
+from webex_broker.core.connection import Connection, ConnectionStatus
+from webex_broker.core.errors import LoginBusy
+from webex_broker.core.observability import logger
+from webex_broker.core.schedule import next_refresh_at
+from webex_broker.core.token_documents import TokenRecord
+from webex_broker.flows import access
+from webex_broker.flows.broker import Broker
+
+LEASE_POLL_SECONDS = 0.25
+WRITE_TIME_SECONDS = 6  # left, after waiting for the lease, for two secret writes and the row
+ORPHAN_RECOVERY_DAYS = 7
+
+
+def store_new_grant(broker: Broker, record: TokenRecord, *, login_base_url: str, remaining_ms: Callable[[], int]):
+    """Claim, lease, secrets, row. AccessDenied when the name belongs to someone else; LoginBusy when a
+    refresh held the lease longer than `remaining_ms` allows. Nothing is left behind on failure."""
+    connection, owner_id = record.connection, record.owner_id
+    owner = f"login-{uuid.uuid4()}"
+    table, names = broker.connections, broker.names
+    written: list[str] = []
+    try:
+        if not table.claim(connection, person_id=owner_id, email=record.person.email, now=epoch(record.updated_at)):
+            access.check_owner(table.get(connection), owner_id)  # someone else won a race for it
+        access.check_owner(_take_lease(table, connection, owner, remaining_ms), owner_id)
+        consumer_arn = write_tokens(record, names, starting=written.append)
+        table.record_login(
+            record,
+            owner=owner,
+            consumer_secret_arn=consumer_arn,
+            login_base_url=login_base_url,
+            next_refresh_at=next_refresh_at(
+                connection,
+                access_expires_at=epoch(record.grant.access_expires_at),
+                refreshed_at=epoch(record.updated_at),
+                now=epoch(record.updated_at),
+                policy=broker.settings.refresh,
+            ),
+        )
+    except BaseException:
+        _undo(table, record, owner, names, written)
+        raise
+
+
+def _take_lease(table: ConnectionsTable, connection: str, owner: str, remaining_ms) -> Connection:
+    """Wait for a refresh in flight to finish its one Webex call and its writes; it never holds the
+    lease across a backoff. Give up, with nothing stored, when the function's time runs short. The
+    login's own lease lasts no longer than the function can, so a crashed login blocks no one for long."""
+    while True:
+        lease_seconds = max(1, math.ceil(remaining_ms() / 1000))
+        row = table.acquire(connection, owner=owner, now=epoch(clock.utc_now()), lease_seconds=lease_seconds)
+        if row is not None:
+            return row
+        if remaining_ms() < (WRITE_TIME_SECONDS + LEASE_POLL_SECONDS) * 1000:
+            logger.warning("A refresh of this connection held its lease too long for the login to wait")
+            raise LoginBusy(connection)
+        time.sleep(LEASE_POLL_SECONDS)
+
+
+def _undo(table: ConnectionsTable, record: TokenRecord, owner: str, names: SecretNames, written: list[str]) -> None:
+    """After a failed step. A first login (the row still `pending`, ours) leaves nothing behind: its
+    secrets are scheduled for deletion (the next login restores and overwrites them) before its claim
+    is dropped, so no live refresh token is ever left without a row and the person can simply try
+    again. A connection that was already working keeps its row; the secrets written hold this newer,
+    valid grant of the same owner, which the next refresh uses."""
+    try:
+        row = table.get(record.connection)
+        ours = row is not None and row.lease_owner in (owner, "") and row.person_id == record.owner_id
+        if ours and row.status == ConnectionStatus.PENDING:
+            for name in written:
+                delete_secret(name, recovery_days=ORPHAN_RECOVERY_DAYS)
+            table.drop_pending_claim(record.connection, person_id=record.owner_id, owner=owner)
+        else:
+            table.release_if_held(record.connection, owner=owner)
+    except (ClientError, BotoCoreError) as exc:
+        logger.error("Could not clean up after a failed login", extra={"error": type(exc).__name__})

@@ -1,0 +1,310 @@
+"""Service Apps: minted through a connection with spark:applications_token (or seeded from a portal
+refresh token), read by workloads like any connection, refreshed with the app's own credentials, and
+minted again through `via` when their refresh token dies."""
+
+from datetime import datetime
+
+import pytest
+import requests
+
+from devstack.webex_simulator import DEFAULT_PEOPLE, webex_id
+from tests.conftest import CALLBACK_URL, CLIENT_ID, CLIENT_SECRET, PREFIX, reset_broker_caches
+from tests.test_refresher import make_due
+
+ALICE = "alice@example.com"
+APP_ID = webex_id("APPLICATION", "3f9a0c2e-7b41-4d6e-9c85-a1b2c3d4e5f6")
+OTHER_APP_ID = webex_id("APPLICATION", "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
+APP_CLIENT, APP_SECRET = "Capp0client0id", "app-secret-value-never-shown"
+ORG, OTHER_ORG = DEFAULT_PEOPLE[0].org_id, DEFAULT_PEOPLE[2].org_id
+SCOPES = "spark:kms spark:people_read spark:applications_token"
+BOT = "org-bot"
+
+
+@pytest.fixture
+def apps(broker, monkeypatch):
+    """A broker whose integration asks for spark:applications_token, Alice connected with it, and a
+    Service App that the first org's Full Admin authorized (the second org's did not)."""
+    monkeypatch.setenv("WEBEX_SCOPES", SCOPES)
+    reset_broker_caches()
+    sim = broker.webex
+    sim.register_client(CLIENT_ID, CLIENT_SECRET, [CALLBACK_URL], scopes=SCOPES.split())
+    sim.register_service_app(APP_ID, APP_CLIENT, APP_SECRET, ["spark:people_read"])
+    sim.authorize_service_app(APP_ID, ORG)
+    sim.same_token_window = 0  # every refresh mints a new access token, so a refresh is visible
+    assert broker.login(ALICE)["statusCode"] == 200
+    return broker
+
+
+def add(name: str = BOT, *, via: str = ALICE, org: str = ORG, refresh_token: str = "", secret: str = APP_SECRET):
+    """What `webex-broker service-app add` runs."""
+    from webex_broker.core.clock import utc_now
+    from webex_broker.core.grants import ServiceApp
+    from webex_broker.flows import service_apps
+    from webex_broker.flows.broker import current
+
+    app = ServiceApp(APP_ID, APP_CLIENT, secret, via=via)
+    return service_apps.add(
+        current(), name, app, org, refresh_token=refresh_token, now=utc_now(), remaining_ms=lambda: 20_000
+    )
+
+
+def refresh_run() -> dict:
+    from webex_broker.flows.refresh import Refresher
+
+    return Refresher().run(remaining_ms=lambda: 900_000).as_dict()
+
+
+def me(broker, access_token: str) -> requests.Response:
+    return requests.get(f"{broker.webex.url}/people/me", headers={"Authorization": f"Bearer {access_token}"}, timeout=5)
+
+
+def tokens(broker, name: str = BOT) -> dict:
+    return broker.secret(f"{PREFIX}/tokens/{name}")
+
+
+def refresh_material(broker, name: str = BOT) -> dict:
+    return broker.secret(f"{PREFIX}/refresh/{name}")
+
+
+# --- adding one ----------------------------------------------------------------------------------
+
+
+def test_minted_through_a_connection_and_read_like_any_connection(apps):
+    before = datetime.now().astimezone()
+    add()
+    consumer = tokens(apps)
+    assert set(consumer) >= {"access_token", "token_type", "expires_at", "scopes", "connection", "org_id", "updated_at"}
+    assert consumer["kind"] == "service_app"
+    assert consumer["app_id"] == APP_ID
+    assert consumer["connection"] == BOT
+    assert consumer["org_id"] == ORG
+    assert consumer["token_type"] == "Bearer"
+    assert consumer["email"] == consumer["person_id"] == ""
+    lifetime = datetime.fromisoformat(consumer["expires_at"]) - before
+    assert 3590 <= lifetime.total_seconds() <= 3610, "expiry computed from the answer (3600 s)"
+    answer = me(apps, consumer["access_token"])
+    assert answer.status_code == 200, "a working machine-account token"
+    assert answer.json()["orgId"] == ORG
+    row = apps.connection(BOT)
+    assert row["kind"] == "service_app"
+    assert row["app_id"] == APP_ID
+    assert row["via"] == ALICE
+    assert row["status"] == "active"
+    assert row["schedule"] == "scheduled"
+    assert "lease_owner" not in row
+    kept = refresh_material(apps)
+    assert kept["app_client_id"] == APP_CLIENT
+    assert kept["app_client_secret"] == APP_SECRET
+    assert kept["via"] == ALICE
+    assert tokens(apps, ALICE).get("kind") == "person"
+
+
+@pytest.mark.parametrize("shape", ["oauth", "webex"])
+def test_an_org_that_has_not_authorized_the_app_gets_403_and_nothing_is_stored(apps, shape):
+    from webex_broker.adapters.webex import WebexError
+
+    apps.webex.error_shape = shape
+    names = apps.secret_names()
+    with pytest.raises(WebexError) as refused:
+        add(org=OTHER_ORG)
+    assert refused.value.status == 403
+    assert apps.connection(BOT) is None
+    assert apps.secret_names() == names
+
+
+def test_a_via_without_the_scope_is_refused_before_webex_is_asked(broker):
+    from webex_broker.core.errors import ViaUnavailable
+
+    broker.webex.register_service_app(APP_ID, APP_CLIENT, APP_SECRET, ["spark:people_read"])
+    broker.webex.authorize_service_app(APP_ID, ORG)
+    assert broker.login(ALICE)["statusCode"] == 200  # the default scopes: no spark:applications_token
+    with pytest.raises(ViaUnavailable, match="spark:applications_token"):
+        add()
+    assert broker.webex.calls["applications_token"] == 0
+    assert broker.connection(BOT) is None
+
+
+def test_a_missing_via_or_bad_input_stores_nothing(apps):
+    from webex_broker.core.errors import ViaUnavailable
+
+    names = apps.secret_names()
+    with pytest.raises(ViaUnavailable):
+        add(via="nobody")
+    for bad in ({"name": "has space"}, {"org": "not/../an id!"}, {"secret": " "}, {"via": BOT}):
+        with pytest.raises(ValueError, match=r"connection name|Webex id|secret is empty|its own connection"):
+            add(**bad)
+    assert apps.secret_names() == names
+    assert apps.webex.calls["applications_token"] == 0
+
+
+def test_seeded_from_a_refresh_token_generated_in_the_portal(apps):
+    portal = apps.webex.generate_service_app_tokens(APP_ID, ORG)
+    add(via="", refresh_token=portal["refresh_token"])
+    assert apps.webex.calls["applications_token"] == 0
+    assert me(apps, tokens(apps)["access_token"]).status_code == 200
+    assert apps.connection(BOT)["kind"] == "service_app"
+
+
+def test_a_person_cannot_take_a_service_app_connection_over_nor_another_app(apps):
+    from webex_broker.core.errors import AccessDenied
+
+    add()
+    add(secret=APP_SECRET)  # the same app and org again (a rotated secret): replaces its pair
+    apps.webex.register_service_app(OTHER_APP_ID, "Cother", "other-secret-never-shown", ["spark:people_read"])
+    apps.webex.authorize_service_app(OTHER_APP_ID, ORG)
+    from webex_broker.core.clock import utc_now
+    from webex_broker.core.grants import ServiceApp
+    from webex_broker.flows import service_apps
+    from webex_broker.flows.broker import current
+
+    other = ServiceApp(OTHER_APP_ID, "Cother", "other-secret-never-shown", via=ALICE)
+    with pytest.raises(AccessDenied):
+        service_apps.add(current(), BOT, other, ORG, now=utc_now(), remaining_ms=lambda: 20_000)
+    apps.browser.clear()
+    page = apps.login("bob@example.com", invite=apps.invite(BOT))
+    assert page["statusCode"] == 409
+    assert tokens(apps)["kind"] == "service_app"
+    assert tokens(apps)["app_id"] == APP_ID
+
+
+# --- keeping it fresh ------------------------------------------------------------------------------
+
+
+def test_the_refresher_refreshes_it_with_the_apps_own_credentials(apps):
+    add()
+    first = tokens(apps)["access_token"]
+    make_due(apps, BOT)
+    report = refresh_run()
+    assert report["failures"] == {}
+    assert report["outcomes"].get("refreshed", 0) >= 1
+    fresh = tokens(apps)["access_token"]
+    assert fresh != first
+    assert me(apps, fresh).status_code == 200
+    assert apps.connection(BOT)["status"] == "active"
+    # The integration's credentials are refused for this grant (it is bound to the app's client):
+    answer = requests.post(
+        f"{apps.webex.url}/access_token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_material(apps)["refresh_token"],
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+        },
+        timeout=5,
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid_grant"
+
+
+def test_the_on_demand_route_refreshes_it_too(apps):
+    from webex_broker.flows.on_demand import refresh_connection
+
+    add()
+    first = tokens(apps)["access_token"]
+    answer = refresh_connection(BOT)
+    assert answer.http_status == 200, answer.body
+    assert answer.body["outcome"] == "refreshed"
+    assert tokens(apps)["access_token"] != first
+
+
+def test_a_dead_refresh_token_is_healed_through_via(apps):
+    add()
+    old = refresh_material(apps)["refresh_token"]
+    assert apps.webex.revoke_grant(app_id=APP_ID, org_id=ORG) == 1
+    apps.events()
+    make_due(apps, BOT)
+    report = refresh_run()
+    assert report["outcomes"].get("healed") == 1
+    assert report["failures"] == {}
+    assert refresh_material(apps)["refresh_token"] != old
+    assert me(apps, tokens(apps)["access_token"]).status_code == 200
+    row = apps.connection(BOT)
+    assert row["status"] == "active"
+    assert row["schedule"] == "scheduled"
+    assert int(row["consecutive_failures"]) == 0
+    healed = [e for e in apps.events() if e["detail-type"] == "Service App Tokens Reminted"]
+    assert len(healed) == 1
+    assert healed[0]["detail"]["heal"] == "healed"
+    assert healed[0]["detail"]["via"] == ALICE
+    assert healed[0]["detail"]["error"] == "invalid_grant"
+    assert healed[0]["detail"]["app_id"] == APP_ID
+
+
+def test_an_org_that_withdrew_the_app_ends_the_connection_and_the_event_says_the_heal_failed(apps):
+    add()
+    apps.webex.authorize_service_app(APP_ID, ORG, authorized=False)  # revokes its grants there too
+    apps.events()
+    make_due(apps, BOT)
+    report = refresh_run()
+    assert report["failures"] == {BOT: "permanent"}
+    row = apps.connection(BOT)
+    assert row["status"] == "reauth_required"
+    assert "schedule" not in row
+    (ended,) = [e for e in apps.events() if e["detail-type"] == "Connection Reauthorization Required"]
+    assert ended["detail"]["heal"] == "failed"
+    assert ended["detail"]["heal_status"] == 403
+    assert ended["detail"]["kind"] == "service_app"
+    assert "login_url" not in ended["detail"]
+
+
+def test_without_a_via_the_event_says_a_heal_was_not_possible(apps):
+    portal = apps.webex.generate_service_app_tokens(APP_ID, ORG)
+    add(via="", refresh_token=portal["refresh_token"])
+    apps.webex.revoke_grant(app_id=APP_ID, org_id=ORG)
+    apps.events()
+    make_due(apps, BOT)
+    assert refresh_run()["failures"] == {BOT: "permanent"}
+    (ended,) = [e for e in apps.events() if e["detail-type"] == "Connection Reauthorization Required"]
+    assert ended["detail"]["heal"] == "not_possible"
+    assert apps.webex.calls["applications_token"] == 0
+
+
+def test_a_via_that_is_no_longer_active_is_not_asked(apps):
+    add()
+    apps.dynamodb.update_item(
+        TableName="ConnectionsTable",
+        Key={"connection": {"S": ALICE}},
+        UpdateExpression="SET #s = :r REMOVE #schedule",
+        ExpressionAttributeNames={"#s": "status", "#schedule": "schedule"},
+        ExpressionAttributeValues={":r": {"S": "reauth_required"}},
+    )
+    apps.webex.revoke_grant(app_id=APP_ID, org_id=ORG)
+    minted = apps.webex.calls["applications_token"]
+    make_due(apps, BOT)
+    assert refresh_run()["failures"] == {BOT: "permanent"}
+    assert apps.webex.calls["applications_token"] == minted
+    assert apps.connection(BOT)["status"] == "reauth_required"
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_a_heal_during_a_webex_outage_keeps_the_connection_and_heals_later(apps, status):
+    add()
+    apps.webex.revoke_grant(app_id=APP_ID, org_id=ORG)
+    apps.webex.inject("applications_token", status, times=10)
+    make_due(apps, BOT)
+    assert refresh_run()["failures"] == {BOT: "transient"}
+    row = apps.connection(BOT)
+    assert row["status"] == "active"
+    assert row["schedule"] == "scheduled"
+    apps.webex.reset_faults()
+    make_due(apps, BOT)
+    assert refresh_run()["outcomes"].get("healed") == 1
+    assert me(apps, tokens(apps)["access_token"]).status_code == 200
+
+
+def test_a_rejected_app_secret_fails_that_app_only_not_the_run(apps):
+    add()
+    apps.webex.register_service_app(APP_ID, APP_CLIENT, "rotated-in-the-portal", ["spark:people_read"])
+    make_due(apps, BOT)
+    make_due(apps, ALICE)
+    apps.events()
+    report = refresh_run()
+    assert report["failures"] == {BOT: "configuration"}
+    assert not report["stopped_early"]
+    assert report["outcomes"]["refreshed"] == 1, "the person's connection still refreshed"
+    row = apps.connection(BOT)
+    assert row["status"] == "active"
+    assert row["last_error_class"] == "configuration"
+    (event,) = [e for e in apps.events() if e["detail-type"] == "Integration Configuration Error"]
+    assert event["detail"]["connection"] == BOT
+    assert event["detail"]["kind"] == "service_app"
