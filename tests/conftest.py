@@ -1,7 +1,9 @@
 """Shared fixtures: moto for AWS (tables built from template.yaml), the Webex simulator on loopback."""
 
 import copy
+import io
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -235,3 +237,17 @@ def aws_calls(broker):
     for service in ("dynamodb", "secretsmanager", "events"):
         aws.client(service).meta.events.register("before-call.*.*", lambda model, **_: calls.update([model.name]))
     return calls
+
+
+@pytest.fixture
+def broker_log():
+    """Every structured line the broker's logger writes, extra keys included, as Lambda would see it."""
+    from webex_broker.core.observability import logger
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logger.registered_formatter)
+    std = logging.getLogger(logger.name)
+    std.addHandler(handler)
+    yield buffer
+    std.removeHandler(handler)

@@ -1,8 +1,6 @@
 """No token or client secret ever reaches a log line, a page, a header or an exception text."""
 
-import io
 import json
-import logging
 import os
 
 import pytest
@@ -18,20 +16,6 @@ def secrets_in_play(broker) -> set[str]:
         broker.secret(f"{PREFIX}/tokens/{ALICE}")["access_token"],
         broker.secret(f"{PREFIX}/refresh/{ALICE}")["refresh_token"],
     }
-
-
-@pytest.fixture
-def broker_log():
-    """Every structured line the broker's logger writes, extra keys included, as Lambda would see it."""
-    from webex_broker.core.observability import logger
-
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(logger.registered_formatter)
-    std = logging.getLogger(logger.name)
-    std.addHandler(handler)
-    yield buffer
-    std.removeHandler(handler)
 
 
 def test_no_secret_in_logs_pages_or_headers(broker, broker_log, capfd, caplog, monkeypatch):

@@ -2,6 +2,7 @@
 refresh token), read by workloads like any connection, refreshed with the app's own credentials, and
 minted again through `via` when their refresh token dies."""
 
+import json
 from datetime import datetime
 
 import pytest
@@ -308,3 +309,72 @@ def test_a_rejected_app_secret_fails_that_app_only_not_the_run(apps):
     (event,) = [e for e in apps.events() if e["detail-type"] == "Integration Configuration Error"]
     assert event["detail"]["connection"] == BOT
     assert event["detail"]["kind"] == "service_app"
+
+
+# --- doctor ----------------------------------------------------------------------------------------
+
+
+def test_doctor_warns_before_a_service_app_could_lapse_or_fail_to_heal(apps, monkeypatch):
+    from webex_broker.flows.broker import current
+    from webex_broker_admin.doctor import OK, WARN, _service_apps
+
+    add()
+
+    def checks():
+        return _service_apps(current(), [current().connections.get(BOT)])
+
+    (short,) = [c for c in checks() if c.result == WARN]
+    assert "last 60 min" in short.detail  # Webex's documented 3600 s, against hourly runs
+    assert "RefreshIntervalMinutes=25" in short.fix
+    monkeypatch.setenv("REFRESH_INTERVAL_MINUTES", "25")
+    reset_broker_caches()
+    assert [(c.result, c.detail) for c in checks()] == [(OK, f"heals through {ALICE}")]
+    apps.dynamodb.update_item(
+        TableName="ConnectionsTable",
+        Key={"connection": {"S": ALICE}},
+        UpdateExpression="SET #s = :r",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":r": {"S": "reauth_required"}},
+    )
+    (unhealable,) = checks()
+    assert unhealable.result == WARN
+    assert "cannot mint" in unhealable.detail
+    assert "reauth_required" in unhealable.detail
+
+
+# --- nothing leaks ---------------------------------------------------------------------------------
+
+
+def test_service_app_secrets_and_tokens_never_reach_logs_events_or_errors(apps, broker_log, capfd, caplog):
+    """Adding, refreshing, healing and failing a Service App: its client secret, its tokens and the
+    `via` connection's token it mints with stay out of every log line, event and exception text."""
+    from webex_broker.adapters.webex import WebexError
+
+    caplog.set_level("DEBUG", logger="webex-token-broker")
+    broker = apps
+    add()
+    app_id, org_id = broker.secret(f"{PREFIX}/tokens/{BOT}")["app_id"], ORG
+    seen = {APP_SECRET, broker.secret(f"{PREFIX}/tokens/{ALICE}")["access_token"]}
+    errors = []
+    with pytest.raises(WebexError) as refused:
+        add(name="other-bot", org=OTHER_ORG)
+    errors.append(str(refused.value))
+    make_due(broker, BOT)
+    runs = [refresh_run()]
+    seen |= {
+        broker.secret(f"{PREFIX}/tokens/{BOT}")["access_token"],
+        broker.secret(f"{PREFIX}/refresh/{BOT}")["refresh_token"],
+    }
+    broker.webex.revoke_grant(app_id=app_id, org_id=org_id)
+    make_due(broker, BOT)
+    runs.append(refresh_run())
+    seen |= {
+        broker.secret(f"{PREFIX}/tokens/{BOT}")["access_token"],
+        broker.secret(f"{PREFIX}/refresh/{BOT}")["refresh_token"],
+    }
+    assert runs[1]["outcomes"] == {"healed": 1}
+    events = broker.events()
+    captured = capfd.readouterr()
+    output = broker_log.getvalue() + captured.out + captured.err + caplog.text + json.dumps([runs, events, errors])
+    assert "Service App Tokens Reminted" in output, "the events were captured"
+    assert [value for value in seen if value in output] == []

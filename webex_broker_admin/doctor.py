@@ -17,6 +17,7 @@ from webex_broker.core.connection import ConnectionStatus
 from webex_broker.core.errors import ConfigurationError, NotConfigured
 from webex_broker.flows.adoption import orphans
 from webex_broker.flows.broker import Broker
+from webex_broker.flows.service_apps import via_problem
 from webex_broker_admin.target import Target
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -141,11 +142,40 @@ def _connections(broker: Broker) -> list[Check]:
                 "webex-broker invite NAME --email E for each; or refresh --reauth-required if Webex was at fault",
             )
         )
+    checks += _service_apps(broker, [row for row in active if row.service_app])
     adoptable = orphans(names, table)
     if adoptable:
         checks.append(
             Check("orphaned secrets", WARN, f"secrets without a row: {', '.join(adoptable)}", "webex-broker adopt")
         )
+    return checks
+
+
+def _service_apps(broker: Broker, rows: list) -> list[Check]:
+    """What would stop a Service App's token from staying fresh before it happens: a `via` that could
+    not mint a new pair if the old one died, and tokens that live shorter than the refresh interval."""
+    policy, now = broker.settings.refresh, int(time.time())
+    needed = policy.run_interval_seconds + policy.safety_margin_seconds
+    checks = []
+    for row in rows:
+        name = f"service app {row.name}"
+        lifetime = (row.access_expires_at or 0) - (row.refreshed_at or row.authorized_at or now)
+        if 0 < lifetime < needed:
+            fit = max(5, (lifetime - policy.safety_margin_seconds) // 120)
+            checks.append(
+                Check(
+                    name,
+                    WARN,
+                    f"its access tokens last {lifetime // 60} min, the refresher runs every "
+                    f"{policy.run_interval_seconds // 60} min: each may lapse before the next run",
+                    f"deploy with RefreshIntervalMinutes={fit} or less",
+                )
+            )
+        if problem := via_problem(broker, row.via, now=now):
+            fix = f"webex-broker service-app add {row.name} … --via CONNECTION (with spark:applications_token)"
+            checks.append(Check(name, WARN, f"cannot mint a new pair if its refresh token dies: {problem}", fix))
+        if not checks or checks[-1].name != name:
+            checks.append(Check(name, OK, f"heals through {row.via}"))
     return checks
 
 

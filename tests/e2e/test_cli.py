@@ -45,10 +45,11 @@ COMMANDS = [
     "token",
     "reader-policy",
     "set-credentials",
+    "service-app",
     "adopt",
     "doctor",
 ]
-LIST_HEADERS = ["NAME", "PERSON", "STATUS", "ACCESS EXPIRES", "REFRESH EXPIRES", "LAST REFRESH"]
+LIST_HEADERS = ["NAME", "KIND", "WHO", "STATUS", "ACCESS EXPIRES", "REFRESH EXPIRES", "LAST REFRESH"]
 INVITES_HEADERS = ["ID", "CONNECTION", "PERSON", "USES LEFT", "EXPIRES"]
 
 

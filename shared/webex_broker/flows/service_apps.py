@@ -32,20 +32,28 @@ def client_for(broker: Broker, app: ServiceApp) -> webex.WebexClient:
     return broker.webex_client(ClientCredentials(app.client_id, app.client_secret))
 
 
+def via_problem(broker: Broker, via_name: str, *, now: int) -> str:
+    """Why connection `via_name` cannot mint Service App tokens now; '' when it can. Its row says so
+    without asking Webex: active, granted spark:applications_token, and an access token still live."""
+    via = broker.connections.get(via_name) if via_name else None
+    if via is None:
+        return f"no connection named {via_name!r} to mint through" if via_name else "no --via connection"
+    if not via.active:
+        return f"connection {via.name!r} is {via.status}, not active"
+    if via.scopes and APPLICATIONS_TOKEN_SCOPE not in via.scopes:
+        return f"connection {via.name!r} was not granted {APPLICATIONS_TOKEN_SCOPE}"
+    if (via.access_expires_at or 0) <= now:
+        return f"connection {via.name!r} has no live access token"
+    return ""
+
+
 def mint(broker: Broker, app: ServiceApp, org_id: str, *, now: datetime) -> TokenGrant:
     """A new token pair for `org_id` through the app's `via` connection, whose integration token must
     be live and hold spark:applications_token (ViaUnavailable otherwise, before Webex is asked).
     WebexError when Webex refuses: 403 until a Full Admin of the org has authorized the app."""
-    via = broker.connections.get(app.via) if app.via else None
-    if via is None:
-        raise ViaUnavailable(f"no connection named {app.via!r} to mint through" if app.via else "no --via connection")
-    if not via.active:
-        raise ViaUnavailable(f"connection {via.name!r} is {via.status}, not active")
-    if via.scopes and APPLICATIONS_TOKEN_SCOPE not in via.scopes:
-        raise ViaUnavailable(f"connection {via.name!r} was not granted {APPLICATIONS_TOKEN_SCOPE}")
-    if (via.access_expires_at or 0) <= epoch(now):
-        raise ViaUnavailable(f"connection {via.name!r} has no live access token")
-    bearer = get_secret_document(broker.names.token_secret(via.name))["access_token"]
+    if problem := via_problem(broker, app.via, now=epoch(now)):
+        raise ViaUnavailable(problem)
+    bearer = get_secret_document(broker.names.token_secret(app.via))["access_token"]
     return client_for(broker, app).mint_service_app_tokens(app_id=app.app_id, org_id=org_id, bearer=bearer, now=now)
 
 
