@@ -1,10 +1,12 @@
-"""An in-memory Webex: the authorize, token and identity endpoints of https://webexapis.com/v1.
+"""An in-memory Webex: the authorize, token, identity and Service App endpoints of https://webexapis.com/v1.
 
 The broker's tests, `make run` and the benchmarks need a Webex that behaves like the real one, quirks
 included (docs: webex-oauth-facts.md): refreshes within 24 h return the same access token, refresh
 tokens are not rotated but their lifetime slides, errors come in two body shapes, 429 may carry
-Retry-After or not, and every response has a Trackingid header. Faults and latency can be injected
-in-process or, for other processes and browser demos, over HTTP under /_sim/.
+Retry-After or not, and every response has a Trackingid header. Service Apps (org-wide machine
+accounts) get their first token pair per org from /applications/{id}/token once a Full Admin of that
+org has authorized them, and refresh it at /access_token with their own client credentials. Faults and
+latency can be injected in-process or, for other processes and browser demos, over HTTP under /_sim/.
 """
 
 import base64
@@ -26,7 +28,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from flask import Flask, Response, g, jsonify, redirect, request, url_for
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-ENDPOINTS = ("authorize", "access_token", "people_me")
+ENDPOINTS = ("authorize", "access_token", "people_me", "applications_token")
 """Endpoints that take injected faults and per-endpoint latency."""
 
 SHAPES = ("oauth", "webex")
@@ -37,6 +39,13 @@ _CREATED = "2023-05-04T09:12:31.514Z"
 _IDBROKER_TOKEN_URL = "https://idbroker.webex.com/idb/oauth2/v1/access_token"
 _NO_SCOPE = "The access token lacks the spark:people_read scope."
 _NO_TOKEN = "The request requires a valid access token set in the Authorization request header."
+_APPLICATIONS_SCOPE = "spark:applications_token"
+_NO_APPLICATIONS_SCOPE = "The access token lacks the spark:applications_token scope."
+_BAD_APP_CLIENT = "invalid_client: client authentication failed; clientId and clientSecret are not this application's"
+_APP_NOT_AUTHORIZED = (
+    "The application is not authorized in the target organization: "
+    "a Full Admin of that organization must authorize it in Control Hub"
+)
 
 
 def webex_id(kind: str, uuid_: str) -> str:
@@ -68,8 +77,15 @@ class Person:
     type: str = "person"
 
 
-def _person(uuid_: str, email: str, first: str, last: str, org_id: str) -> Person:
-    return Person(webex_id("PEOPLE", uuid_), email, f"{first} {last}", first, last, org_id)
+def _person(uuid_: str, email: str, first: str, last: str, org_id: str, kind: str = "person") -> Person:
+    return Person(webex_id("PEOPLE", uuid_), email, f"{first} {last}", first, last, org_id, kind)
+
+
+def _machine_account(app_id: str, org_id: str) -> Person:
+    """The account a Service App acts as in one org: the same one on every mint, so revocation can find it."""
+    uuid_ = str(uuid.uuid5(uuid.NAMESPACE_URL, f"webex-service-app:{app_id}:{org_id}"))
+    slug = uuid_[:8]
+    return _person(uuid_, f"sa-{slug}@apps.webex.example", "Service App", slug, org_id, "appuser")
 
 
 _EXAMPLE_ORG = webex_id("ORGANIZATION", "6a1f4c2e-93b7-4d58-a0e1-2f7c8b9d4e31")
@@ -100,6 +116,17 @@ class _Client:
 
     def allows(self, scopes: Iterable[str]) -> bool:
         return self.scopes is None or set(scopes) <= self.scopes
+
+
+@dataclass(frozen=True)
+class _ServiceApp:
+    app_id: str
+    client_id: str
+    secret: str
+    scopes: tuple[str, ...]
+
+    def authenticates(self, client_id: str, secret: str) -> bool:
+        return client_id == self.client_id and secrets.compare_digest(secret.encode(), self.secret.encode())
 
 
 @dataclass(frozen=True)
@@ -141,6 +168,8 @@ class _Grant:
     scopes: tuple[str, ...]
     refresh_token: str
     refresh_expires_at: float
+    access_ttl: int
+    """Fixed when the grant is made: integrations and Service Apps get access tokens of different lifetimes."""
     access_token: str = ""
     access_expires_at: float = 0.0
     refreshed_at: float = 0.0
@@ -201,7 +230,7 @@ class RunningServer:
 
 
 class WebexSimulator:
-    """Webex's OAuth and /people/me, in memory; the app root plays ``https://webexapis.com/v1``.
+    """Webex's OAuth, /people/me and Service App tokens, in memory; the app root plays ``https://webexapis.com/v1``.
 
     All state sits behind one lock; injected latency sleeps outside it, so concurrent clients overlap.
     ``clock`` drives every expiry, so tests can jump days ahead.
@@ -217,6 +246,7 @@ class WebexSimulator:
         same_token_window: int = 86_400,
         error_shape: str = "oauth",
         clock: Callable[[], float] = time.time,
+        service_app_access_token_ttl: int = 3600,
     ) -> None:
         people = DEFAULT_PEOPLE if people is None else people
         if not people:
@@ -229,10 +259,11 @@ class WebexSimulator:
         self.code_ttl = code_ttl
         self.same_token_window = same_token_window
         self.error_shape = error_shape
+        self.service_app_access_token_ttl = service_app_access_token_ttl
         self.refresh_response_omits: frozenset[str] = frozenset()
+        """Fields left out of refresh answers: some Webex answers lack refresh_token or its lifetime."""
         self.rotate_refresh_tokens = False
         """Webex does not rotate refresh tokens today; a rotating server shows the broker keeps the new one."""
-        """Fields left out of refresh answers: some Webex answers lack refresh_token or its lifetime."""
         self.calls: Counter[str] = Counter()
         self._clock = clock
         self._lock = threading.Lock()
@@ -241,6 +272,9 @@ class WebexSimulator:
         self._codes: dict[str, _Code] = {}
         self._grants: dict[str, _Grant] = {}
         self._access: dict[str, _Access] = {}
+        self._service_apps: dict[str, _ServiceApp] = {}
+        self._authorized: set[tuple[str, str]] = set()
+        """(app id, org id) pairs a Full Admin of the org has authorized in Control Hub."""
         self._faults: dict[str, deque[_Fault]] = {endpoint: deque() for endpoint in ENDPOINTS}
         self._latency: dict[str | None, float] = {}
         self.app = self._build_app()
@@ -263,22 +297,65 @@ class WebexSimulator:
             client = self._clients[client_id]
             if not client.allows(scopes):
                 raise ValueError(f"scopes {scopes} are not registered for {client_id}")
-            return self._token_body(self._new_grant(client_id, person, tuple(scopes), now), now)
+            grant = self._new_grant(client_id, person, tuple(scopes), now, self.access_token_ttl)
+            return self._token_body(grant, now)
 
-    def revoke_grant(self, *, refresh_token: str | None = None, person_email: str | None = None) -> int:
-        """Revoke grants as a user or admin would; returns how many were still active."""
-        if (refresh_token is None) == (person_email is None):
-            raise ValueError("pass exactly one of refresh_token or person_email")
-        email = (person_email or "").lower()
+    def register_service_app(self, app_id: str, client_id: str, client_secret: str, scopes: list[str]) -> None:
+        """Register a Service App; its client is an OAuth client too, since its refreshes go to /access_token."""
+        app = _ServiceApp(app_id, client_id, client_secret, tuple(dict.fromkeys(scopes)))
         with self._lock:
-            hits = [
-                grant
-                for grant in self._grants.values()
-                if not grant.revoked and (grant.refresh_token == refresh_token or grant.person.email.lower() == email)
-            ]
-            for grant in hits:
-                grant.revoked = True
-        return len(hits)
+            self._service_apps[app_id] = app
+            self._clients[client_id] = _Client(client_id, client_secret, (), frozenset(app.scopes))
+
+    def authorize_service_app(self, app_id: str, org_id: str, authorized: bool = True) -> None:
+        """A Full Admin of ``org_id`` authorizes the app in Control Hub, or withdraws it, which kills its grants."""
+        account_id = _machine_account(app_id, org_id).id
+        with self._lock:
+            if app_id not in self._service_apps:
+                raise ValueError(f"unknown service app {app_id}")
+            if authorized:
+                self._authorized.add((app_id, org_id))
+            else:
+                self._authorized.discard((app_id, org_id))
+                self._revoke_where(lambda grant: grant.person.id == account_id)
+
+    def generate_service_app_tokens(self, app_id: str, org_id: str) -> dict[str, Any]:
+        """The developer portal's "Generate tokens" button: a pair for an authorized org, no integration involved."""
+        now = self._clock()
+        with self._lock:
+            app = self._service_apps.get(app_id)
+            if app is None:
+                raise ValueError(f"unknown service app {app_id}")
+            body = self._mint_service_app(app, org_id, now)
+        if body is None:
+            raise ValueError(f"service app {app_id} is not authorized in {org_id}")
+        return body
+
+    def revoke_grant(
+        self,
+        *,
+        refresh_token: str | None = None,
+        person_email: str | None = None,
+        app_id: str | None = None,
+        org_id: str | None = None,
+    ) -> int:
+        """Revoke grants as a user or admin would; returns how many were still active.
+
+        ``app_id`` with ``org_id`` revokes every grant of that Service App in that org (its refresh token died).
+        """
+        forms = [refresh_token is not None, person_email is not None, app_id is not None or org_id is not None]
+        if forms.count(True) != 1 or (app_id is None) != (org_id is None):
+            raise ValueError("pass exactly one of refresh_token, person_email, or app_id with org_id")
+        email = (person_email or "").lower()
+        account_id = _machine_account(app_id, org_id).id if app_id is not None and org_id is not None else None
+        with self._lock:
+            return self._revoke_where(
+                lambda grant: (
+                    grant.refresh_token == refresh_token
+                    or grant.person.email.lower() == email
+                    or grant.person.id == account_id
+                )
+            )
 
     def inject(
         self,
@@ -350,10 +427,18 @@ class WebexSimulator:
         app.add_url_rule("/authorize/decision", "authorize_decision", self._decision, methods=["POST"])
         app.add_url_rule("/access_token", "access_token", self._access_token, methods=["POST"])
         app.add_url_rule("/people/me", "people_me", self._people_me, methods=["GET"])
+        app.add_url_rule(
+            "/applications/<app_id>/token", "applications_token", self._applications_token, methods=["POST"]
+        )
         app.add_url_rule("/_sim/faults", "sim_inject", self._sim_inject, methods=["POST"])
         app.add_url_rule("/_sim/faults", "sim_reset", self._sim_reset, methods=["DELETE"])
         app.add_url_rule("/_sim/latency", "sim_latency", self._sim_latency, methods=["POST"])
         app.add_url_rule("/_sim/revoke", "sim_revoke", self._sim_revoke, methods=["POST"])
+        app.add_url_rule("/_sim/service-apps", "sim_service_app", self._sim_service_app, methods=["POST"])
+        app.add_url_rule(
+            "/_sim/service-apps/authorization", "sim_service_app_authorization", self._sim_authorize, methods=["POST"]
+        )
+        app.add_url_rule("/_sim/service-apps/tokens", "sim_service_app_tokens", self._sim_tokens, methods=["POST"])
         app.add_url_rule("/_sim/health", "sim_health", self._sim_health, methods=["GET"])
         return app
 
@@ -452,10 +537,7 @@ class WebexSimulator:
                     raise _OAuthError("unsupported_grant_type", f"grant_type {grant_type} is not supported")
         except _OAuthError as exc:
             return self._error(400, exc.error, exc.description)
-        response = jsonify(body)
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["Pragma"] = "no-cache"
-        return response
+        return _tokens_response(body)
 
     def _authenticate(self, form: Mapping[str, str]) -> _Client | None:
         """Client id and secret from HTTP Basic or from the form body; Webex accepts both."""
@@ -491,7 +573,8 @@ class WebexSimulator:
             raise _OAuthError("invalid_grant", "redirect_uri does not match the authorization request")
         if code.request.challenge is not None:
             _check_verifier(code.request, form.get("code_verifier"))
-        return self._token_body(self._new_grant(client.client_id, code.person, code.request.scopes, now), now)
+        grant = self._new_grant(client.client_id, code.person, code.request.scopes, now, self.access_token_ttl)
+        return self._token_body(grant, now)
 
     def _refresh(self, client: _Client, form: Mapping[str, str], now: float) -> dict[str, Any]:
         """Caller holds the lock. Within ``same_token_window`` of the last real refresh, Webex hands
@@ -516,9 +599,11 @@ class WebexSimulator:
             body.pop(name, None)
         return body
 
-    def _new_grant(self, client_id: str, person: Person, scopes: tuple[str, ...], now: float) -> _Grant:
+    def _new_grant(
+        self, client_id: str, person: Person, scopes: tuple[str, ...], now: float, access_ttl: int
+    ) -> _Grant:
         """Caller holds the lock."""
-        grant = _Grant(client_id, person, scopes, _new_token(person), now + self.refresh_token_ttl)
+        grant = _Grant(client_id, person, scopes, _new_token(person), now + self.refresh_token_ttl, access_ttl)
         self._mint_access(grant, now)
         self._grants[grant.refresh_token] = grant
         return grant
@@ -526,9 +611,29 @@ class WebexSimulator:
     def _mint_access(self, grant: _Grant, now: float) -> None:
         """Caller holds the lock. The previous access token stays valid until its own expiry."""
         grant.access_token = _new_token(grant.person)
-        grant.access_expires_at = now + self.access_token_ttl
+        grant.access_expires_at = now + grant.access_ttl
         grant.refreshed_at = now
         self._access[grant.access_token] = _Access(grant, grant.access_expires_at)
+
+    def _mint_service_app(self, app: _ServiceApp, org_id: str, now: float) -> dict[str, Any] | None:
+        """Caller holds the lock. A new grant for the app's machine account in ``org_id`` (earlier ones stay
+        valid), or None if no Full Admin of that org has authorized the app. Webex's documented answer has no
+        ``scope``.
+        """
+        if (app.app_id, org_id) not in self._authorized:
+            return None
+        account = _machine_account(app.app_id, org_id)
+        grant = self._new_grant(app.client_id, account, app.scopes, now, self.service_app_access_token_ttl)
+        body = self._token_body(grant, now)
+        del body["scope"]
+        return body
+
+    def _revoke_where(self, hit: Callable[[_Grant], bool]) -> int:
+        """Caller holds the lock. Returns how many matching grants were still active."""
+        hits = [grant for grant in self._grants.values() if not grant.revoked and hit(grant)]
+        for grant in hits:
+            grant.revoked = True
+        return len(hits)
 
     @staticmethod
     def _token_body(grant: _Grant, now: float) -> dict[str, Any]:
@@ -546,12 +651,8 @@ class WebexSimulator:
         fault = self._enter("people_me")
         if fault:
             return self._fault_response(fault)
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        now = self._clock()
-        with self._lock:
-            access = self._access.get(token.strip()) if scheme.lower() == "bearer" else None
-            valid = access is not None and not access.grant.revoked and now < access.expires_at
-        if access is None or not valid:
+        access = self._bearer()
+        if access is None:
             return self._error(401, "invalid_token", _NO_TOKEN, shape="webex")
         if not _PEOPLE_SCOPES & set(access.grant.scopes):
             return self._error(403, "insufficient_scope", _NO_SCOPE, shape="webex")
@@ -572,7 +673,49 @@ class WebexSimulator:
             }
         )
 
-    # Control endpoints: they never return token values.
+    def _applications_token(self, app_id: str) -> Response:
+        """A Service App's first token pair in one org, asked for by an integration holding
+        spark:applications_token. The bearer is checked like any REST call; the rest speaks ``error_shape``.
+        """
+        fault = self._enter("applications_token")
+        if fault:
+            return self._fault_response(fault)
+        access = self._bearer()
+        if access is None:
+            return self._error(401, "invalid_token", _NO_TOKEN, shape="webex")
+        if _APPLICATIONS_SCOPE not in access.grant.scopes:
+            return self._error(403, "insufficient_scope", _NO_APPLICATIONS_SCOPE, shape="webex")
+        try:
+            client_id, secret, org_id = _strings(_json_object(), "clientId", "clientSecret", "targetOrgId")
+        except (KeyError, TypeError):
+            return self._error(
+                400, "invalid_request", "Expected a JSON object with string clientId, clientSecret and targetOrgId"
+            )
+        now = self._clock()
+        with self._lock:
+            app = self._service_apps.get(app_id)
+        if app is None:
+            return self._error(404, "not_found", "Application not found")
+        if not app.authenticates(client_id, secret):
+            return self._error(401, "invalid_client", _BAD_APP_CLIENT)
+        with self._lock:
+            body = self._mint_service_app(app, org_id, now)
+        if body is None:
+            return self._error(403, "access_denied", _APP_NOT_AUTHORIZED)
+        return _tokens_response(body)
+
+    def _bearer(self) -> _Access | None:
+        """The live access token in the Authorization header, if there is one."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        now = self._clock()
+        with self._lock:
+            access = self._access.get(token.strip()) if scheme.lower() == "bearer" else None
+            if access is None or access.grant.revoked or now >= access.expires_at:
+                return None
+        return access
+
+    # Control endpoints: they never return token values, except /_sim/service-apps/tokens, which plays the
+    # developer portal's "Generate tokens" button.
 
     def _sim_inject(self) -> Response:
         try:
@@ -606,10 +749,49 @@ class WebexSimulator:
     def _sim_revoke(self) -> Response:
         try:
             body = _json_object()
-            revoked = self.revoke_grant(refresh_token=body.get("refresh_token"), person_email=body.get("person_email"))
+            revoked = self.revoke_grant(
+                refresh_token=body.get("refresh_token"),
+                person_email=body.get("person_email"),
+                app_id=body.get("app_id"),
+                org_id=body.get("org_id"),
+            )
         except (TypeError, ValueError) as exc:
             return self._error(400, "invalid_request", f"Bad revoke: {exc}", shape="oauth")
         return jsonify({"revoked": revoked})
+
+    def _sim_service_app(self) -> Response:
+        try:
+            body = _json_object()
+            app_id, client_id, client_secret = _strings(body, "app_id", "client_id", "client_secret")
+            scopes = body["scopes"]
+            if not isinstance(scopes, list) or not all(isinstance(scope, str) for scope in scopes):
+                raise TypeError("scopes must be a list of strings")
+            self.register_service_app(app_id, client_id, client_secret, scopes)
+        except (KeyError, TypeError) as exc:
+            return self._error(400, "invalid_request", f"Bad service app: {exc}", shape="oauth")
+        return Response(status=204)
+
+    def _sim_authorize(self) -> Response:
+        try:
+            body = _json_object()
+            app_id, org_id = _strings(body, "app_id", "org_id")
+            authorized = body.get("authorized", True)
+            if not isinstance(authorized, bool):
+                raise TypeError("authorized must be true or false")
+            self.authorize_service_app(app_id, org_id, authorized)
+        except (KeyError, TypeError, ValueError) as exc:
+            return self._error(400, "invalid_request", f"Bad authorization: {exc}", shape="oauth")
+        return Response(status=204)
+
+    def _sim_tokens(self) -> Response:
+        """The developer portal's "Generate tokens" button, for other processes: the one control endpoint
+        that returns token values.
+        """
+        try:
+            body = self.generate_service_app_tokens(*_strings(_json_object(), "app_id", "org_id"))
+        except (KeyError, TypeError, ValueError) as exc:
+            return self._error(400, "invalid_request", f"Bad token request: {exc}", shape="oauth")
+        return _tokens_response(body)
 
     def _sim_health(self) -> Response:
         with self._lock:
@@ -687,6 +869,22 @@ def _json_object() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise TypeError("expected a JSON object")
     return body
+
+
+def _strings(body: Mapping[str, Any], *names: str) -> list[str]:
+    """The named fields, each of which must be present and a string."""
+    values = [body[name] for name in names]
+    if not all(isinstance(value, str) for value in values):
+        raise TypeError(f"{', '.join(names)} must be strings")
+    return values
+
+
+def _tokens_response(body: dict[str, Any]) -> Response:
+    """Token answers must never be cached (RFC 6749 5.1)."""
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
 
 
 def _redirect(redirect_uri: str, **params: str | None) -> Response:

@@ -378,3 +378,21 @@ def test_service_app_secrets_and_tokens_never_reach_logs_events_or_errors(apps, 
     output = broker_log.getvalue() + captured.out + captured.err + caplog.text + json.dumps([runs, events, errors])
     assert "Service App Tokens Reminted" in output, "the events were captured"
     assert [value for value in seen if value in output] == []
+
+
+def test_adopt_rebuilds_a_service_app_row_and_the_next_refresh_restores_its_via(apps):
+    from webex_broker.core.clock import epoch, utc_now
+    from webex_broker.flows.adoption import adopt
+    from webex_broker.flows.broker import current
+
+    add()
+    apps.dynamodb.delete_item(TableName="ConnectionsTable", Key={"connection": {"S": BOT}})  # a re-created stack
+    broker = current()
+    assert adopt(BOT, broker.names, broker.connections, login_base_url="", now=epoch(utc_now()))
+    row = apps.connection(BOT)
+    assert row["kind"] == "service_app"
+    assert row["app_id"] == APP_ID
+    assert row["person_id"] == f"service-app:{APP_ID}:{ORG}", "still bound to the app: no person can take it"
+    assert "via" not in row
+    assert refresh_run()["outcomes"].get("refreshed") == 1
+    assert apps.connection(BOT)["via"] == ALICE

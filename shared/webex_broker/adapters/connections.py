@@ -35,6 +35,11 @@ class CoolingDown(Exception):
         self.retry_after = retry_after
 
 
+def _service_app_fields(record: TokenRecord) -> dict:
+    app = record.service_app
+    return {"app_id": app.app_id, "via": app.via} if app else {}
+
+
 def _expression(
     set_values: dict, *, keep_first: tuple[str, ...] = (), remove: tuple[str, ...] = (), add: dict | None = None
 ) -> dict:
@@ -119,8 +124,7 @@ class ConnectionsTable:
             owner,
             {
                 "kind": ConnectionKind.SERVICE_APP if record.service_app else ConnectionKind.PERSON,
-                "app_id": record.service_app.app_id if record.service_app else None,
-                "via": record.service_app.via if record.service_app else None,
+                **_service_app_fields(record),
                 "person_id": record.owner_id,
                 "email": record.person.email,
                 "display_name": record.person.display_name,
@@ -148,6 +152,8 @@ class ConnectionsTable:
         self,
         connection: str,
         *,
+        kind: ConnectionKind,
+        app_id: str,
         person_id: str,
         email: str,
         display_name: str,
@@ -162,6 +168,8 @@ class ConnectionsTable:
         """A row for secrets that outlived theirs, due at once; never over an existing row."""
         item = {
             "connection": connection,
+            "kind": kind,
+            "app_id": app_id or None,
             "person_id": person_id,
             "email": email,
             "display_name": display_name,
@@ -294,6 +302,7 @@ class ConnectionsTable:
             record.connection,
             owner,
             {
+                **_service_app_fields(record),  # restores them on a row `adopt` rebuilt
                 "status": ConnectionStatus.ACTIVE,
                 "schedule": SCHEDULED,
                 "access_expires_at": epoch(record.grant.access_expires_at),

@@ -24,7 +24,11 @@ def fingerprint(token: str) -> str:
 def owner_id(person: Person, service_app: ServiceApp | None) -> str:
     """Whom a connection is bound to: the person, or the Service App in its target org (a person's
     login can never take a Service App's connection over, nor another app's)."""
-    return f"service-app:{service_app.app_id}:{person.org_id}" if service_app else person.id
+    return service_app_owner_id(service_app.app_id, person.org_id) if service_app else person.id
+
+
+def service_app_owner_id(app_id: str, org_id: str) -> str:
+    return f"service-app:{app_id}:{org_id}"
 
 
 def connection_name_for(person: Person) -> str:

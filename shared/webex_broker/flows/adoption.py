@@ -2,8 +2,9 @@
 new connections table starts empty), or a table restored from an older backup.
 
 A connection is adopted only on proof that it is whole: its consumer secret and its refresh secret
-both exist. The row is rebuilt from the consumer secret (who, which scopes, until when) and made due
-at once, so the next refresh shows whether the grant still works; the refresh token is never read.
+both exist. The row is rebuilt from the consumer secret (who or which Service App, which scopes,
+until when) and made due at once, so the next refresh shows whether the grant still works (and puts
+a Service App's `via` back on the row); the refresh token is never read.
 """
 
 from botocore.exceptions import ClientError
@@ -12,7 +13,8 @@ from webex_broker.adapters import aws
 from webex_broker.adapters.connections import ConnectionsTable
 from webex_broker.adapters.secret_store import SecretNames, get_secret_document, secret_arn, secret_names
 from webex_broker.core.clock import parse_iso
-from webex_broker.core.token_documents import fingerprint
+from webex_broker.core.connection import ConnectionKind
+from webex_broker.core.token_documents import fingerprint, service_app_owner_id
 
 
 def orphans(names: SecretNames, table: ConnectionsTable) -> list[str]:
@@ -27,10 +29,15 @@ def adopt(connection: str, names: SecretNames, table: ConnectionsTable, *, login
     if secret_arn(names.refresh_secret(connection)) is None:
         return False
     consumer = get_secret_document(names.token_secret(connection))
+    kind = ConnectionKind(consumer.get("kind", ConnectionKind.PERSON))
+    app_id = consumer.get("app_id", "")
+    owner = service_app_owner_id(app_id, consumer["org_id"]) if kind == ConnectionKind.SERVICE_APP else None
     try:
         table.record_adoption(
             connection,
-            person_id=consumer["person_id"],
+            kind=kind,
+            app_id=app_id,
+            person_id=owner or consumer["person_id"],
             email=consumer["email"],
             display_name=consumer.get("display_name", ""),
             org_id=consumer.get("org_id", ""),

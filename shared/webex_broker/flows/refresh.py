@@ -471,9 +471,10 @@ class Refresher:
         now: datetime,
     ) -> tuple[Outcome, Connection]:
         outcome, updated = self._store(connection, row, material, grant, now, healed=True)
-        logger.info("Service App's dead refresh token replaced by a new pair", extra={"via": row.via})
+        via = material.service_app.via
+        logger.info("Service App's dead refresh token replaced by a new pair", extra={"via": via})
         metrics.add_metric(name="ServiceAppsHealed", unit="Count", value=1)
-        detail = {**self._event_detail(row, status=ConnectionStatus.ACTIVE, exc=exc), "heal": "healed", "via": row.via}
+        detail = {**self._event_detail(row, status=ConnectionStatus.ACTIVE, exc=exc), "heal": "healed", "via": via}
         self._events.publish(events.SERVICE_APP_HEALED, detail)
         return outcome, updated
 
