@@ -337,14 +337,14 @@ def test_list_and_show(broker, cli, connected):
     lines = table.stdout.splitlines()
     assert columns(lines[0]) == LIST_HEADERS
     row = next(columns(line) for line in lines[1:] if line.startswith("cli-shown "))
-    assert row[:3] == ["cli-shown", "bob@example.com", "active"]
-    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", value) for value in row[3:6])
+    assert row[:4] == ["cli-shown", "person", "bob@example.com", "active"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", value) for value in row[4:7])
 
     listed = json.loads(listing.stdout)
     assert isinstance(listed, list)
     assert all({"connection", "person", "status"} <= set(entry) for entry in listed)
     entry = next(e for e in listed if e["connection"] == "cli-shown")
-    assert (entry["person"], entry["status"]) == ("bob@example.com", "active")
+    assert (entry["kind"], entry["person"], entry["status"]) == ("person", "bob@example.com", "active")
     assert {e["connection"] for e in listed} >= set(CONNECTIONS)
 
     arn = broker.boto3("secretsmanager").describe_secret(SecretId=f"{PREFIX}/tokens/cli-shown")["ARN"]
