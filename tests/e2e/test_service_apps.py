@@ -4,6 +4,7 @@ real subprocess; the local stack's own refresher (every second) keeps and heals 
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -98,8 +99,17 @@ def test_an_org_that_has_not_authorized_the_app_is_told_so_and_nothing_is_stored
     assert APP_SECRET not in result.stdout + result.stderr
 
 
+def readme_command(app: dict) -> list[str]:
+    """The README's local `service-app add` line, with the ids `make run` printed filled in."""
+    (line,) = [x for x in (ROOT / "README.md").read_text().splitlines() if "webex-broker service-app add org-bot" in x]
+    line = line.replace("<app id>", app["app_id"]).replace("<org id>", app["org"])
+    command = shlex.split(line)
+    assert command[0] == ".venv/bin/webex-broker"
+    return command[1:]
+
+
 def test_minted_through_via_kept_fresh_on_schedule_and_healed_when_its_refresh_token_dies(broker, cli, app):
-    result = add(cli, "org-bot", app, app["org"], "--via", "demo")
+    result = cli(*readme_command(app))
     assert f"{PREFIX}/tokens/org-bot" in result.stdout
     assert APP_SECRET not in result.stdout + result.stderr
     first = secret(broker, "tokens", "org-bot")
