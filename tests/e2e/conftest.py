@@ -1,5 +1,6 @@
 """The local stack as `make run` starts it: a real process on free loopback ports."""
 
+import json
 import os
 import re
 import signal
@@ -178,3 +179,29 @@ def sim(broker) -> Iterator:
 
     yield inject
     requests.delete(f"{broker.webex_url}/_sim/faults", timeout=5)
+
+
+def create_stack(broker: RunningBroker, name: str, outputs: dict[str, str], environment: dict[str, str]) -> None:
+    """A stack with a refresher function whose environment is the one the CLI reads (moto creates the
+    function; nothing runs it)."""
+    role = {"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}}
+    refresher = {
+        "Runtime": "python3.13",
+        "Handler": "refresher.handler",
+        "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+        "Code": {"ZipFile": "def handler(event, context): pass"},
+        "Environment": {"Variables": environment},
+    }
+    template = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Resources": {
+            "Role": {"Type": "AWS::IAM::Role", "Properties": role},
+            "RefresherFunction": {"Type": "AWS::Lambda::Function", "Properties": refresher},
+        },
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    broker.boto3("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+
+
+def local_environment(broker: RunningBroker) -> dict[str, str]:
+    return json.loads(Path(broker.state_file).read_text())["environment"]

@@ -13,7 +13,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -26,7 +25,9 @@ from tests.e2e.conftest import (
     RunningBroker,
     a_minute_later,
     consent,
+    create_stack,
     invite_many,
+    local_environment,
     login,
     start_local_broker,
     stop_local_broker,
@@ -589,42 +590,16 @@ def test_stack_that_does_not_exist(broker):
     assert "No stack named cli-no-such-stack" in result.stderr
 
 
-def _create_stack(broker: RunningBroker, name: str, outputs: dict[str, str], environment: dict[str, str]) -> None:
-    """A stack with a refresher function whose environment is the one the CLI reads (moto creates the
-    function; nothing runs it)."""
-    role = {"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}}
-    refresher = {
-        "Runtime": "python3.13",
-        "Handler": "refresher.handler",
-        "Role": {"Fn::GetAtt": ["Role", "Arn"]},
-        "Code": {"ZipFile": "def handler(event, context): pass"},
-        "Environment": {"Variables": environment},
-    }
-    template = {
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Resources": {
-            "Role": {"Type": "AWS::IAM::Role", "Properties": role},
-            "RefresherFunction": {"Type": "AWS::Lambda::Function", "Properties": refresher},
-        },
-        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
-    }
-    broker.boto3("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
-
-
-def _local_environment(broker: RunningBroker) -> dict[str, str]:
-    return json.loads(Path(broker.state_file).read_text())["environment"]
-
-
 @pytest.fixture(scope="module")
 def broker_stack(broker) -> str:
     """A CloudFormation stack in the local moto with a broker's outputs, naming the local stack's tables."""
     outputs = {"LoginUrl": f"{broker.base_url}/authorize", "ConnectionsTableName": "as-the-environment-says"}
-    _create_stack(broker, "cli-broker-stack", outputs, _local_environment(broker))
+    create_stack(broker, "cli-broker-stack", outputs, local_environment(broker))
     return "cli-broker-stack"
 
 
 def test_stack_that_is_not_a_broker(broker):
-    _create_stack(broker, "cli-other-stack", {"Something": "else"}, _local_environment(broker))
+    create_stack(broker, "cli-other-stack", {"Something": "else"}, local_environment(broker))
     result = run_cli("--stack", "cli-other-stack", "list", env=clean_env(**broker.aws_env()))
     assert result.returncode == 4, result.stderr
     assert "not a Webex Token Broker stack" in result.stderr

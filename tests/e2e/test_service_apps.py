@@ -13,8 +13,17 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.e2e.conftest import PREFIX, ROOT, RunningBroker, login, start_local_broker, stop_local_broker
-from tests.e2e.test_cli import Cli
+from tests.e2e.conftest import (
+    PREFIX,
+    ROOT,
+    RunningBroker,
+    create_stack,
+    local_environment,
+    login,
+    start_local_broker,
+    stop_local_broker,
+)
+from tests.e2e.test_cli import Cli, clean_env, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -158,3 +167,16 @@ def test_bad_usage_is_refused_before_anything_is_asked(cli, app):
     assert "--via" in add(cli, "no-source", app, app["org"], expect=2).stderr
     assert "No connection named 'nobody'" in add(cli, "x-bot", app, app["org"], "--via", "nobody", expect=3).stderr
     assert "Webex id" in add(cli, "x-bot", {**app, "app_id": "not an id"}, app["org"], "--via", "demo", expect=2).stderr
+
+
+def test_against_a_deployed_stack(broker, app):
+    """`--stack`: the stack found through CloudFormation (in the local moto), the same command."""
+    outputs = {"LoginUrl": f"{broker.base_url}/authorize", "ConnectionsTableName": "as-the-environment-says"}
+    create_stack(broker, "service-app-stack", outputs, local_environment(broker))
+    env = clean_env(**broker.aws_env(), WEBEX_SERVICE_APP_CLIENT_SECRET=APP_SECRET)
+    args = ["--app-id", app["app_id"], "--client-id", app["client_id"], "--org", app["org"], "--via", "demo"]
+    added = run_cli("--stack", "service-app-stack", "service-app", "add", "stack-bot", *args, env=env)
+    assert added.returncode == 0, added.stderr
+    shown = run_cli("--stack", "service-app-stack", "show", "stack-bot", "--json", env=env)
+    assert json.loads(shown.stdout)["kind"] == "service_app"
+    assert works(broker, secret(broker, "tokens", "stack-bot")["access_token"])
