@@ -243,10 +243,18 @@ def cmd_revoke(args, target: Target) -> None:
     )
 
 
+def _client_secret(variable: str, prompt: str) -> str:
+    """From the environment or a hidden prompt, never the command line (shell history, process lists)."""
+    try:
+        return os.environ.get(variable) or getpass.getpass(prompt)
+    except EOFError:
+        raise CommandError(f"Set {variable}: there is no terminal to ask for the secret on.", EXIT_USAGE) from None
+
+
 def cmd_set_credentials(args, target: Target) -> None:
     """The client secret from the environment or a hidden prompt, never from the command line (which
     shell history and process listings keep); checked with Webex before it is stored."""
-    secret = os.environ.get("WEBEX_CLIENT_SECRET") or getpass.getpass("Client secret of the integration: ")
+    secret = _client_secret("WEBEX_CLIENT_SECRET", "Client secret of the integration: ")
     if not (args.client_id.strip() and secret.strip()):
         raise CommandError("Both the client ID and the client secret are needed.", EXIT_USAGE)
     credentials = ClientCredentials(args.client_id.strip(), secret.strip())
@@ -275,7 +283,7 @@ def cmd_service_app_add(args, target: Target) -> None:
     refresh_token = sys.stdin.read().strip() if args.refresh_token_stdin else ""
     if args.refresh_token_stdin and not refresh_token:
         raise CommandError("No refresh token on stdin.", EXIT_USAGE)
-    secret = os.environ.get("WEBEX_SERVICE_APP_CLIENT_SECRET") or getpass.getpass("Client secret of the Service App: ")
+    secret = _client_secret("WEBEX_SERVICE_APP_CLIENT_SECRET", "Client secret of the Service App: ")
     app = ServiceApp(args.app_id.strip(), args.client_id.strip(), secret.strip(), via=args.via or "")
     if args.via and target.broker.connections.get(args.via) is None:
         raise CommandError(f"No connection named {args.via!r} to mint through.", EXIT_NOT_FOUND)

@@ -180,3 +180,21 @@ def test_against_a_deployed_stack(broker, app):
     shown = run_cli("--stack", "service-app-stack", "show", "stack-bot", "--json", env=env)
     assert json.loads(shown.stdout)["kind"] == "service_app"
     assert works(broker, secret(broker, "tokens", "stack-bot")["access_token"])
+
+
+def test_without_the_secret_and_no_terminal_it_names_the_variable(broker, cli, app):
+    env = {k: v for k, v in cli.env.items() if k != "WEBEX_SERVICE_APP_CLIENT_SECRET"}
+    args = ["--app-id", app["app_id"], "--client-id", app["client_id"], "--org", app["org"], "--via", "demo"]
+    result = subprocess.run(
+        [sys.executable, "-m", "webex_broker_admin.cli", "service-app", "add", "no-secret-bot", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,  # no controlling terminal: getpass cannot prompt
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Set WEBEX_SERVICE_APP_CLIENT_SECRET" in result.stderr
+    cli("show", "no-secret-bot", expect=3)

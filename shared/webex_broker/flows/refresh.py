@@ -8,12 +8,12 @@ the job; the refresh token is on disk before anything that depends on it. A logi
 lease, so a login and a refresh of one connection never interleave: the refresher lets go of the
 lease while it waits out a backoff, and after it reads the row and the refresh token again.
 
-A Service App refreshes with its own client credentials, and a Service App's run-wide-looking
-failures stay its own: its rejected client is that app's fault, not the integration's.
+A Service App refreshes with its own client credentials, and its rejected client is that app's
+fault, not the integration's: it fails that connection, not the run.
 
 Failures are classified, and only proof changes a status: `invalid_grant` (or Webex's words for a
-dead refresh token) marks a connection `reauth_required`, after a Service App has first tried to
-mint a new pair through its `via` connection (healed, it stays active); any other refusal is retried like an
+dead refresh token) marks a connection `reauth_required`, once a Service App has failed to mint a
+new pair through its `via` connection (healed, it stays active); any other refusal is retried like an
 outage, alarmed, and ends a connection only when it repeats in separate runs over an hour while
 other connections refresh fine. A rejected client stops the run with one error, and so does a run
 in which most attempts are refused (Webex or the integration is at fault, not the people).
@@ -419,10 +419,7 @@ class Refresher:
                 return self._grant_dead(connection, row, exc, now, reason=GrantEnd.INVALID_GRANT)
             case Outcome.CONFIGURATION if row.service_app:
                 logger.error("Webex refused this Service App's client credentials", extra=extra)
-                self._events.publish(
-                    events.CONFIGURATION_ERROR,
-                    {**self._event_detail(row, status=row.status, exc=exc)},
-                )
+                self._events.publish(events.CONFIGURATION_ERROR, self._event_detail(row, status=row.status, exc=exc))
             case Outcome.CONFIGURATION:
                 logger.error("Webex refused the integration's client credentials", extra=extra)
                 return self._stop_for_configuration(connection, row, exc.code, exc.tracking_id)
