@@ -306,9 +306,9 @@ def cmd_service_app_add(args, target: Target) -> None:
     except (AccessDenied, LoginBusy) as exc:
         raise CommandError(f"{exc}; nothing was stored.") from None
     print(f"Service App {_short(app.app_id)} in org {_short(args.org)} is connection '{args.name}'.")
-    secret = target.broker.names.token_secret(args.name)
+    secret_name = target.broker.names.token_secret(args.name)
     print(
-        f"Workloads read {secret} (this access token lasts until {when(epoch(record.grant.access_expires_at))}); "
+        f"Workloads read {secret_name} (this access token lasts until {when(epoch(record.grant.access_expires_at))}); "
         "the broker refreshes it with the app's own credentials."
     )
 
