@@ -3,7 +3,7 @@ refresh token), read by workloads like any connection, refreshed with the app's 
 minted again through `via` when their refresh token dies."""
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 import requests
@@ -309,6 +309,91 @@ def test_a_rejected_app_secret_fails_that_app_only_not_the_run(apps):
     (event,) = [e for e in apps.events() if e["detail-type"] == "Integration Configuration Error"]
     assert event["detail"]["connection"] == BOT
     assert event["detail"]["kind"] == "service_app"
+
+
+HEAL_CRASH_POINTS = {
+    "after-the-mint": ("webex", "mint_service_app_tokens"),
+    "after-refresh-secret": ("secret_store", "write_refresh_material"),
+    "after-consumer-secret": ("secret_store", "write_consumer_secret"),
+    "after-row-update": ("connections", "record_refresh"),
+}
+
+
+@pytest.mark.parametrize("step", list(HEAL_CRASH_POINTS))
+def test_a_crash_at_any_step_of_a_heal_is_finished_by_the_next_run(apps, monkeypatch, step):
+    """A pair minted but not yet stored exists nowhere else: the old one is dead anyway, so the next
+    run mints again; once the new refresh token is stored, the next run simply refreshes with it."""
+    from tests.test_refresher import Clock, SimulatedCrash
+    from webex_broker.adapters import connections, secret_store, webex
+    from webex_broker.flows.refresh import Refresher
+
+    add()
+    apps.webex.revoke_grant(app_id=APP_ID, org_id=ORG)
+    make_due(apps, BOT)
+    module_name, function_name = HEAL_CRASH_POINTS[step]
+    owner = {"webex": webex.WebexClient, "secret_store": secret_store, "connections": connections.ConnectionsTable}[
+        module_name
+    ]
+    real = getattr(owner, function_name)
+
+    def crash_after(*args, **kwargs):
+        real(*args, **kwargs)
+        raise SimulatedCrash(step)
+
+    with monkeypatch.context() as crash:
+        crash.setattr(owner, function_name, crash_after)
+        assert Refresher().run(remaining_ms=lambda: 900_000).outcomes["error"] == 1
+
+    clock = Clock()
+    clock.offset = timedelta(minutes=10)  # past the crashed run's lease
+    make_due(apps, BOT)
+    finished = Refresher(clock=clock).run(remaining_ms=lambda: 900_000)
+    assert finished.failures == {}
+    assert finished.succeeded == 1
+    row = apps.connection(BOT)
+    assert row["status"] == "active"
+    assert "lease_owner" not in row
+    assert me(apps, tokens(apps)["access_token"]).status_code == 200
+    answer = requests.post(
+        f"{apps.webex.url}/access_token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_material(apps)["refresh_token"],
+            "client_id": APP_CLIENT,
+            "client_secret": APP_SECRET,
+        },
+        timeout=5,
+    )
+    assert answer.status_code == 200, "the stored refresh token is a live one"
+
+
+def test_an_hour_of_the_same_unexplained_refusal_heals_too(apps, monkeypatch):
+    """Proof by persistence ends a person's grant; for a Service App it first mints a new pair."""
+    from tests.test_refresher import Clock
+    from webex_broker.adapters import webex
+    from webex_broker.flows.refresh import Refresher
+
+    real_refresh = webex.WebexClient.refresh
+
+    def refused_for_the_app(client, **kwargs):
+        if client._credentials.client_id == APP_CLIENT:  # Webex keeps refusing the app's refresh only
+            raise webex.WebexError("refused", status=400, code="invalid_request", kind=webex.FailureKind.REFUSED)
+        return real_refresh(client, **kwargs)
+
+    add()
+    monkeypatch.setattr(webex.WebexClient, "refresh", refused_for_the_app)
+    monkeypatch.setattr(Refresher, "_retry_delay", lambda *a, **k: None)
+    make_due(apps, BOT)
+    assert Refresher().run(remaining_ms=lambda: 900_000).failures == {BOT: "refused"}
+    make_due(apps, BOT)
+    make_due(apps, ALICE)  # another connection refreshes fine in the same run
+    clock = Clock()
+    clock.offset = timedelta(hours=1, minutes=1)
+    report = Refresher(clock=clock).run(remaining_ms=lambda: 900_000)
+    assert report.outcomes["healed"] == 1
+    assert report.failures == {}
+    assert apps.connection(BOT)["status"] == "active"
+    assert me(apps, tokens(apps)["access_token"]).status_code == 200
 
 
 # --- doctor ----------------------------------------------------------------------------------------
