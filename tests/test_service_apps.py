@@ -67,6 +67,16 @@ def refresh_material(broker, name: str = BOT) -> dict:
     return broker.secret(f"{PREFIX}/refresh/{name}")
 
 
+def refresh_stored_token(broker, client_id: str, client_secret: str) -> requests.Response:
+    """Ask Webex directly with the stored refresh token, as this client."""
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_material(broker)["refresh_token"]}
+    return requests.post(
+        f"{broker.webex.url}/access_token",
+        data={**form, "client_id": client_id, "client_secret": client_secret},
+        timeout=5,
+    )
+
+
 # --- adding one ----------------------------------------------------------------------------------
 
 
@@ -183,16 +193,7 @@ def test_the_refresher_refreshes_it_with_the_apps_own_credentials(apps):
     assert me(apps, fresh).status_code == 200
     assert apps.connection(BOT)["status"] == "active"
     # The integration's credentials are refused for this grant (it is bound to the app's client):
-    answer = requests.post(
-        f"{apps.webex.url}/access_token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_material(apps)["refresh_token"],
-            "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-        },
-        timeout=5,
-    )
+    answer = refresh_stored_token(apps, CLIENT_ID, CLIENT_SECRET)
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_grant"
 
@@ -354,16 +355,7 @@ def test_a_crash_at_any_step_of_a_heal_is_finished_by_the_next_run(apps, monkeyp
     assert row["status"] == "active"
     assert "lease_owner" not in row
     assert me(apps, tokens(apps)["access_token"]).status_code == 200
-    answer = requests.post(
-        f"{apps.webex.url}/access_token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_material(apps)["refresh_token"],
-            "client_id": APP_CLIENT,
-            "client_secret": APP_SECRET,
-        },
-        timeout=5,
-    )
+    answer = refresh_stored_token(apps, APP_CLIENT, APP_SECRET)
     assert answer.status_code == 200, "the stored refresh token is a live one"
 
 
