@@ -65,6 +65,7 @@ def broker_env(**overrides: str) -> dict[str, str]:
         stack_name="bench",
     )
     resolver.values["ClientSecret"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-client-AbCdEf"
+    resolver.values["TokenKey"] = "0b5e1c6a-3f2d-4e8b-9a71-c4d2e6f8a0b1"
     env = {
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",

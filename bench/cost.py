@@ -13,11 +13,15 @@ PRICES = {
     "scheduler_free": 14_000_000,  # EventBridge Scheduler invocations per month at no charge
     "scheduler_per_million": 1.00,
     "put_events_per_million": 1.00,  # EventBridge custom events (only on reauth/recovery/expiry warnings)
+    "kms_key_month": 1.00,  # the token key (customer managed, for readers in other accounts)
+    "kms_per_10k": 0.03,  # KMS requests: Secrets Manager asks the token key for a data key on every token write
 }
 
 ASSUMPTIONS = {
     "secrets_per_connection": 2,  # <prefix>/tokens/<name> and <prefix>/refresh/<name>
     "stack_secrets": 1,  # the integration's client secret (when the stack creates it)
+    "stack_keys": 1,  # TokenKey
+    "replica_regions": 0,  # ReplicaRegions: each adds one replica secret per connection ($0.40 a month)
     "logins_per_month": 1 / 3,  # one login per connection per quarter
     "refreshes_per_month": 30.44 / 7,  # RefreshMaxAgeDays=7 beats 14-day tokens' 48 h window: weekly
     "runs_per_month": 730,  # the refresher every 60 minutes
@@ -28,6 +32,7 @@ ASSUMPTIONS = {
 READS = {"GetItem", "Query", "Scan", "BatchGetItem"}
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
 SECRETS = {"GetSecretValue", "PutSecretValue", "CreateSecret", "DescribeSecret", "RestoreSecret", "TagResource"}
+TOKEN_WRITES = {"PutSecretValue", "CreateSecret"}  # upper bound: half of them are refresh secrets, not under the key
 
 
 def _split(calls: dict[str, float]) -> dict[str, float]:
@@ -36,6 +41,7 @@ def _split(calls: dict[str, float]) -> dict[str, float]:
         "reads": sum(n for op, n in calls.items() if op in READS),
         "writes": sum(n for op, n in calls.items() if op in WRITES),
         "events": calls.get("PutEvents", 0),
+        "kms": sum(n for op, n in calls.items() if op in TOKEN_WRITES),
     }
 
 
@@ -60,7 +66,7 @@ def model(
     login_seconds = (login_ms + login_webex_calls * a["webex_ms_per_call"]) / 1000
 
     per_connection = {
-        "Secrets Manager storage": a["secrets_per_connection"] * p["secret_month"],
+        "Secrets Manager storage": (a["secrets_per_connection"] + a["replica_regions"]) * p["secret_month"],
         "Secrets Manager API": (r * refresh["secrets_api"] + lg * login["secrets_api"])
         * p["secrets_api_per_10k"]
         / 1e4,
@@ -79,6 +85,7 @@ def model(
         ),
         "API Gateway HTTP API": lg * 2 * p["api_per_million"] / 1e6,
         "EventBridge": (r * refresh["events"] + lg * login["events"]) * p["put_events_per_million"] / 1e6,
+        "KMS": (r * refresh["kms"] + lg * login["kms"]) * p["kms_per_10k"] / 1e4,
     }
     fixed = {
         "Secrets Manager storage": a["stack_secrets"] * p["secret_month"],
@@ -90,6 +97,7 @@ def model(
         "API Gateway HTTP API": 0.0,
         "EventBridge": max(0, runs - p["scheduler_free"]) * p["scheduler_per_million"] / 1e6
         + runs * run["events"] * p["put_events_per_million"] / 1e6,
+        "KMS": a["stack_keys"] * p["kms_key_month"],
     }
     rows = {
         service: {

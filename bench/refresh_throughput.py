@@ -157,6 +157,7 @@ def seed(sim: SimulatorProcess, size: int, run: int) -> list[str]:
     from webex_broker.adapters.secret_store import SecretNames
     from webex_broker.core.clock import utc_now
     from webex_broker.core.grants import Person, TokenGrant
+    from webex_broker.core.settings import load_settings
     from webex_broker.core.token_documents import TokenRecord
 
     names = SecretNames(f"{PREFIX}{run}")
@@ -198,14 +199,21 @@ def seed(sim: SimulatorProcess, size: int, run: int) -> list[str]:
     # so the items are written 25 at a time with BatchWriteItem (moto parses a 17-attribute update
     # expression in ~10 ms, which made 10,000 rows take minutes).
     due = int(now.timestamp()) - 1
-    items = _rows_from_record_login(table, records, arns, next_refresh_at=due)
+    # Rows as a stack whose token secrets already have its sharing: the steady state, no converging.
+    converged = load_settings().sharing.fingerprint()
+    items = _rows_from_record_login(table, records, arns, next_refresh_at=due, sharing=converged)
     dynamodb = aws.client("dynamodb")
     # The first row goes through the real UpdateItem, and must come out as the computed item.
     first, at = records[0], int(records[0].updated_at.timestamp())
     table.claim(first.connection, person_id=first.person.id, email=first.person.email, now=at)
     table.acquire(first.connection, owner="seed", now=at, lease_seconds=60)
     table.record_login(
-        first, owner="seed", consumer_secret_arn=arns[0], next_refresh_at=due, login_base_url="http://127.0.0.1"
+        first,
+        owner="seed",
+        consumer_secret_arn=arns[0],
+        next_refresh_at=due,
+        login_base_url="http://127.0.0.1",
+        sharing=converged,
     )
     stored = dynamodb.get_item(TableName=table_name, Key={"connection": items[0]["connection"]}, ConsistentRead=True)
     if aws.from_item(stored["Item"]) != aws.from_item(items[0]):
@@ -217,7 +225,7 @@ def seed(sim: SimulatorProcess, size: int, run: int) -> list[str]:
     return [record.connection for record in records]
 
 
-def _rows_from_record_login(table, records: list, arns: list[str], *, next_refresh_at: int) -> list[dict]:
+def _rows_from_record_login(table, records: list, arns: list[str], *, next_refresh_at: int, sharing: str) -> list[dict]:
     """Each row as the item record_login's UpdateItem (SET only, on a new row) would leave behind."""
     from webex_broker.adapters import aws
 
@@ -238,6 +246,7 @@ def _rows_from_record_login(table, records: list, arns: list[str], *, next_refre
                 consumer_secret_arn=arn,
                 next_refresh_at=next_refresh_at,
                 login_base_url="http://127.0.0.1",
+                sharing=sharing,
             )
     finally:
         aws.client = real_client

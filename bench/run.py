@@ -650,7 +650,11 @@ def _cost(r: Report, model: dict | None, invoke: dict | None) -> None:
     out(
         f"   EventBridge Scheduler {p['scheduler_free'] / 1e6:.0f}M invocations free, then "
         f"${p['scheduler_per_million']:.2f}/1M; EventBridge PutEvents ${p['put_events_per_million']:.2f}/1M; "
-        "no free tiers"
+        f"KMS ${p['kms_key_month']:.2f}/key-month, ${p['kms_per_10k']:.2f}/10,000 requests; no free tiers"
+    )
+    out(
+        f"   each ReplicaRegions region adds ${p['secret_month']:.2f} per connection-month (a replica of its token "
+        f"secret); this run assumes {a['replica_regions']}"
     )
     out(
         f"   assumptions: {a['secrets_per_connection']} secrets per connection, {a['stack_secrets']} client secret per "
@@ -678,7 +682,8 @@ def _cost(r: Report, model: dict | None, invoke: dict | None) -> None:
         f"   not modelled: CloudWatch - the refresher emits {len(metrics)} custom metrics (~$0.30 each per month), "
         "alarms ~$0.10 each per month,"
     )
-    out("   logs $0.50/GB ingested; reads of the token secret by workloads are billed to them.")
+    out("   logs $0.50/GB ingested; reads of the token secret by workloads are billed to them, except the KMS Decrypt")
+    out(f"   each read makes under the token key (${p['kms_per_10k']:.2f}/10,000, billed to the broker's account).")
 
 
 def main(argv=None) -> int:

@@ -24,6 +24,7 @@ from devstack.template import (
     LocalResolver,
     create_client_secret,
     create_tables,
+    create_token_key,
     function_environment,
     table_definitions,
 )
@@ -36,6 +37,12 @@ DEMO_USES = 100
 
 
 LOCAL_CLIENT_ID = "local-integration"
+# `make run` takes the stack's sharing parameters from the environment variables the functions get.
+SHARING_PARAMETERS = {
+    "READER_ACCOUNT_IDS": "ReaderAccountIds",
+    "READER_ORGANIZATION_ID": "ReaderOrganizationId",
+    "REPLICA_REGIONS": "ReplicaRegions",
+}
 LOCAL_REGION = "us-east-1"
 
 # With spark:applications_token in WEBEX_SCOPES, the simulator also has a Service App, authorized by
@@ -60,6 +67,7 @@ class LocalConfig:
     webex_client_id: str = ""
     webex_client_secret: str = ""
     webex_scopes: str = ""
+    sharing: dict = field(default_factory=dict)  # template parameters: readers in other accounts, replica regions
     service_app_client_secret: str = DEMO_APP_CLIENT_SECRET
     sim_access_token_seconds: int = 600
     sim_same_token_seconds: int = 120
@@ -77,6 +85,9 @@ class LocalConfig:
             webex_client_secret=env.get("WEBEX_CLIENT_SECRET", ""),
             webex_scopes=env.get("WEBEX_SCOPES", ""),
             service_app_client_secret=env.get("WEBEX_SERVICE_APP_CLIENT_SECRET", DEMO_APP_CLIENT_SECRET),
+            sharing={
+                parameter: env[variable] for variable, parameter in SHARING_PARAMETERS.items() if env.get(variable)
+            },
             sim_access_token_seconds=int(env.get("WEBEX_SIM_ACCESS_TOKEN_SECONDS", "600")),
             sim_same_token_seconds=int(env.get("WEBEX_SIM_SAME_TOKEN_SECONDS", "120")),
             sim_refresh_token_seconds=int(env.get("WEBEX_SIM_REFRESH_TOKEN_SECONDS", "7776000")),
@@ -241,7 +252,9 @@ class LocalBroker:
         }
         if self.config.webex_scopes:
             parameters["WebexScopes"] = self.config.webex_scopes
+        parameters.update(self.config.sharing)
         resolver = LocalResolver(parameters=parameters, resources=tables, stack_name=STACK_NAME)
+        resolver.values["TokenKey"] = create_token_key(boto3.client("kms"), resolver)
         resolver.values["ClientSecret"] = create_client_secret(boto3.client("secretsmanager"), resolver)
         # What `webex-broker set-credentials` does after a real deploy.
         store_client_credentials(resolver.values["ClientSecret"], ClientCredentials(client_id, client_secret))

@@ -1,6 +1,7 @@
 """The stack's own resource definitions, read from template.yaml so tests and the local stack
 create exactly the tables the template deploys and cannot drift from it."""
 
+import json
 import re
 from functools import cache
 from pathlib import Path
@@ -113,6 +114,9 @@ class LocalResolver:
                 return self.condition(arg)
             case "Fn::GetAtt":
                 return self.values[arg if isinstance(arg, str) else ".".join(arg)]
+            case "Fn::Split":
+                separator, text = arg
+                return str(self.resolve(text)).split(separator)
             case "Fn::Sub":
                 text, extra = (arg, {}) if isinstance(arg, str) else arg
                 names = {**self.values, **{k: self.resolve(v) for k, v in extra.items()}}
@@ -133,6 +137,15 @@ def function_environment(resolver: LocalResolver) -> dict[str, str]:
     for props in function_definitions().values():
         variables.update(props.get("Environment", {}).get("Variables", {}))
     return {name: str(resolver.resolve(value)) for name, value in variables.items()}
+
+
+def create_token_key(kms, resolver: LocalResolver) -> str:
+    """The template's TokenKey with its own key policy (which moto stores but does not enforce); its id."""
+    props = load_template()["Resources"]["TokenKey"]["Properties"]
+    policy = resolver.resolve(props["KeyPolicy"])
+    policy["Statement"] = [statement for statement in policy["Statement"] if statement]  # Fn::If → AWS::NoValue
+    description = resolver.resolve(props["Description"])
+    return kms.create_key(Description=description, Policy=json.dumps(policy))["KeyMetadata"]["KeyId"]
 
 
 def create_client_secret(secretsmanager, resolver: LocalResolver) -> str:

@@ -366,6 +366,8 @@ def longest_physical_id(logical_id: str, resource: dict) -> str | None:
             name = resource["Properties"].get("Name") or generated_name(logical_id, 512)
             partition, region = PSEUDO["AWS::Partition"], PSEUDO["AWS::Region"]
             return f"arn:{partition}:secretsmanager:{region}:123456789012:secret:{name}-XXXXXX"
+        case "AWS::KMS::Key":  # Ref: the key id, a UUID
+            return "X" * 36
     return None
 
 

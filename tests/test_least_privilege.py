@@ -11,6 +11,8 @@ import pytest
 from devstack.lambda_runtime import LambdaContext
 from devstack.template import LocalResolver, function_definitions
 from tests.conftest import PREFIX, reset_broker_caches
+from tests.test_sharing import share
+from webex_broker.adapters.secret_store import delete_secret
 
 ACCOUNT = "arn:aws:{service}:us-east-1:123456789012"
 TABLES = {"StateTable", "ConnectionsTable", "InvitationsTable"}
@@ -99,6 +101,7 @@ def test_every_call_is_allowed_and_every_permission_is_used(broker, recorder, mo
     from refresher import handler as refresher
 
     broker.webex.access_token_ttl = 3600  # due at once
+    share(monkeypatch)  # every token secret created shared: token key, replicas, resource policy
 
     def login(person: str, invite: str | None = None) -> dict:
         with recorder.running("AuthorizeFunction"):
@@ -114,14 +117,16 @@ def test_every_call_is_allowed_and_every_permission_is_used(broker, recorder, mo
     monkeypatch.setenv("ACCESS_MODE", "invite")
     reset_broker_caches()
     assert login("bob@example.com", broker.invite("reports"))["statusCode"] == 200
-    broker.secrets.delete_secret(SecretId=f"{PREFIX}/tokens/reports", RecoveryWindowInDays=7)
+    delete_secret(f"{PREFIX}/tokens/reports", recovery_days=7)  # its replicas first, as AWS requires
     assert login("bob@example.com", broker.invite("reports"))["statusCode"] == 200, "restores a deleted secret"
     broker.webex.rotate_refresh_tokens = True
     broker.webex.same_token_window = 0
     broker.webex.inject("access_token", 400, error="invalid_grant")  # one of the two: reauth, event, invitation
+    share(monkeypatch, regions="eu-west-1")  # a stack update: the refresher converges the token secrets
     with recorder.running("RefresherFunction"):
         result = refresher(broker.event("refresher"), LambdaContext(timeout_seconds=900))
     assert result["outcomes"] == {"permanent": 1, "refreshed": 1}
+    share(monkeypatch, accounts="", regions="eu-west-1,ap-southeast-2")  # and again, for the on-demand route
     event = broker.event("refresh_connection")
     # A refused grant (its open invitation reused), a plain refresh, then the refused one restored.
     for name, fault, status in (("reports", True, 409), ("alice@example.com", False, 200), ("reports", False, 200)):

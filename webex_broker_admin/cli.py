@@ -27,7 +27,7 @@ from webex_broker.core.connection import Connection, ConnectionStatus
 from webex_broker.core.errors import AccessDenied, ConfigurationError, LoginBusy, ViaUnavailable
 from webex_broker.core.grants import ServiceApp
 from webex_broker.core.observability import logger
-from webex_broker.flows import service_apps
+from webex_broker.flows import service_apps, token_sharing
 from webex_broker.flows.adoption import adopt, orphans
 from webex_broker.flows.on_demand import refresh_connection
 from webex_broker.flows.refresh import Refresher
@@ -349,6 +349,20 @@ def cmd_adopt(args, target: Target) -> None:
         print(f"Skipped '{name}': it has no refresh secret, or a row appeared meanwhile.", file=sys.stderr)
 
 
+def cmd_converge(args, target: Target) -> None:
+    """After the stack's ReaderAccountIds, ReaderOrganizationId or ReplicaRegions changed: every token
+    secret now, instead of at its next refresh."""
+    results = token_sharing.converge_all(target.broker)
+    print(json.dumps(results, indent=2))
+    counts = {outcome: list(results.values()).count(outcome) for outcome in ("converged", "unchanged", "failed")}
+    print(", ".join(f"{n} {outcome}" for outcome, n in counts.items()), file=sys.stderr)
+    if counts["failed"]:
+        raise CommandError(
+            f"{counts['failed']} token secret(s) could not be shared as the stack says (see the log lines above); "
+            "their next refresh tries again."
+        )
+
+
 def cmd_doctor(args, target: Target) -> None:
     failed = 0
     for check in run_checks(target):
@@ -463,6 +477,11 @@ def parser() -> argparse.ArgumentParser:
         "--refresh-token-stdin",
         action="store_true",
         help="seed from a refresh token generated in the developer portal, read from stdin",
+    )
+    command(
+        "converge",
+        cmd_converge,
+        "Share every token secret as the stack now says (readers, replicas, key), without waiting for a refresh.",
     )
     command("adopt", cmd_adopt, "Rebuild rows for connections whose secrets outlived them (a re-created stack).")
     command("doctor", cmd_doctor, "Check the deployment and say what to fix; exit 1 if a check fails.")

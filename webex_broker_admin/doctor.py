@@ -18,6 +18,7 @@ from webex_broker.core.errors import ConfigurationError, NotConfigured
 from webex_broker.flows.adoption import orphans
 from webex_broker.flows.broker import Broker
 from webex_broker.flows.service_apps import via_problem
+from webex_broker.flows.token_sharing import out_of_date
 from webex_broker_admin.target import Target
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -43,6 +44,7 @@ def run_checks(target: Target) -> list[Check]:
     checks.append(_scopes(broker))
     checks.append(_callback_page(target.broker_url))
     checks.append(_last_run(broker))
+    checks.append(_token_key(broker))
     checks += _connections(broker)
     if target.outputs:
         checks.append(_alarm_subscription(target.outputs.get("AlarmTopicArn", "")))
@@ -143,12 +145,39 @@ def _connections(broker: Broker) -> list[Check]:
             )
         )
     checks += _service_apps(broker, [row for row in active if row.service_app])
+    if behind := out_of_date(rows, settings.sharing.fingerprint()):
+        checks.append(
+            Check(
+                "sharing",
+                WARN,
+                f"token secrets not yet shared as the stack says (readers, replicas, key): {', '.join(behind)}",
+                "webex-broker converge (or wait for their next refresh)",
+            )
+        )
     adoptable = orphans(names, table)
     if adoptable:
         checks.append(
             Check("orphaned secrets", WARN, f"secrets without a row: {', '.join(adoptable)}", "webex-broker adopt")
         )
     return checks
+
+
+def _token_key(broker: Broker) -> Check:
+    """The key every token secret is encrypted with: disabled or scheduled for deletion, nobody reads."""
+    key = broker.settings.sharing.kms_key_id
+    if not key:
+        return Check("token key", OK, "Secrets Manager's AWS managed key (no readers in other accounts)")
+    try:
+        state = aws.client("kms").describe_key(KeyId=key)["KeyMetadata"]["KeyState"]
+    except (ClientError, BotoCoreError) as exc:
+        return Check("token key", WARN, f"could not describe {key} ({aws.error_code(exc) or type(exc).__name__})")
+    if state != "Enabled":
+        fix = "enable the key (or cancel its deletion): workloads cannot read their tokens while it is not"
+        return Check("token key", FAIL, f"{key} is {state}", fix)
+    sharing = broker.settings.sharing
+    readers = ", ".join(filter(None, [*sharing.reader_account_ids, sharing.reader_organization_id])) or "none"
+    regions = ", ".join(sharing.replica_regions) or "none"
+    return Check("token key", OK, f"{key} enabled; readers in other accounts: {readers}; replicas: {regions}")
 
 
 def _service_apps(broker: Broker, rows: list) -> list[Check]:

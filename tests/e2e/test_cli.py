@@ -47,6 +47,7 @@ COMMANDS = [
     "reader-policy",
     "set-credentials",
     "service-app",
+    "converge",
     "adopt",
     "doctor",
 ]

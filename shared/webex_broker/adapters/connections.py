@@ -114,7 +114,14 @@ class ConnectionsTable:
                 raise
 
     def record_login(
-        self, record: TokenRecord, *, owner: str, consumer_secret_arn: str, next_refresh_at: int, login_base_url: str
+        self,
+        record: TokenRecord,
+        *,
+        owner: str,
+        consumer_secret_arn: str,
+        next_refresh_at: int,
+        login_base_url: str,
+        sharing: str | None,
     ) -> None:
         """A (re)authorization makes the connection healthy and schedulable again, and frees the lease
         the login held while it wrote the secrets."""
@@ -143,6 +150,7 @@ class ConnectionsTable:
                 "authorized_at": now,
                 "updated_at": now,
                 "created_at": now,
+                "sharing": sharing,
             },
             keep_first=("created_at",),
             remove=(*_LEASE, *_ERROR, *_REFUSAL, "reauth_invite_id"),
@@ -217,6 +225,17 @@ class ConnectionsTable:
         if not item:
             return None
         return int(item["last_run_at"]), {k: int(v) for k, v in item.get("last_run_outcomes", {}).items()}
+
+    def record_sharing(self, connection: str, fingerprint: str) -> None:
+        """What `webex-broker converge` applied; needs no lease (a refresh would record the same)."""
+        aws.client("dynamodb").update_item(
+            TableName=self._table,
+            Key={"connection": {"S": connection}},
+            UpdateExpression="SET sharing = :fingerprint",
+            ConditionExpression="attribute_exists(#c)",
+            ExpressionAttributeNames={"#c": "connection"},
+            ExpressionAttributeValues={":fingerprint": {"S": fingerprint}},
+        )
 
     def delete(self, connection: str) -> None:
         aws.client("dynamodb").delete_item(TableName=self._table, Key={"connection": {"S": connection}})
@@ -295,7 +314,9 @@ class ConnectionsTable:
         with contextlib.suppress(LeaseLost, ClientError, BotoCoreError):
             self.release(connection, owner=owner)
 
-    def record_refresh(self, record: TokenRecord, *, owner: str, next_refresh_at: int) -> None:
+    def record_refresh(
+        self, record: TokenRecord, *, owner: str, next_refresh_at: int, sharing: str | None = None
+    ) -> None:
         """The last step of a refresh: new expiry and schedule, health reset, lease released."""
         now = epoch(record.updated_at)
         self._owned_update(
@@ -313,6 +334,7 @@ class ConnectionsTable:
                 "last_attempt_at": now,
                 "consecutive_failures": 0,
                 "updated_at": now,
+                "sharing": sharing,
             },
             remove=_LEASE + _ERROR + _REFUSAL + ("reauth_invite_id",),
         )
@@ -427,6 +449,7 @@ _TEXTS = {
     "refused_error",
     "reauth_invite_id",
     "lease_owner",
+    "sharing",
 }
 
 

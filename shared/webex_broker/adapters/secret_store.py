@@ -2,6 +2,8 @@
 
 Every write carries a ClientRequestToken derived from the secret's name and content, so retrying
 the same write after a crash or a timeout is a no-op instead of a second version or an error.
+Token secrets are also shared as the stack says (core/sharing.py): created under the token key with
+their replicas and resource policy, and brought to a changed sharing by `converge_sharing`.
 """
 
 import json
@@ -12,9 +14,11 @@ from datetime import datetime
 from botocore.exceptions import ClientError
 
 from webex_broker.adapters import aws
+from webex_broker.core.sharing import TokenSharing
 from webex_broker.core.token_documents import RefreshMaterial, TokenRecord
 
 _TOKEN_NAMESPACE = uuid.UUID("6f1c1f0e-3a4b-4d0a-9a57-2b7f4a3c9e10")
+AWS_MANAGED_KEY = "alias/aws/secretsmanager"
 
 
 class SecretNames:
@@ -35,8 +39,11 @@ def request_token(name: str, secret_string: str) -> str:
     return str(uuid.uuid5(_TOKEN_NAMESPACE, f"{name}\n{secret_string}"))
 
 
-def put_secret(name: str, document: dict, *, description: str, tags: dict[str, str]) -> str:
-    """Write a new current version, creating (or restoring a deleted) secret where needed; returns its ARN."""
+def put_secret(
+    name: str, document: dict, *, description: str, tags: dict[str, str], sharing: TokenSharing | None = None
+) -> str:
+    """Write a new current version, creating (or restoring a deleted) secret where needed, shared as
+    `sharing` says when it is created; returns its ARN."""
     secret_string = json.dumps(document, sort_keys=True, separators=(",", ":"))
     token = request_token(name, secret_string)
     sm = aws.client("secretsmanager")
@@ -45,10 +52,13 @@ def put_secret(name: str, document: dict, *, description: str, tags: dict[str, s
     except ClientError as exc:
         code = aws.error_code(exc)
         if code == "ResourceNotFoundException":
-            return _create(name, secret_string, token, description, tags)
+            return _create(name, secret_string, token, description, tags, sharing)
         if scheduled_for_deletion(exc):
-            sm.restore_secret(SecretId=name)
-            return sm.put_secret_value(SecretId=name, SecretString=secret_string, ClientRequestToken=token)["ARN"]
+            sm.restore_secret(SecretId=name)  # its replicas were removed before it was deleted
+            arn = sm.put_secret_value(SecretId=name, SecretString=secret_string, ClientRequestToken=token)["ARN"]
+            if sharing:
+                converge_sharing(name, sharing)
+            return arn
         raise
 
 
@@ -70,26 +80,74 @@ def secret_names(prefix: str) -> set[str]:
     return {s["Name"] for page in pages for s in page["SecretList"] if "DeletedDate" not in s}
 
 
-def _create(name: str, secret_string: str, token: str, description: str, tags: dict[str, str]) -> str:
+def _create(
+    name: str, secret_string: str, token: str, description: str, tags: dict[str, str], sharing: TokenSharing | None
+) -> str:
     sm = aws.client("secretsmanager")
+    shared = {}
+    if sharing and sharing.kms_key_id:
+        shared["KmsKeyId"] = sharing.kms_key_id
+    if sharing and (regions := _replica_regions(sharing)):
+        shared["AddReplicaRegions"] = [{"Region": region} for region in regions]
     try:
-        return sm.create_secret(
+        arn = sm.create_secret(
             Name=name,
             SecretString=secret_string,
             ClientRequestToken=token,
             Description=description,
             Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+            **shared,
         )["ARN"]
     except ClientError as exc:
         if aws.error_code(exc) != "ResourceExistsException":
             raise
         return sm.put_secret_value(SecretId=name, SecretString=secret_string, ClientRequestToken=token)["ARN"]
+    if sharing and (policy := sharing.resource_policy()):
+        sm.put_resource_policy(SecretId=name, ResourcePolicy=json.dumps(policy), BlockPublicPolicy=True)
+    return arn
+
+
+def converge_sharing(name: str, sharing: TokenSharing) -> None:
+    """Bring an existing token secret to the stack's sharing, each step only if it differs. The key
+    first: Secrets Manager re-encrypts the current versions and keeps their copies under the old key,
+    so whoever could read before still can; then replicas (which copy the resource policy), then the
+    policy. Idempotent: after a crash, running it again finishes the job."""
+    sm = aws.client("secretsmanager")
+    described = sm.describe_secret(SecretId=name)
+    wanted_key = sharing.kms_key_id or AWS_MANAGED_KEY
+    if _key_id(described.get("KmsKeyId", AWS_MANAGED_KEY)) != _key_id(wanted_key):
+        sm.update_secret(SecretId=name, KmsKeyId=wanted_key)
+    replicated = {r["Region"] for r in described.get("ReplicationStatus", [])}
+    wanted = set(_replica_regions(sharing))
+    if missing := sorted(wanted - replicated):
+        sm.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": r} for r in missing])
+    if extra := sorted(replicated - wanted):
+        sm.remove_regions_from_replication(SecretId=name, RemoveReplicaRegions=extra)
+    if policy := sharing.resource_policy():
+        sm.put_resource_policy(SecretId=name, ResourcePolicy=json.dumps(policy), BlockPublicPolicy=True)
+    elif sm.get_resource_policy(SecretId=name).get("ResourcePolicy"):
+        sm.delete_resource_policy(SecretId=name)
+
+
+def _replica_regions(sharing: TokenSharing) -> list[str]:
+    """The stack's own region is where the primary lives, never a replica."""
+    own = aws.client("secretsmanager").meta.region_name
+    return [region for region in sharing.replica_regions if region != own]
+
+
+def _key_id(key: str) -> str:
+    """A key id, ARN or alias as comparable: DescribeSecret may answer an ARN where the stack gave an id."""
+    return key.rsplit("/", 1)[-1] if ":key/" in key or key.startswith("key/") else key
 
 
 def delete_secret(name: str, *, recovery_days: int) -> bool:
-    """Schedule deletion (restorable for recovery_days); False if there was no such secret."""
+    """Schedule deletion (restorable for recovery_days); False if there was no such secret. AWS refuses
+    to delete a replicated secret, so its replicas go first (at once: replicas have no recovery window)."""
+    sm = aws.client("secretsmanager")
     try:
-        aws.client("secretsmanager").delete_secret(SecretId=name, RecoveryWindowInDays=recovery_days)
+        if regions := [r["Region"] for r in sm.describe_secret(SecretId=name).get("ReplicationStatus", [])]:
+            sm.remove_regions_from_replication(SecretId=name, RemoveReplicaRegions=regions)
+        sm.delete_secret(SecretId=name, RecoveryWindowInDays=recovery_days)
     except ClientError as exc:
         if aws.error_code(exc) == "ResourceNotFoundException":
             return False
@@ -128,6 +186,7 @@ def write_tokens(
     access_token_changed: bool = True,
     pace: Callable[[], None] = lambda: None,
     starting: Callable[[str], None] = lambda name: None,
+    sharing: TokenSharing | None = None,
 ) -> str | None:
     """The write order of every path (login and refresh): refresh material, then the consumer secret;
     the caller writes the row after. The refresh token is stored before anything that depends on it,
@@ -142,13 +201,15 @@ def write_tokens(
         return None
     pace()
     starting(names.token_secret(record.connection))
-    return write_consumer_secret(record, names)
+    return write_consumer_secret(record, names, sharing)
 
 
-def write_consumer_secret(record: TokenRecord, names: SecretNames) -> str:
+def write_consumer_secret(record: TokenRecord, names: SecretNames, sharing: TokenSharing | None = None) -> str:
+    """A new token secret is created shared as `sharing` says; refresh secrets are never shared."""
     return put_secret(
         names.token_secret(record.connection),
         record.consumer_document(),
         description=f"Webex access token for {record.connection}, kept fresh by the token broker.",
         tags={"webex-token-broker:connection": record.connection, "webex-token-broker:kind": "access-token"},
+        sharing=sharing,
     )

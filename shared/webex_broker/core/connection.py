@@ -54,6 +54,7 @@ class Connection:
     refused_since: int | None = None
     reauth_invite_id: str = ""  # the open re-authorization invitation, reused while it lasts
     forced_at: int | None = None  # the last on-demand refresh, for its cooldown
+    sharing: str = ""  # the fingerprint of the sharing (core/sharing.py) its token secret was last brought to
     lease_owner: str = ""
     lease_expires_at: int | None = None
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from webex_broker.core.errors import ConfigurationError
+from webex_broker.core.sharing import TokenSharing
 
 PEOPLE_SCOPES = frozenset({"spark:people_read", "spark:all"})
 
@@ -54,6 +55,7 @@ class Settings:
     allowed_org_ids: tuple[str, ...]
     open_to_anyone: bool
     invitations_table: str
+    sharing: TokenSharing
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> "Settings":
@@ -69,6 +71,7 @@ class Settings:
     def validate(self) -> None:
         self.require_safe_access_mode()
         self.require_people_scope()
+        self.sharing.validate()
 
     def require_safe_access_mode(self) -> None:
         """Open mode with no allowlist lets any Webex user in the world create secrets here."""
@@ -131,6 +134,12 @@ def _read(environ: Mapping[str, str]) -> Settings:
         allowed_org_ids=_split(env("ALLOWED_ORG_IDS", "")),
         open_to_anyone=env("OPEN_TO_ANY_WEBEX_ACCOUNT", "false").lower() == "true",
         invitations_table=env("INVITATIONS_TABLE", ""),
+        sharing=TokenSharing(
+            kms_key_id=env("TOKEN_KMS_KEY_ID", ""),
+            reader_account_ids=_split(env("READER_ACCOUNT_IDS", "")),
+            reader_organization_id=env("READER_ORGANIZATION_ID", "").strip(),
+            replica_regions=_split(env("REPLICA_REGIONS", "")),
+        ),
     )
 
 

@@ -1,9 +1,10 @@
 """Storing a grant that was just authorized: a person's login, or an operator adding a Service App.
 
 The writes happen in a fixed order, under the connection's lease so that no refresh interleaves:
-claim (bind the name to its owner) → lease → refresh material → consumer secret → row (which frees
-the lease). A first authorization that fails at any step removes what it wrote, so no live refresh
-token is left without a row; a connection that was already working keeps its row.
+claim (bind the name to its owner) → lease → refresh material → consumer secret (created shared as
+the stack says, or brought to it) → row (which frees the lease). A first authorization that fails at
+any step removes what it wrote, so no live refresh token is left without a row; a connection that
+was already working keeps its row.
 """
 
 import math
@@ -22,7 +23,7 @@ from webex_broker.core.errors import LoginBusy
 from webex_broker.core.observability import logger
 from webex_broker.core.schedule import next_refresh_at
 from webex_broker.core.token_documents import TokenRecord
-from webex_broker.flows import access
+from webex_broker.flows import access, token_sharing
 from webex_broker.flows.broker import Broker
 
 LEASE_POLL_SECONDS = 0.25
@@ -40,13 +41,15 @@ def store_new_grant(broker: Broker, record: TokenRecord, *, login_base_url: str,
     try:
         if not table.claim(connection, person_id=owner_id, email=record.person.email, now=epoch(record.updated_at)):
             access.check_owner(table.get(connection), owner_id)  # someone else won a race for it
-        access.check_owner(_take_lease(table, connection, owner, remaining_ms), owner_id)
-        consumer_arn = write_tokens(record, names, starting=written.append)
+        row = _take_lease(table, connection, owner, remaining_ms)
+        access.check_owner(row, owner_id)
+        consumer_arn = write_tokens(record, names, starting=written.append, sharing=broker.settings.sharing)
         table.record_login(
             record,
             owner=owner,
             consumer_secret_arn=consumer_arn,
             login_base_url=login_base_url,
+            sharing=token_sharing.converge(broker, connection, row.sharing),
             next_refresh_at=next_refresh_at(
                 connection,
                 access_expires_at=epoch(record.grant.access_expires_at),

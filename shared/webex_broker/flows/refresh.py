@@ -2,21 +2,22 @@
 
 One connection at a time is refreshed under a lease on its row, in a fixed order of idempotent
 steps: read the refresh material → ask Webex → write the refresh secret (only if the refresh token
-changed) → write the consumer secret (only if the access token changed) → update the row and release
-the lease. A crash at any step leaves the row due and the lease to expire, and the next run finishes
-the job; the refresh token is on disk before anything that depends on it. A login takes the same
-lease, so a login and a refresh of one connection never interleave: the refresher lets go of the
-lease while it waits out a backoff, and after it reads the row and the refresh token again.
+changed) → write the consumer secret (only if the access token changed) → bring the consumer secret
+to the stack's sharing (only if the stack changed it) → update the row and release the lease. A
+crash at any step leaves the row due and the lease to expire, and the next run finishes the job; the
+refresh token is on disk before anything that depends on it. A login takes the same lease, so a
+login and a refresh of one connection never interleave: the refresher lets go of the lease while it
+waits out a backoff, and after it reads the row and the refresh token again.
 
 A Service App refreshes with its own client credentials, and its rejected client is that app's
 fault, not the integration's: it fails that connection, not the run.
 
 Failures are classified, and only proof changes a status: `invalid_grant` (or Webex's words for a
 dead refresh token) marks a connection `reauth_required`, once a Service App has failed to mint a
-new pair through its `via` connection (healed, it stays active); any other refusal is retried like an
-outage, alarmed, and ends a connection only when it repeats in separate runs over an hour while
-other connections refresh fine. A rejected client stops the run with one error, and so does a run
-in which most attempts are refused (Webex or the integration is at fault, not the people).
+new pair through its `via` connection (healed, it stays active); any other refusal is retried like
+an outage, alarmed, and ends a connection only when it repeats in separate runs over an hour while
+other connections refresh fine. A rejected client stops the run with one error, and so does a run in
+which most attempts are refused (Webex or the integration is at fault, not the people).
 """
 
 import random
@@ -46,7 +47,7 @@ from webex_broker.core.observability import logger, metrics
 from webex_broker.core.rate_limit import RateLimiter
 from webex_broker.core.settings import RefreshPolicy
 from webex_broker.core.token_documents import RefreshMaterial, TokenRecord, fingerprint
-from webex_broker.flows import service_apps
+from webex_broker.flows import service_apps, token_sharing
 from webex_broker.flows.broker import Broker, current
 
 REAUTH_LINK_SECONDS = 7 * 86400
@@ -357,7 +358,9 @@ class Refresher:
             refresh_token_changed=grant.refresh_token != material.refresh_token,
             access_token_changed=changed,
             pace=self._writes.acquire,
+            sharing=self._broker.settings.sharing,
         )
+        sharing = token_sharing.converge(self._broker, connection, row.sharing)
         next_at = schedule.next_refresh_at(
             connection,
             access_expires_at=epoch(grant.access_expires_at),
@@ -365,7 +368,7 @@ class Refresher:
             now=epoch(now),
             policy=self.policy,
         )
-        self._table.record_refresh(record, owner=self._owner, next_refresh_at=next_at)
+        self._table.record_refresh(record, owner=self._owner, next_refresh_at=next_at, sharing=sharing)
         if not healed:
             self._after_success(connection, row, record)
         updated = replace(

@@ -1,0 +1,88 @@
+"""Who besides this account's own workloads may read the token secrets, and where copies live: the
+stack's ReaderAccountIds, ReaderOrganizationId and ReplicaRegions, and the token key that makes
+reading from another account possible (an AWS managed key cannot be shared).
+
+Only consumer (token) secrets are shared; refresh material never is. A connection's row records the
+fingerprint of the sharing its token secret was last brought to, so a refresh knows without asking
+AWS whether the secret still has to converge after the stack changed.
+"""
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+from webex_broker.core.errors import ConfigurationError
+
+ACCOUNT_ID = re.compile(r"\d{12}")
+ORGANIZATION_ID = re.compile(r"o-[a-z0-9]{10,32}")
+REGION = re.compile(r"([a-z]+-)+\d+")  # Secrets Manager's own pattern for a replica region
+READ_ACTIONS = ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
+
+
+@dataclass(frozen=True)
+class TokenSharing:
+    kms_key_id: str = ""  # the token key; empty: Secrets Manager's AWS managed key
+    reader_account_ids: tuple[str, ...] = ()
+    reader_organization_id: str = ""
+    replica_regions: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        bad = [a for a in self.reader_account_ids if not ACCOUNT_ID.fullmatch(a)]
+        if bad:
+            raise ConfigurationError(f"ReaderAccountIds must be 12-digit account ids, not {', '.join(bad)}")
+        if self.reader_organization_id and not ORGANIZATION_ID.fullmatch(self.reader_organization_id):
+            raise ConfigurationError(
+                f"ReaderOrganizationId must look like o-abc123defg, not {self.reader_organization_id}"
+            )
+        bad = [r for r in self.replica_regions if not REGION.fullmatch(r)]
+        if bad:
+            raise ConfigurationError(f"ReplicaRegions must be region names such as eu-west-1, not {', '.join(bad)}")
+        if (self.reader_account_ids or self.reader_organization_id) and not self.kms_key_id:
+            raise ConfigurationError("Readers in other accounts need the stack's token key (TOKEN_KMS_KEY_ID)")
+
+    @property
+    def shared(self) -> bool:
+        return bool(self.reader_account_ids or self.reader_organization_id)
+
+    def resource_policy(self) -> dict | None:
+        """The token secrets' resource policy: the reader accounts and the organization may read them
+        (their roles still need their own IAM policy); None when nobody outside the account may."""
+        statements = []
+        if self.reader_account_ids:
+            statements.append(
+                {
+                    "Sid": "ReaderAccounts",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": list(self.reader_account_ids)},
+                    "Action": list(READ_ACTIONS),
+                    "Resource": "*",
+                }
+            )
+        if self.reader_organization_id:
+            statements.append(
+                {
+                    "Sid": "ReaderOrganization",
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": list(READ_ACTIONS),
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"aws:PrincipalOrgID": self.reader_organization_id}},
+                }
+            )
+        return {"Version": "2012-10-17", "Statement": statements} if statements else None
+
+    def fingerprint(self) -> str:
+        """Changes exactly when what a token secret should look like changes; '' for Secrets Manager's
+        defaults (no token key, readers or replicas), which every secret made before sharing has."""
+        if self == TokenSharing():
+            return ""
+        canonical = json.dumps(
+            [
+                self.kms_key_id,
+                sorted(self.reader_account_ids),
+                self.reader_organization_id,
+                sorted(self.replica_regions),
+            ]
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,0 +1,61 @@
+"""Bringing token secrets to the stack's sharing (readers in other accounts, replicas, the token
+key) when the stack changes: at a connection's next refresh or login, or at once for every
+connection with `webex-broker converge`. The row's fingerprint says whether there is anything to do,
+so a refresh costs no extra AWS call once a secret has converged.
+
+Converging never stands in the way of a token: if AWS refuses a step, the refresh or login still
+counts, the error is logged and counted, and the next refresh tries again.
+"""
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from webex_broker.adapters import aws
+from webex_broker.adapters.secret_store import converge_sharing
+from webex_broker.core.connection import Connection, ConnectionStatus
+from webex_broker.core.observability import logger, metrics
+from webex_broker.flows.broker import Broker
+
+
+def converge(broker: Broker, connection: str, recorded: str) -> str | None:
+    """The fingerprint to record on the row: the stack's, once the token secret has it; None when a
+    step failed (the row keeps its old one, and the next refresh tries again)."""
+    sharing = broker.settings.sharing
+    wanted = sharing.fingerprint()
+    if recorded == wanted:
+        return wanted
+    try:
+        converge_sharing(broker.names.token_secret(connection), sharing)
+    except (ClientError, BotoCoreError) as exc:
+        logger.error(
+            "Could not share the token secret as the stack says; the next refresh tries again",
+            extra={"connection": connection, "error": aws.error_code(exc) or type(exc).__name__},
+        )
+        metrics.add_metric(name="SharingNotApplied", unit="Count", value=1)
+        return None
+    logger.info("Token secret shared as the stack says", extra={"connection": connection})
+    return wanted
+
+
+def converge_all(broker: Broker) -> dict[str, str]:
+    """Every connection with a token secret, now: name → "converged", "unchanged" or "failed"."""
+    wanted = broker.settings.sharing.fingerprint()
+    results = {}
+    for row in broker.connections.all():
+        if row.status == ConnectionStatus.PENDING:
+            continue
+        results[row.name] = _converge_row(broker, row, wanted)
+    return results
+
+
+def out_of_date(rows: list[Connection], wanted: str) -> list[str]:
+    """Connections whose token secret has not yet been brought to the stack's sharing."""
+    return sorted(row.name for row in rows if row.status != ConnectionStatus.PENDING and row.sharing != wanted)
+
+
+def _converge_row(broker: Broker, row: Connection, wanted: str) -> str:
+    if row.sharing == wanted:
+        return "unchanged"
+    if converge(broker, row.name, row.sharing) is None:
+        return "failed"
+    broker.connections.record_sharing(row.name, wanted)
+    return "converged"

@@ -1,0 +1,254 @@
+"""Token secrets readable from other accounts and regions: created under the token key with the
+stack's replicas and resource policy, brought to a changed sharing at the next refresh (or at once),
+never at the cost of a refresh or of a reader that could read before. Refresh secrets are never shared.
+
+moto does not enforce resource or key policies, so those are checked as documents here; AWS alone
+decides who they let in."""
+
+import json
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from devstack.template import LocalResolver, create_token_key, load_template
+from tests.conftest import PREFIX, count_aws_calls, reset_broker_caches
+from tests.test_refresher import make_due
+
+ALICE = "alice@example.com"
+TOKEN = f"{PREFIX}/tokens/{ALICE}"
+REFRESH = f"{PREFIX}/refresh/{ALICE}"
+ACCOUNTS = "111122223333,444455556666"
+ORGANIZATION = "o-a1b2c3d4e5"
+REGIONS = "eu-west-1,ap-southeast-2"
+SHARING_ACTIONS = {
+    "DescribeSecret",
+    "UpdateSecret",
+    "GetResourcePolicy",
+    "PutResourcePolicy",
+    "DeleteResourcePolicy",
+    "ReplicateSecretToRegions",
+    "RemoveRegionsFromReplication",
+}
+
+
+def share(monkeypatch, *, accounts: str = ACCOUNTS, organization: str = ORGANIZATION, regions: str = REGIONS) -> str:
+    """The stack deployed (or updated) with these parameters: the functions' new environment."""
+    resolver = LocalResolver(parameters={"ReaderAccountIds": accounts}, resources={}, stack_name="test-broker")
+    key = create_token_key(boto3.client("kms"), resolver)
+    for name, value in (
+        ("TOKEN_KMS_KEY_ID", key),
+        ("READER_ACCOUNT_IDS", accounts),
+        ("READER_ORGANIZATION_ID", organization),
+        ("REPLICA_REGIONS", regions),
+    ):
+        monkeypatch.setenv(name, value)
+    reset_broker_caches()
+    return key
+
+
+def described(broker, name: str = TOKEN) -> dict:
+    return broker.secrets.describe_secret(SecretId=name)
+
+
+def replicas(broker, name: str = TOKEN) -> set[str]:
+    return {r["Region"] for r in described(broker, name).get("ReplicationStatus", [])}
+
+
+def policy(broker, name: str = TOKEN) -> dict | None:
+    text = broker.secrets.get_resource_policy(SecretId=name).get("ResourcePolicy")
+    return json.loads(text) if text else None
+
+
+def replica_value(broker, region: str, name: str = TOKEN) -> dict:
+    arn = described(broker, name)["ARN"].replace(":us-east-1:", f":{region}:")
+    return json.loads(boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=arn)["SecretString"])
+
+
+def refresh_now() -> dict:
+    from webex_broker.flows.refresh import Refresher
+
+    return Refresher().run(remaining_ms=lambda: 900_000).as_dict()
+
+
+EXPECTED_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Sid": "ReaderAccounts",
+            "Effect": "Allow",
+            "Principal": {"AWS": ["111122223333", "444455556666"]},
+            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            "Resource": "*",
+        },
+        {
+            "Sid": "ReaderOrganization",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:PrincipalOrgID": ORGANIZATION}},
+        },
+    ],
+}
+
+
+def test_a_new_token_secret_is_shared_as_the_stack_says_and_its_refresh_secret_never_is(broker, monkeypatch):
+    key = share(monkeypatch)
+    assert broker.login(ALICE)["statusCode"] == 200
+    token = described(broker)
+    assert token["KmsKeyId"].endswith(key)
+    assert replicas(broker) == {"eu-west-1", "ap-southeast-2"}
+    assert policy(broker) == EXPECTED_POLICY
+    for region in ("eu-west-1", "ap-southeast-2"):
+        assert replica_value(broker, region) == broker.secret(TOKEN), f"workloads in {region} read the same token"
+    refresh = described(broker, REFRESH)
+    assert "KmsKeyId" not in refresh
+    assert "ReplicationStatus" not in refresh
+    assert policy(broker, REFRESH) is None
+    from webex_broker.flows.broker import current
+
+    assert broker.connection(ALICE)["sharing"] == current().settings.sharing.fingerprint()
+
+
+def test_every_refresh_reaches_the_replicas(broker, monkeypatch):
+    share(monkeypatch)
+    broker.webex.access_token_ttl = 3600
+    broker.webex.same_token_window = 0
+    assert broker.login(ALICE)["statusCode"] == 200
+    first = broker.secret(TOKEN)["access_token"]
+    make_due(broker, ALICE)
+    assert refresh_now()["outcomes"] == {"refreshed": 1}
+    fresh = broker.secret(TOKEN)["access_token"]
+    assert fresh != first
+    assert replica_value(broker, "eu-west-1")["access_token"] == fresh
+
+
+def test_an_old_stack_updated_to_share_converges_at_the_next_refresh_without_a_failed_read(broker, monkeypatch):
+    broker.webex.access_token_ttl = 3600
+    assert broker.login(ALICE)["statusCode"] == 200  # before: no token key, no readers, no replicas
+    assert "KmsKeyId" not in described(broker)
+    before = broker.secret(TOKEN)
+    key = share(monkeypatch)  # the stack update; nothing has touched the secret yet
+    assert broker.secret(TOKEN) == before, "readers allowed before still read, until and after it converges"
+    make_due(broker, ALICE)
+    aws_calls = count_aws_calls()
+    assert refresh_now()["refreshed"] == 1  # a new token or the same again: both converge
+    assert aws_calls["UpdateSecret"] == 1  # the key: Secrets Manager re-encrypts, keeping old-key copies
+    assert described(broker)["KmsKeyId"].endswith(key)
+    assert replicas(broker) == {"eu-west-1", "ap-southeast-2"}
+    assert policy(broker) == EXPECTED_POLICY
+    assert broker.secret(TOKEN)["access_token"]
+    make_due(broker, ALICE)
+    aws_calls.clear()
+    assert refresh_now()["refreshed"] == 1  # a new token or the same again: both converge
+    assert not SHARING_ACTIONS & set(aws_calls), "a converged secret costs a refresh nothing more"
+
+
+def test_converge_now_applies_every_change_and_removes_what_is_no_longer_wanted(broker, monkeypatch):
+    from webex_broker.flows import token_sharing
+    from webex_broker.flows.broker import current
+
+    assert broker.login(ALICE)["statusCode"] == 200
+    assert broker.login("bob@example.com")["statusCode"] == 200
+    share(monkeypatch)
+    calls = broker.webex.calls["access_token"]
+    assert token_sharing.converge_all(current()) == {ALICE: "converged", "bob@example.com": "converged"}
+    assert broker.webex.calls["access_token"] == calls, "no refresh needed"
+    assert policy(broker) == EXPECTED_POLICY
+    assert token_sharing.converge_all(current()) == {ALICE: "unchanged", "bob@example.com": "unchanged"}
+
+    share(monkeypatch, accounts="", regions="eu-west-1")  # narrower: the organization only, one region
+    assert token_sharing.converge_all(current())[ALICE] == "converged"
+    assert replicas(broker) == {"eu-west-1"}
+    assert policy(broker) == {"Version": "2012-10-17", "Statement": [EXPECTED_POLICY["Statement"][1]]}
+    share(monkeypatch, accounts="", organization="", regions="")
+    assert token_sharing.converge_all(current())[ALICE] == "converged"
+    assert replicas(broker) == set()
+    assert policy(broker) is None
+    assert broker.secret(TOKEN)["access_token"]
+
+
+def test_a_share_aws_refuses_never_fails_the_refresh_and_is_tried_again(broker, monkeypatch):
+    from webex_broker.flows import token_sharing
+
+    broker.webex.access_token_ttl = 3600
+    assert broker.login(ALICE)["statusCode"] == 200
+    share(monkeypatch)
+    real = token_sharing.converge_sharing
+
+    def refused(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutResourcePolicy")
+
+    monkeypatch.setattr(token_sharing, "converge_sharing", refused)
+    make_due(broker, ALICE)
+    assert refresh_now()["refreshed"] == 1  # a new token or the same again: both converge, "the token is what matters"
+    assert broker.connection(ALICE).get("sharing", "") == "", "the row still says: not shared yet"
+    monkeypatch.setattr(token_sharing, "converge_sharing", real)
+    make_due(broker, ALICE)
+    assert refresh_now()["refreshed"] == 1  # a new token or the same again: both converge
+    assert policy(broker) == EXPECTED_POLICY
+
+
+def test_a_replicated_secret_loses_its_replicas_before_it_is_deleted(broker, monkeypatch):
+    from webex_broker.adapters.secret_store import delete_secret
+
+    share(monkeypatch)
+    assert broker.login(ALICE)["statusCode"] == 200
+    assert delete_secret(TOKEN, recovery_days=7)  # AWS (and moto) refuse to delete a replicated secret
+    assert "DeletedDate" in broker.secrets.describe_secret(SecretId=TOKEN)
+    with pytest.raises(ClientError):
+        boto3.client("secretsmanager", region_name="eu-west-1").describe_secret(
+            SecretId=described(broker)["ARN"].replace(":us-east-1:", ":eu-west-1:")
+        )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("READER_ACCOUNT_IDS", "12345"), ("READER_ORGANIZATION_ID", "org-1"), ("REPLICA_REGIONS", "Europe")],
+)
+def test_a_sharing_setting_aws_would_refuse_stops_the_broker_before_it_writes(broker, monkeypatch, variable, value):
+    from webex_broker.core.errors import ConfigurationError
+    from webex_broker.core.settings import Settings
+
+    share(monkeypatch)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError):
+        Settings.from_environment(dict(__import__("os").environ))
+
+
+# --- the template's documents ------------------------------------------------------------------------
+
+
+def key_policy(**parameters: str) -> list[dict]:
+    resolver = LocalResolver(parameters=parameters, resources={}, stack_name="broker")
+    statements = resolver.resolve(load_template()["Resources"]["TokenKey"]["Properties"]["KeyPolicy"])["Statement"]
+    return [s for s in statements if s]
+
+
+def test_the_token_key_lets_the_account_use_it_only_through_secrets_manager_and_readers_only_decrypt():
+    via = {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}
+    default = key_policy()
+    assert [s["Sid"] for s in default] == ["AccountAdministersTheKey", "AccountUsesItThroughSecretsManager"]
+    assert default[1]["Principal"] == {"AWS": "*"}
+    assert default[1]["Condition"] == {"StringEquals": {"kms:CallerAccount": "123456789012", **via}}
+    shared = key_policy(ReaderAccountIds=ACCOUNTS, ReaderOrganizationId=ORGANIZATION)
+    accounts, organization = shared[2], shared[3]
+    assert accounts["Principal"] == {"AWS": ["111122223333", "444455556666"]}
+    assert accounts["Action"] == ["kms:Decrypt", "kms:DescribeKey"]
+    assert accounts["Condition"] == {"StringEquals": via}
+    assert organization["Principal"] == {"AWS": "*"}
+    assert organization["Action"] == ["kms:Decrypt", "kms:DescribeKey"]
+    assert organization["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": ORGANIZATION, **via}}
+
+
+def test_the_stack_outputs_a_policy_for_reader_roles_in_other_accounts():
+    resolver = LocalResolver(parameters={}, resources={}, stack_name="broker")
+    resolver.values["TokenKey.Arn"] = "arn:aws:kms:us-east-1:123456789012:key/k"
+    document = json.loads(resolver.resolve(load_template()["Outputs"]["CrossAccountReaderPolicy"]["Value"]))
+    read, decrypt = document["Statement"]
+    assert read["Action"] == ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    assert read["Resource"] == "arn:aws:secretsmanager:us-east-1:123456789012:secret:broker/tokens/*"
+    assert decrypt["Action"] == "kms:Decrypt"
+    assert decrypt["Resource"] == "arn:aws:kms:us-east-1:123456789012:key/k"
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}}
