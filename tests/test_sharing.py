@@ -252,3 +252,20 @@ def test_the_stack_outputs_a_policy_for_reader_roles_in_other_accounts():
     assert decrypt["Action"] == "kms:Decrypt"
     assert decrypt["Resource"] == "arn:aws:kms:us-east-1:123456789012:key/k"
     assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}}
+
+
+def test_a_replica_region_holding_a_secret_of_that_name_is_reported_and_never_overwritten(broker, monkeypatch):
+    """Secrets Manager marks such a replica Failed; the broker leaves the other secret alone, keeps the
+    primary and its other replicas, and tries again at the next refresh."""
+    from webex_broker.flows import token_sharing
+    from webex_broker.flows.broker import current
+
+    assert broker.login(ALICE)["statusCode"] == 200
+    stranger = boto3.client("secretsmanager", region_name="eu-west-1")
+    stranger.create_secret(Name=TOKEN, SecretString="someone else's")
+    share(monkeypatch)
+    assert token_sharing.converge_all(current()) == {ALICE: "failed"}
+    assert stranger.get_secret_value(SecretId=TOKEN)["SecretString"] == "someone else's"
+    assert "ap-southeast-2" in replicas(broker)
+    assert broker.connection(ALICE).get("sharing", "") == "", "not recorded: the next refresh tries again"
+    assert broker.secret(TOKEN)["access_token"]

@@ -117,16 +117,28 @@ def converge_sharing(name: str, sharing: TokenSharing) -> None:
     wanted_key = sharing.kms_key_id or AWS_MANAGED_KEY
     if _key_id(described.get("KmsKeyId", AWS_MANAGED_KEY)) != _key_id(wanted_key):
         sm.update_secret(SecretId=name, KmsKeyId=wanted_key)
-    replicated = {r["Region"] for r in described.get("ReplicationStatus", [])}
+    replicated = {r["Region"]: r for r in described.get("ReplicationStatus", [])}
     wanted = set(_replica_regions(sharing))
-    if missing := sorted(wanted - replicated):
-        sm.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": r} for r in missing])
-    if extra := sorted(replicated - wanted):
+    if missing := sorted(wanted - set(replicated)):
+        answer = sm.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": r} for r in missing])
+        replicated |= {r["Region"]: r for r in answer.get("ReplicationStatus", [])}
+    if failed := sorted(r for r in wanted if replicated.get(r, {}).get("Status") == "Failed"):
+        # e.g. a secret of that name already exists there: never overwritten on the broker's own say-so
+        raise ReplicationFailed(name, {r: replicated[r].get("StatusMessage", "") for r in failed})
+    if extra := sorted(set(replicated) - wanted):
         sm.remove_regions_from_replication(SecretId=name, RemoveReplicaRegions=extra)
     if policy := sharing.resource_policy():
         sm.put_resource_policy(SecretId=name, ResourcePolicy=json.dumps(policy), BlockPublicPolicy=True)
     elif sm.get_resource_policy(SecretId=name).get("ResourcePolicy"):
         sm.delete_resource_policy(SecretId=name)
+
+
+class ReplicationFailed(Exception):
+    """Secrets Manager could not create a replica (its status says why); the secret keeps the others."""
+
+    def __init__(self, name: str, reasons: dict[str, str]):
+        super().__init__(f"{name}: replication failed in {', '.join(reasons)}")
+        self.reasons = reasons
 
 
 def _replica_regions(sharing: TokenSharing) -> list[str]:

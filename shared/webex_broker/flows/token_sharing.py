@@ -10,7 +10,7 @@ counts, the error is logged and counted, and the next refresh tries again.
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker.adapters import aws
-from webex_broker.adapters.secret_store import converge_sharing
+from webex_broker.adapters.secret_store import ReplicationFailed, converge_sharing
 from webex_broker.core.connection import Connection, ConnectionStatus
 from webex_broker.core.observability import logger, metrics
 from webex_broker.flows.broker import Broker
@@ -25,10 +25,11 @@ def converge(broker: Broker, connection: str, recorded: str) -> str | None:
         return wanted
     try:
         converge_sharing(broker.names.token_secret(connection), sharing)
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ReplicationFailed) as exc:
+        detail = exc.reasons if isinstance(exc, ReplicationFailed) else aws.error_code(exc) or type(exc).__name__
         logger.error(
             "Could not share the token secret as the stack says; the next refresh tries again",
-            extra={"connection": connection, "error": aws.error_code(exc) or type(exc).__name__},
+            extra={"connection": connection, "error": detail},
         )
         metrics.add_metric(name="SharingNotApplied", unit="Count", value=1)
         return None
