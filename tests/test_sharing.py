@@ -269,3 +269,18 @@ def test_a_replica_region_holding_a_secret_of_that_name_is_reported_and_never_ov
     assert "ap-southeast-2" in replicas(broker)
     assert broker.connection(ALICE).get("sharing", "") == "", "not recorded: the next refresh tries again"
     assert broker.secret(TOKEN)["access_token"]
+
+
+def test_a_share_aws_refuses_never_fails_a_login(broker, monkeypatch):
+    from webex_broker.flows import token_sharing
+
+    share(monkeypatch)
+
+    def refused(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutResourcePolicy")
+
+    monkeypatch.setattr(token_sharing, "converge_sharing", refused)
+    assert broker.login(ALICE)["statusCode"] == 200
+    assert broker.secret(TOKEN)["access_token"]
+    assert broker.connection(ALICE)["status"] == "active"
+    assert "sharing" not in broker.connection(ALICE), "the next refresh brings it to the stack's sharing"

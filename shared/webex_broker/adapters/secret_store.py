@@ -42,8 +42,9 @@ def request_token(name: str, secret_string: str) -> str:
 def put_secret(
     name: str, document: dict, *, description: str, tags: dict[str, str], sharing: TokenSharing | None = None
 ) -> str:
-    """Write a new current version, creating (or restoring a deleted) secret where needed, shared as
-    `sharing` says when it is created; returns its ARN."""
+    """Write a new current version, creating (or restoring a deleted) secret where needed; returns its
+    ARN. A new secret is created under `sharing`'s key and replicated as it says, in the one create
+    call; its resource policy is the flows' to converge (token_sharing), which never fails a write."""
     secret_string = json.dumps(document, sort_keys=True, separators=(",", ":"))
     token = request_token(name, secret_string)
     sm = aws.client("secretsmanager")
@@ -54,11 +55,8 @@ def put_secret(
         if code == "ResourceNotFoundException":
             return _create(name, secret_string, token, description, tags, sharing)
         if scheduled_for_deletion(exc):
-            sm.restore_secret(SecretId=name)  # its replicas were removed before it was deleted
-            arn = sm.put_secret_value(SecretId=name, SecretString=secret_string, ClientRequestToken=token)["ARN"]
-            if sharing:
-                converge_sharing(name, sharing)
-            return arn
+            sm.restore_secret(SecretId=name)
+            return sm.put_secret_value(SecretId=name, SecretString=secret_string, ClientRequestToken=token)["ARN"]
         raise
 
 
@@ -102,8 +100,6 @@ def _create(
         if aws.error_code(exc) != "ResourceExistsException":
             raise
         return sm.put_secret_value(SecretId=name, SecretString=secret_string, ClientRequestToken=token)["ARN"]
-    if sharing and (policy := sharing.resource_policy()):
-        sm.put_resource_policy(SecretId=name, ResourcePolicy=json.dumps(policy), BlockPublicPolicy=True)
     return arn
 
 
