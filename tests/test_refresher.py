@@ -2,6 +2,7 @@
 
 import json
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import pytest
@@ -284,26 +285,11 @@ class SimulatedCrash(Exception):
     """The Lambda dies here: nothing after this point runs, the lease is left held."""
 
 
-CRASH_POINTS = {
-    "after-webex-answered": ("webex", "refresh"),
-    "after-refresh-secret": ("secret_store", "write_refresh_material"),
-    "after-consumer-secret": ("secret_store", "write_consumer_secret"),
-    "after-row-update": ("connections", "record_refresh"),
-}
-
-
-@pytest.mark.parametrize("step", list(CRASH_POINTS))
-def test_a_crash_at_any_step_is_finished_by_the_next_run(short_lived, webex_clock, monkeypatch, step):
+@contextmanager
+def crashing_after(monkeypatch, module_name: str, function_name: str, step: str):
+    """Within the block, the named step runs and then the process "dies" (SimulatedCrash)."""
     from webex_broker.adapters import connections, secret_store, webex
 
-    broker = short_lived
-    # The hardest case: the refresh token changes on every refresh. Before anything is written, only
-    # Webex's real behaviour (no rotation) can be survived: the new token exists nowhere else yet.
-    broker.webex.rotate_refresh_tokens = step != "after-webex-answered"
-    broker.login(ALICE)
-    webex_clock.advance(25 * HOUR)
-
-    module_name, function_name = CRASH_POINTS[step]
     owners = {"webex": webex.WebexClient, "secret_store": secret_store, "connections": connections.ConnectionsTable}
     owner = owners[module_name]
     real = getattr(owner, function_name)
@@ -314,6 +300,27 @@ def test_a_crash_at_any_step_is_finished_by_the_next_run(short_lived, webex_cloc
 
     with monkeypatch.context() as crash:
         crash.setattr(owner, function_name, crash_after)
+        yield
+
+
+CRASH_POINTS = {
+    "after-webex-answered": ("webex", "refresh"),
+    "after-refresh-secret": ("secret_store", "write_refresh_material"),
+    "after-consumer-secret": ("secret_store", "write_consumer_secret"),
+    "after-row-update": ("connections", "record_refresh"),
+}
+
+
+@pytest.mark.parametrize("step", list(CRASH_POINTS))
+def test_a_crash_at_any_step_is_finished_by_the_next_run(short_lived, webex_clock, monkeypatch, step):
+    broker = short_lived
+    # The hardest case: the refresh token changes on every refresh. Before anything is written, only
+    # Webex's real behaviour (no rotation) can be survived: the new token exists nowhere else yet.
+    broker.webex.rotate_refresh_tokens = step != "after-webex-answered"
+    broker.login(ALICE)
+    webex_clock.advance(25 * HOUR)
+
+    with crashing_after(monkeypatch, *CRASH_POINTS[step], step):
         crashed = run(refresher())
     assert crashed.outcomes["error"] == 1
 

@@ -324,25 +324,13 @@ HEAL_CRASH_POINTS = {
 def test_a_crash_at_any_step_of_a_heal_is_finished_by_the_next_run(apps, monkeypatch, step):
     """A pair minted but not yet stored exists nowhere else: the old one is dead anyway, so the next
     run mints again; once the new refresh token is stored, the next run simply refreshes with it."""
-    from tests.test_refresher import Clock, SimulatedCrash
-    from webex_broker.adapters import connections, secret_store, webex
+    from tests.test_refresher import Clock, crashing_after
     from webex_broker.flows.refresh import Refresher
 
     add()
     apps.webex.revoke_grant(app_id=APP_ID, org_id=ORG)
     make_due(apps, BOT)
-    module_name, function_name = HEAL_CRASH_POINTS[step]
-    owner = {"webex": webex.WebexClient, "secret_store": secret_store, "connections": connections.ConnectionsTable}[
-        module_name
-    ]
-    real = getattr(owner, function_name)
-
-    def crash_after(*args, **kwargs):
-        real(*args, **kwargs)
-        raise SimulatedCrash(step)
-
-    with monkeypatch.context() as crash:
-        crash.setattr(owner, function_name, crash_after)
+    with crashing_after(monkeypatch, *HEAL_CRASH_POINTS[step], step):
         assert Refresher().run(remaining_ms=lambda: 900_000).outcomes["error"] == 1
 
     clock = Clock()

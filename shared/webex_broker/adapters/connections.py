@@ -130,7 +130,7 @@ class ConnectionsTable:
             record.connection,
             owner,
             {
-                "kind": ConnectionKind.SERVICE_APP if record.service_app else ConnectionKind.PERSON,
+                "kind": record.kind,
                 **_service_app_fields(record),
                 "person_id": record.owner_id,
                 "email": record.person.email,

@@ -41,10 +41,6 @@ class TokenSharing:
         if (self.reader_account_ids or self.reader_organization_id) and not self.kms_key_id:
             raise ConfigurationError("Readers in other accounts need the stack's token key (TOKEN_KMS_KEY_ID)")
 
-    @property
-    def shared(self) -> bool:
-        return bool(self.reader_account_ids or self.reader_organization_id)
-
     def resource_policy(self) -> dict | None:
         """The token secrets' resource policy: the reader accounts and the organization may read them
         (their roles still need their own IAM policy); None when nobody outside the account may."""

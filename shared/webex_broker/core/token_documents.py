@@ -116,6 +116,10 @@ class TokenRecord:
     def owner_id(self) -> str:
         return owner_id(self.person, self.service_app)
 
+    @property
+    def kind(self) -> ConnectionKind:
+        return _kind(self.service_app)
+
     def __repr__(self) -> str:
         return f"TokenRecord(connection={self.connection!r}, updated_at={iso(self.updated_at)}, tokens=***)"
 
@@ -146,8 +150,10 @@ class TokenRecord:
         }
 
 
+def _kind(app: ServiceApp | None) -> ConnectionKind:
+    return ConnectionKind.SERVICE_APP if app else ConnectionKind.PERSON
+
+
 def _kind_fields(app: ServiceApp | None) -> dict:
     """Workloads tell a Service App's token from a person's by `kind`, and the app by `app_id`."""
-    if app is None:
-        return {"kind": ConnectionKind.PERSON.value}
-    return {"kind": ConnectionKind.SERVICE_APP.value, "app_id": app.app_id}
+    return {"kind": _kind(app).value, **({"app_id": app.app_id} if app else {})}

@@ -599,7 +599,7 @@ class Refresher:
     def _emit_run_metrics(self, report: RunReport, now: int) -> None:
         counts = report.outcomes
         for name, value in (
-            ("Refreshed", counts[Outcome.REFRESHED] + counts[Outcome.UNCHANGED] + counts[Outcome.HEALED]),
+            ("Refreshed", report.succeeded),
             ("Skipped", counts[Outcome.SKIPPED]),
             ("FailedTransient", counts[Outcome.TRANSIENT]),
             ("FailedRefused", counts[Outcome.REFUSED]),
