@@ -66,6 +66,7 @@ def broker_env(**overrides: str) -> dict[str, str]:
     )
     resolver.values["ClientSecret"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-client-AbCdEf"
     resolver.values["TokenKey"] = "0b5e1c6a-3f2d-4e8b-9a71-c4d2e6f8a0b1"
+    resolver.values["BrokerKey"] = "5d7e2b1c-8a4f-4c3e-b6d9-0e1f2a3b4c5d"
     env = {
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",

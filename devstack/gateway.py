@@ -1,7 +1,11 @@
 """A local API Gateway (HTTP API, payload v2): each request becomes the event the real service would
-send, the template's handler answers, and its status, headers, cookies and body go back unchanged."""
+send, the template's handler answers, and its status, headers, cookies and body go back unchanged.
+
+It also answers Lambda's Invoke API, so the operator CLI calls the functions with the boto3 lambda
+client it uses against AWS."""
 
 import base64
+import json
 import re
 import time
 import uuid
@@ -13,6 +17,8 @@ from devstack import sigv4
 from devstack.lambda_runtime import LocalFunction
 
 BINARY_TYPES = ("application/octet-stream", "image/", "application/zip")
+INVALID_TOKEN = "The security token included in the request is invalid."
+INVOKE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 
 
 class Route:
@@ -102,14 +108,29 @@ def to_response(result: dict) -> Response:
 
 
 class LocalGateway:
-    def __init__(self, routes: list[Route], *, credentials: tuple[str, str] = ("", ""), on_request=None):
+    def __init__(
+        self,
+        routes: list[Route],
+        *,
+        credentials: tuple[str, str] = ("", ""),
+        on_request=None,
+        functions: dict[str, LocalFunction] | None = None,
+    ):
         self.routes = routes
+        self.functions = functions or {}  # logical id → function, for Lambda's Invoke API
         self.credentials = credentials
         self._on_request = on_request or (lambda method, route, status, ms: None)
 
     def __call__(self, environ, start_response):
         request = Request(environ)
         started = time.monotonic()
+        invocation = INVOKE.match(request.path) if request.method == "POST" else None
+        if invocation is not None:
+            name = function_name(invocation["name"])
+            response = self._invoke(request, name)
+            path = f"/2015-03-31/functions/{name}/invocations"
+            self._on_request(request.method, path, response.status_code, time.monotonic() - started)
+            return response(environ, start_response)
         for route in self.routes:
             params = route.match(request.method, request.path)
             if params is not None:
@@ -119,19 +140,23 @@ class LocalGateway:
         response = Response('{"message":"Not Found"}', status=404, content_type="application/json")
         return response(environ, start_response)
 
+    def _verify(self, request: Request, service: str) -> dict:
+        access_key, secret_key = self.credentials
+        return sigv4.verify(
+            method=request.method,
+            url=request.url,
+            headers=dict(request.headers.items()),
+            body=request.get_data(),
+            access_key=access_key,
+            secret_key=secret_key,
+            service=service,
+        )
+
     def _dispatch(self, request: Request, route: Route, params: dict) -> Response:
         event = to_event(request, route, params)
         if route.authorizer == "AWS_IAM":
-            access_key, secret_key = self.credentials
             try:
-                identity = sigv4.verify(
-                    method=request.method,
-                    url=request.url,
-                    headers=dict(request.headers.items()),
-                    body=request.get_data(),
-                    access_key=access_key,
-                    secret_key=secret_key,
-                )
+                identity = self._verify(request, "execute-api")
             except sigv4.SignatureRejected:
                 return Response('{"message":"Forbidden"}', 403, content_type="application/json")
             event["requestContext"]["authorizer"] = {"iam": identity}
@@ -139,3 +164,41 @@ class LocalGateway:
             return to_response(route.function.invoke(event))
         except Exception:  # what API Gateway answers when the function itself fails
             return Response('{"message":"Internal Server Error"}', 500, content_type="application/json")
+
+    def _invoke(self, request: Request, name: str) -> Response:
+        """Lambda's Invoke (RequestResponse): signed by the stack's credentials, answered as Lambda does."""
+        try:
+            self._verify(request, "lambda")
+        except sigv4.SignatureRejected:
+            return lambda_error(403, "UnrecognizedClientException", {"message": INVALID_TOKEN})
+        function = self.functions.get(name)
+        if function is None:
+            return lambda_error(
+                404, "ResourceNotFoundException", {"Type": "User", "message": f"Function not found: {name}"}
+            )
+        try:
+            event = json.loads(request.get_data() or b"{}")
+        except ValueError as exc:
+            return lambda_error(
+                400,
+                "InvalidRequestContentException",
+                {"Type": "User", "message": f"Could not parse request body into json: {exc}"},
+            )
+        headers = {"X-Amz-Executed-Version": "$LATEST"}
+        try:
+            payload = json.dumps(function.invoke(event))
+        except Exception as exc:  # the function failed: Lambda still answers 200, and says so in a header
+            headers["X-Amz-Function-Error"] = "Unhandled"
+            payload = json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__})
+        return Response(payload, 200, headers=headers, content_type="application/json")
+
+
+def function_name(name: str) -> str:
+    """Lambda takes a function's name, its ARN or a partial ARN (`ACCOUNT:function:NAME`), each with an
+    optional `:qualifier`; locally the name is the template's logical id."""
+    return name.rpartition(":function:")[2].split(":")[0]
+
+
+def lambda_error(status: int, error_type: str, body: dict) -> Response:
+    """An error as Lambda answers it: botocore takes the error code from x-amzn-ErrorType."""
+    return Response(json.dumps(body), status, headers={"x-amzn-ErrorType": error_type}, content_type="application/json")

@@ -23,8 +23,9 @@ from devstack.lambda_runtime import local_functions
 from devstack.template import (
     LocalResolver,
     create_client_secret,
+    create_key,
     create_tables,
-    create_token_key,
+    function_definitions,
     function_environment,
     table_definitions,
 )
@@ -44,6 +45,11 @@ SHARING_PARAMETERS = {
     "REPLICA_REGIONS": "ReplicaRegions",
 }
 LOCAL_REGION = "us-east-1"
+# Two identities, as on AWS: the functions' role, which the broker key's policy names, and the operator
+# (the CLI, the tests), an account administrator who must not be able to decrypt what that key seals.
+FUNCTIONS_CREDENTIALS = ("local-functions", "local-functions")
+FUNCTIONS_ROLE = f"arn:aws:iam::123456789012:role/{STACK_NAME}-functions"
+OPERATOR_CREDENTIALS = ("local", "local")
 
 # With spark:applications_token in WEBEX_SCOPES, the simulator also has a Service App, authorized by
 # the first org's Full Admin and not by the second's, so both answers can be tried locally.
@@ -128,18 +134,19 @@ class LocalBroker:
         self.login_url = ""
         self.base_url = ""
         self._function_env_names: list[str] = []
+        self.operator_credentials = OPERATOR_CREDENTIALS
 
     def start(self) -> "LocalBroker":
         self._check_real_webex()
         self._start_aws()
-        credentials = (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
-        app = LocalGateway([], credentials=credentials, on_request=self._log_request)
+        app = LocalGateway([], credentials=self.operator_credentials, on_request=self._log_request)
         gateway = _Server(app, self.config.host, self.config.broker_port)
         self._stops.append(gateway.stop)
         self.base_url = f"http://{self.config.host}:{gateway.port}"
         client_id, client_secret = self._start_webex(self.base_url)
         functions = self._configure_functions(client_id, client_secret)
         app.routes = routes_from(functions)
+        app.functions = {function.logical_id: function for function in functions}
         self.login_url = self._demo_invitation()
         self._write_state_file()
         self._start_refresher([f for f in functions if f.events("ScheduleV2")])
@@ -167,8 +174,8 @@ class LocalBroker:
             "aws": {
                 "endpoint_url": self.aws_endpoint,
                 "region_name": os.environ["AWS_DEFAULT_REGION"],
-                "aws_access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
-                "aws_secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"],
+                "aws_access_key_id": self.operator_credentials[0],
+                "aws_secret_access_key": self.operator_credentials[1],
             },
         }
         path = local_state_path()
@@ -188,10 +195,11 @@ class LocalBroker:
             raise SystemExit("WEBEX_BASE_URL needs WEBEX_CLIENT_ID and WEBEX_CLIENT_SECRET of your integration.")
 
     def _start_aws(self) -> None:
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
         os.environ["AWS_DEFAULT_REGION"] = os.environ.get("AWS_DEFAULT_REGION", LOCAL_REGION)
         if self.config.aws_endpoint_url:
+            os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+            self.operator_credentials = (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
             self.aws_endpoint = self.config.aws_endpoint_url
         else:
             from moto.server import ThreadedMotoServer
@@ -199,7 +207,9 @@ class LocalBroker:
             from devstack import aws_fidelity
 
             aws_fidelity.apply()
-
+            aws_fidelity.register_principal(FUNCTIONS_CREDENTIALS[0], FUNCTIONS_ROLE)
+            os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = FUNCTIONS_CREDENTIALS
+            self.operator_credentials = OPERATOR_CREDENTIALS
             server = ThreadedMotoServer(ip_address=self.config.host, port=0, verbose=False)
             server.start()
             self._stops.append(server.stop)
@@ -254,10 +264,14 @@ class LocalBroker:
             parameters["WebexScopes"] = self.config.webex_scopes
         parameters.update(self.config.sharing)
         resolver = LocalResolver(parameters=parameters, resources=tables, stack_name=STACK_NAME)
-        resolver.values["TokenKey"] = create_token_key(boto3.client("kms"), resolver)
+        # Locally every function runs in this process, as one role.
+        resolver.values |= {f"{name}Role.Arn": FUNCTIONS_ROLE for name in function_definitions()}
+        for key in ("TokenKey", "BrokerKey"):
+            resolver.values[key] = create_key(boto3.client("kms"), resolver, key)
         resolver.values["ClientSecret"] = create_client_secret(boto3.client("secretsmanager"), resolver)
-        # What `webex-broker set-credentials` does after a real deploy.
-        store_client_credentials(resolver.values["ClientSecret"], ClientCredentials(client_id, client_secret))
+        # What `webex-broker set-credentials` has the admin function do after a real deploy.
+        credentials = ClientCredentials(client_id, client_secret)
+        store_client_credentials(resolver.values["ClientSecret"], credentials, key=resolver.values["BrokerKey"])
         log_level = os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING")  # the handlers' JSON logs: quiet by default
         environment = function_environment(resolver)
         self._function_env_names = list(environment)

@@ -1,4 +1,5 @@
-"""Checking a SigV4 signature the way API Gateway's AWS_IAM authorizer does, for the local stack.
+"""Checking a SigV4 signature the way API Gateway's AWS_IAM authorizer and Lambda's Invoke API do, for
+the local stack.
 
 Only the local stack's own credentials are known here, so only requests signed with them pass.
 """
@@ -18,19 +19,28 @@ _AUTH = re.compile(
 
 
 class SignatureRejected(Exception):
-    """Why the request is not signed by a known caller (API Gateway answers 403 Forbidden)."""
+    """Why the request is not signed by a known caller (AWS answers 403)."""
 
 
-def verify(*, method: str, url: str, headers: dict[str, str], body: bytes, access_key: str, secret_key: str) -> dict:
-    """The caller's identity if `headers` carry a valid SigV4 signature by access_key for execute-api."""
+def verify(
+    *,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    access_key: str,
+    secret_key: str,
+    service: str = "execute-api",
+) -> dict:
+    """The caller's identity if `headers` carry a valid SigV4 signature by access_key for `service`."""
     lowered = {k.lower(): v for k, v in headers.items()}
     match = _AUTH.fullmatch(lowered.get("authorization", "").strip())
     if not match:
         raise SignatureRejected("missing or malformed SigV4 Authorization header")
-    key_id, _day, region, service, signed, signature = match.groups()
+    key_id, _day, region, signed_for, signed, signature = match.groups()
     if key_id != access_key:
         raise SignatureRejected("unknown access key")
-    if service != "execute-api":
+    if signed_for != service:
         raise SignatureRejected("signed for another service")
     names = signed.split(";")
     request = AWSRequest(

@@ -139,9 +139,10 @@ def function_environment(resolver: LocalResolver) -> dict[str, str]:
     return {name: str(resolver.resolve(value)) for name, value in variables.items()}
 
 
-def create_token_key(kms, resolver: LocalResolver) -> str:
-    """The template's TokenKey with its own key policy (which moto stores but does not enforce); its id."""
-    props = load_template()["Resources"]["TokenKey"]["Properties"]
+def create_key(kms, resolver: LocalResolver, logical_id: str) -> str:
+    """The template's TokenKey or BrokerKey with its own key policy (which moto stores, and
+    aws_fidelity enforces for Secrets Manager); its id."""
+    props = load_template()["Resources"][logical_id]["Properties"]
     policy = resolver.resolve(props["KeyPolicy"])
     policy["Statement"] = [statement for statement in policy["Statement"] if statement]  # Fn::If → AWS::NoValue
     description = resolver.resolve(props["Description"])

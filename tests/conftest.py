@@ -16,12 +16,17 @@ from moto import mock_aws
 
 from devstack import aws_fidelity, aws_limits
 from devstack.lambda_runtime import LambdaContext, cold_start
-from devstack.template import create_tables
+from devstack.template import LocalResolver, create_key, create_tables, function_definitions
 from devstack.webex_simulator import WebexSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 aws_fidelity.apply()
+# The tests' AWS identity is the functions' role, which the broker key's policy names; OPERATOR is an
+# account administrator's, which it does not.
+FUNCTIONS_ROLE = "arn:aws:iam::123456789012:role/test-broker-functions"
+aws_fidelity.register_principal("testing", FUNCTIONS_ROLE)
+OPERATOR = {"aws_access_key_id": "operator", "aws_secret_access_key": "operator"}
 aws_limits.install()  # every AWS call is refused where AWS would refuse it, not only where moto does
 
 CLIENT_ID = "C0ffee-test-client"
@@ -95,15 +100,23 @@ def broker(monkeypatch, webex):
     for key, value in BROKER_ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("WEBEX_API_BASE_URL", webex.url)
-    with mock_aws():
+    with mock_aws(config={"core": {"mock_credentials": False}}):  # calls signed as "testing", the functions' role
         create_tables(boto3.client("dynamodb"))
         arn = boto3.client("secretsmanager").create_secret(
             Name="test-broker-client", SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
         )["ARN"]
         monkeypatch.setenv("CLIENT_SECRET_ARN", arn)
+        monkeypatch.setenv("BROKER_KMS_KEY_ID", create_broker_key())
         reset_broker_caches()
         yield Broker(webex)
     reset_broker_caches()
+
+
+def create_broker_key() -> str:
+    """The template's BrokerKey, its policy naming every function's role (here: the tests' identity)."""
+    roles = {f"{name}Role.Arn": FUNCTIONS_ROLE for name in function_definitions()}
+    resolver = LocalResolver(parameters={}, resources=roles, stack_name=PREFIX)
+    return create_key(boto3.client("kms"), resolver, "BrokerKey")
 
 
 class Broker:
@@ -120,7 +133,8 @@ class Broker:
             "QueueArn"
         ]
         events = boto3.client("events")
-        events.put_rule(Name="all-broker-events", EventPattern=json.dumps({"source": ["webex-token-broker"]}))
+        every_stack = {"source": [{"prefix": "webex-token-broker."}]}
+        events.put_rule(Name="all-broker-events", EventPattern=json.dumps(every_stack))
         events.put_targets(Rule="all-broker-events", Targets=[{"Id": "queue", "Arn": queue_arn}])
 
     def event(self, name: str, query: dict | None = None) -> dict:

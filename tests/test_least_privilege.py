@@ -10,7 +10,7 @@ import pytest
 
 from devstack.lambda_runtime import LambdaContext
 from devstack.template import LocalResolver, function_definitions
-from tests.conftest import PREFIX, reset_broker_caches
+from tests.conftest import CALLBACK_URL, CLIENT_ID, CLIENT_SECRET, PREFIX, create_broker_key, reset_broker_caches
 from tests.test_sharing import share
 from webex_broker.adapters.secret_store import delete_secret
 
@@ -95,6 +95,7 @@ def allowed(statements: list[dict], action: str, resource: str) -> dict | None:
 def test_every_call_is_allowed_and_every_permission_is_used(broker, recorder, monkeypatch):
     import os
 
+    from admin import handler as admin
     from authorize import handler as authorize
     from callback import handler as callback
     from refresh_connection import handler as refresh_connection
@@ -102,6 +103,8 @@ def test_every_call_is_allowed_and_every_permission_is_used(broker, recorder, mo
 
     broker.webex.access_token_ttl = 3600  # due at once
     share(monkeypatch)  # every token secret created shared: token key, replicas, resource policy
+    broker_key = os.environ["BROKER_KMS_KEY_ID"]
+    monkeypatch.delenv("BROKER_KMS_KEY_ID")  # a stack from before the broker key, until the update below
 
     def login(person: str, invite: str | None = None) -> dict:
         with recorder.running("AuthorizeFunction"):
@@ -117,6 +120,7 @@ def test_every_call_is_allowed_and_every_permission_is_used(broker, recorder, mo
     monkeypatch.setenv("ACCESS_MODE", "invite")
     reset_broker_caches()
     assert login("bob@example.com", broker.invite("reports"))["statusCode"] == 200
+    monkeypatch.setenv("BROKER_KMS_KEY_ID", broker_key)  # the update: each function seals what it meets
     delete_secret(f"{PREFIX}/tokens/reports", recovery_days=7)  # its replicas first, as AWS requires
     assert login("bob@example.com", broker.invite("reports"))["statusCode"] == 200, "restores a deleted secret"
     broker.webex.rotate_refresh_tokens = True
@@ -127,6 +131,7 @@ def test_every_call_is_allowed_and_every_permission_is_used(broker, recorder, mo
         result = refresher(broker.event("refresher"), LambdaContext(timeout_seconds=900))
     assert result["outcomes"] == {"permanent": 1, "refreshed": 1}
     share(monkeypatch, accounts="", regions="eu-west-1,ap-southeast-2")  # and again, for the on-demand route
+    monkeypatch.setenv("BROKER_KMS_KEY_ID", create_broker_key())  # a switched broker key, too
     event = broker.event("refresh_connection")
     # A refused grant (its open invitation reused), a plain refresh, then the refused one restored.
     for name, fault, status in (("reports", True, 409), ("alice@example.com", False, 200), ("reports", False, 200)):
@@ -147,7 +152,16 @@ def test_every_call_is_allowed_and_every_permission_is_used(broker, recorder, mo
         assert login("carol@partner.example.org", broker.invite("partners"))["statusCode"] == 500
 
     # A Service App whose refresh token died: minted again through its --via, scheduled and on demand.
-    heal_service_app(broker, monkeypatch, login, recorder, refresher, refresh_connection)
+    heal_service_app(broker, monkeypatch, login, recorder, refresher, refresh_connection, admin)
+
+    # The operator's tasks that need the broker key, after one more stack update.
+    share(monkeypatch, regions="eu-west-1")
+    monkeypatch.setenv("BROKER_KMS_KEY_ID", create_broker_key())
+    credentials = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    with recorder.running("AdminFunction"):
+        assert admin({"action": "set_credentials", **credentials}, LambdaContext())["ok"]
+        assert admin({"action": "check_credentials"}, LambdaContext())["result"] == "ok"
+        assert set(admin({"action": "converge"}, LambdaContext())["results"].values()) == {"converged"}
 
     statements = policies(os.environ["CLIENT_SECRET_ARN"])
     refused = []
@@ -162,12 +176,37 @@ def test_every_call_is_allowed_and_every_permission_is_used(broker, recorder, mo
     assert refused == [], "calls the template does not allow"
     spare = {f: sorted({s["Sid"] for s in statements[f]} - used[f]) for f in statements}
     assert spare == {f: [] for f in statements}, "permissions no flow needed"
+    assert broker_key_users() == sealing_functions(recorder, os.environ["CLIENT_SECRET_ARN"]), (
+        "the broker key's policy names exactly the functions that read or write what it seals"
+    )
 
 
-def heal_service_app(broker, monkeypatch, login, recorder, refresher, refresh_connection) -> None:
-    """Added by the operator (not a function), then healed by the refresher and by the route."""
-    from tests.conftest import CALLBACK_URL, CLIENT_ID, CLIENT_SECRET
-    from tests.test_service_apps import APP_ID, ORG, SCOPES, add, make_due
+SEALING_CALLS = {f"secretsmanager:{op}" for op in ("GetSecretValue", "PutSecretValue", "CreateSecret", "UpdateSecret")}
+
+
+def sealing_functions(recorder: CallRecorder, client_secret_arn: str) -> set[str]:
+    """Functions that decrypt or encrypt refresh material or the client secret: the broker key's users."""
+    return {
+        function
+        for function, calls in recorder.calls.items()
+        for action, resource in calls
+        if action in SEALING_CALLS and ("/refresh/" in resource or resource == client_secret_arn)
+    }
+
+
+def broker_key_users() -> set[str]:
+    """The functions whose roles the BrokerKey policy lets use the key (its aws:PrincipalArn list)."""
+    from devstack.template import load_template
+
+    statements = load_template()["Resources"]["BrokerKey"]["Properties"]["KeyPolicy"]["Statement"]
+    users = next(s for s in statements if s.get("Sid") == "BrokerFunctionsUseItThroughSecretsManager")
+    arns = users["Condition"]["StringEquals"]["aws:PrincipalArn"]
+    return {str(arn["Fn::GetAtt"]).split(".")[0].removesuffix("Role") for arn in arns}
+
+
+def heal_service_app(broker, monkeypatch, login, recorder, refresher, refresh_connection, admin) -> None:
+    """Added by the operator through the admin function, then healed by the refresher and by the route."""
+    from tests.test_service_apps import APP_CLIENT, APP_ID, APP_SECRET, ORG, SCOPES, make_due
 
     monkeypatch.setenv("WEBEX_SCOPES", SCOPES)
     broker.webex.register_client(CLIENT_ID, CLIENT_SECRET, [CALLBACK_URL], scopes=SCOPES.split())
@@ -175,8 +214,10 @@ def heal_service_app(broker, monkeypatch, login, recorder, refresher, refresh_co
     broker.webex.authorize_service_app(APP_ID, ORG)
     reset_broker_caches()
     assert login("alice@example.com", broker.invite("alice@example.com"))["statusCode"] == 200
-    reset_broker_caches()
-    add(via="alice@example.com")
+    add = {"action": "add_service_app", "connection": "org-bot", "app_id": APP_ID, "client_id": APP_CLIENT}
+    add |= {"client_secret": APP_SECRET, "org_id": ORG, "via": "alice@example.com"}
+    with recorder.running("AdminFunction"):
+        assert admin(add, LambdaContext())["ok"]
     broker.webex.revoke_grant(app_id=APP_ID, org_id=ORG)
     make_due(broker, "org-bot")
     with recorder.running("RefresherFunction"):

@@ -358,7 +358,7 @@ def test_a_refused_grant_needs_reauthorization(short_lived, status, shape, capsy
         assert (tokens(broker, ALICE), material(broker, ALICE)) == (kept_tokens, kept_material)
     [event] = broker.events()
     assert event["detail-type"] == "Connection Reauthorization Required"
-    assert event["source"] == "webex-token-broker"
+    assert event["source"] == "webex-token-broker.webex-token-broker", "webex-token-broker.<stack name>"
     assert event["detail"]["connection"] == who
     assert event["detail"]["tracking_id"].startswith("ROUTER_")
     assert '"ReauthRequired"' in capsys.readouterr().out, "an EMF metric for the alarm"

@@ -6,12 +6,13 @@ moto does not enforce resource or key policies, so those are checked as document
 decides who they let in."""
 
 import json
+import os
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from devstack.template import LocalResolver, create_token_key, load_template
+from devstack.template import LocalResolver, create_key, load_template
 from tests.conftest import PREFIX, count_aws_calls, reset_broker_caches
 from tests.test_refresher import make_due
 
@@ -35,7 +36,7 @@ SHARING_ACTIONS = {
 def share(monkeypatch, *, accounts: str = ACCOUNTS, organization: str = ORGANIZATION, regions: str = REGIONS) -> str:
     """The stack deployed (or updated) with these parameters: the functions' new environment."""
     resolver = LocalResolver(parameters={"ReaderAccountIds": accounts}, resources={}, stack_name="test-broker")
-    key = create_token_key(boto3.client("kms"), resolver)
+    key = create_key(boto3.client("kms"), resolver, "TokenKey")
     for name, value in (
         ("TOKEN_KMS_KEY_ID", key),
         ("READER_ACCOUNT_IDS", accounts),
@@ -93,7 +94,7 @@ EXPECTED_POLICY = {
 }
 
 
-def test_a_new_token_secret_is_shared_as_the_stack_says_and_its_refresh_secret_never_is(broker, monkeypatch):
+def test_a_new_token_secret_is_shared_as_the_stack_says_and_its_refresh_secret_is_sealed(broker, monkeypatch):
     key = share(monkeypatch)
     assert broker.login(ALICE)["statusCode"] == 200
     token = described(broker)
@@ -103,7 +104,7 @@ def test_a_new_token_secret_is_shared_as_the_stack_says_and_its_refresh_secret_n
     for region in ("eu-west-1", "ap-southeast-2"):
         assert replica_value(broker, region) == broker.secret(TOKEN), f"workloads in {region} read the same token"
     refresh = described(broker, REFRESH)
-    assert "KmsKeyId" not in refresh
+    assert refresh["KmsKeyId"] == os.environ["BROKER_KMS_KEY_ID"], "sealed under the broker key, never shared"
     assert "ReplicationStatus" not in refresh
     assert policy(broker, REFRESH) is None
     from webex_broker.flows.broker import current
@@ -174,6 +175,7 @@ def test_a_share_aws_refuses_never_fails_the_refresh_and_is_tried_again(broker, 
 
     broker.webex.access_token_ttl = 3600
     assert broker.login(ALICE)["statusCode"] == 200
+    before = broker.connection(ALICE)["sharing"]
     share(monkeypatch)
     real = token_sharing.converge_sharing
 
@@ -183,7 +185,7 @@ def test_a_share_aws_refuses_never_fails_the_refresh_and_is_tried_again(broker, 
     monkeypatch.setattr(token_sharing, "converge_sharing", refused)
     make_due(broker, ALICE)
     assert refresh_now()["refreshed"] == 1  # a new token or the same again: both converge, "the token is what matters"
-    assert broker.connection(ALICE).get("sharing", "") == "", "the row still says: not shared yet"
+    assert broker.connection(ALICE)["sharing"] == before, "the row still says: not shared yet"
     monkeypatch.setattr(token_sharing, "converge_sharing", real)
     make_due(broker, ALICE)
     assert refresh_now()["refreshed"] == 1  # a new token or the same again: both converge
@@ -261,13 +263,14 @@ def test_a_replica_region_holding_a_secret_of_that_name_is_reported_and_never_ov
     from webex_broker.flows.broker import current
 
     assert broker.login(ALICE)["statusCode"] == 200
+    before = broker.connection(ALICE)["sharing"]
     stranger = boto3.client("secretsmanager", region_name="eu-west-1")
     stranger.create_secret(Name=TOKEN, SecretString="someone else's")
     share(monkeypatch)
     assert token_sharing.converge_all(current()) == {ALICE: "failed"}
     assert stranger.get_secret_value(SecretId=TOKEN)["SecretString"] == "someone else's"
     assert "ap-southeast-2" in replicas(broker)
-    assert broker.connection(ALICE).get("sharing", "") == "", "not recorded: the next refresh tries again"
+    assert broker.connection(ALICE)["sharing"] == before, "not recorded: the next refresh tries again"
     assert broker.secret(TOKEN)["access_token"]
 
 

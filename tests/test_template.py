@@ -5,10 +5,12 @@ import re
 import pytest
 
 from devstack.template import LocalResolver, function_definitions, load_template
+from webex_broker.core.settings import _events_source as events_source
 
 TEMPLATE = load_template()
 PARAMETERS = TEMPLATE["Parameters"]
 RESOURCES = TEMPLATE["Resources"]
+OWN_NAME = "POWERTOOLS_SERVICE_NAME"
 HTTP_API_TIMEOUT_SECONDS = 30  # the most an HTTP API integration waits for a function
 
 
@@ -53,11 +55,8 @@ def test_two_stacks_in_one_account_keep_their_metrics_events_and_layers_apart():
         r = resolver(stack)
         globals_env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
         service = r.resolve(globals_env["POWERTOOLS_SERVICE_NAME"])
-        sources = {
-            r.resolve(props["Environment"]["Variables"]["EVENTS_SOURCE"])
-            for props in function_definitions().values()
-            if "EVENTS_SOURCE" in props.get("Environment", {}).get("Variables", {})
-        }
+        overridden = [f for f, p in function_definitions().items() if "Environment" in p and OWN_NAME in str(p)]
+        assert not overridden, "every function has the stack's service name, and so its events' source"
         alarms = [
             r.resolve(res["Properties"]["Dimensions"])
             for res in RESOURCES.values()
@@ -65,8 +64,8 @@ def test_two_stacks_in_one_account_keep_their_metrics_events_and_layers_apart():
         ]
         assert alarms, "the broker's own alarms"
         assert all(d == [{"Name": "service", "Value": service}] for d in alarms), "each alarm sees its stack only"
-        assert len(sources) == 1
-        env[stack] = (service, sources.pop(), r.resolve(RESOURCES["SharedLayer"]["Properties"]["LayerName"]))
+        source = events_source({OWN_NAME: service})
+        env[stack] = (service, source, r.resolve(RESOURCES["SharedLayer"]["Properties"]["LayerName"]))
     a, b = env["broker-a"], env["broker-b"]
     assert all(x != y for x, y in zip(a, b, strict=True)), f"service, event source and layer differ: {a} {b}"
     assert a[1].startswith("webex-token-broker"), "one prefix rule matches every stack's events"

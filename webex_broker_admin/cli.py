@@ -2,9 +2,13 @@
 read tokens.
 
 Talks to the local stack `make run` started (the default, when one is running) or to a deployed
-stack (--stack NAME [--region R]). Exit codes: 0 done, 1 failed, 2 bad usage, 3 no such connection
-or invitation, 4 no local stack / no such stack, 5 AWS credentials missing or refused, 6 the
-refresh did not succeed (Webex or AWS trouble, or the person must authorize again).
+stack (--stack NAME [--region R]). Refresh tokens and the client secret are sealed under a key only
+the broker's functions can use, so `refresh`, `set-credentials`, `service-app add`, `converge` and
+doctor's credentials check invoke those functions with your AWS credentials (lambda:InvokeFunction).
+
+Exit codes: 0 done, 1 failed, 2 bad usage, 3 no such connection or invitation, 4 no local stack /
+no such stack, 5 AWS credentials missing or refused, 6 the refresh did not succeed (Webex or AWS
+trouble, or the person must authorize again).
 """
 
 import argparse
@@ -15,24 +19,25 @@ import re
 import sys
 import time
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from webex_broker.adapters import webex
-from webex_broker.adapters.client_credentials import ClientCredentials, store_client_credentials
 from webex_broker.adapters.invitations import invitation_link
 from webex_broker.adapters.secret_store import delete_secret, get_secret_document, secret_arn
-from webex_broker.core.clock import epoch, utc_now
 from webex_broker.core.connection import Connection, ConnectionStatus
-from webex_broker.core.errors import AccessDenied, ConfigurationError, LoginBusy, ViaUnavailable
-from webex_broker.core.grants import ServiceApp
+from webex_broker.core.errors import ConfigurationError
 from webex_broker.core.observability import logger
-from webex_broker.flows import service_apps, token_sharing
 from webex_broker.flows.adoption import adopt, orphans
-from webex_broker.flows.on_demand import refresh_connection
-from webex_broker.flows.refresh import Refresher
 from webex_broker_admin.doctor import FAIL, run_checks
-from webex_broker_admin.target import EXIT_CREDENTIALS, Target, TargetError, local_target, stack_target
+from webex_broker_admin.target import (
+    EXIT_CREDENTIALS,
+    FunctionFailed,
+    Target,
+    TargetError,
+    local_target,
+    stack_target,
+)
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFRESH_FAILED = 1, 2, 3, 6
 RECOVERY_DAYS = 7
@@ -174,10 +179,12 @@ def cmd_show(args, target: Target) -> None:
 
 
 def cmd_refresh(args, target: Target) -> None:
+    """Through the broker's own functions (the refresh material is sealed under the broker key): the
+    scheduled refresher for --due, the on-demand refresh function for a name."""
     if [bool(args.name), args.due, args.reauth_required].count(True) != 1:
         raise CommandError("Give a connection NAME, --due or --reauth-required.", EXIT_USAGE)
     if args.due:
-        report = Refresher(target.broker).run(remaining_ms=lambda: 900_000).as_dict()
+        report = target.invoke("RefresherFunction", {"source": "webex-broker"})
         print(json.dumps(report, indent=2))
         if report["failed"]:
             raise CommandError(f"{report['failed']} connection(s) failed to refresh.", EXIT_REFRESH_FAILED)
@@ -186,12 +193,19 @@ def cmd_refresh(args, target: Target) -> None:
         _retry_reauth_required(target)
         return
 
-    answer = refresh_connection(args.name, broker=target.broker)
-    print(json.dumps(answer.body, indent=2))
-    if answer.http_status == 404:
+    status, body, _ = _refresh_one(target, args.name)
+    print(json.dumps(body, indent=2))
+    if status == 404:
         raise CommandError(f"No connection named {args.name!r}.", EXIT_NOT_FOUND)
-    if answer.http_status != 200:
-        raise CommandError(answer.body.get("message", "Refresh failed."), EXIT_REFRESH_FAILED)
+    if status != 200:
+        raise CommandError(body.get("message", "Refresh failed."), EXIT_REFRESH_FAILED)
+
+
+def _refresh_one(target: Target, name: str) -> tuple[int, dict, int]:
+    """The on-demand refresh function's answer, as its HTTP route would give it: status, body, Retry-After."""
+    response = target.invoke("RefreshConnectionFunction", {"pathParameters": {"name": quote(name, safe="")}})
+    retry_after = int((response.get("headers") or {}).get("Retry-After", 0))
+    return int(response["statusCode"]), json.loads(response["body"]), retry_after
 
 
 def _retry_reauth_required(target: Target) -> None:
@@ -200,13 +214,13 @@ def _retry_reauth_required(target: Target) -> None:
     names = [row.name for row in target.broker.connections.all() if row.status == ConnectionStatus.REAUTH_REQUIRED]
     answers = {}
     for name in names:
-        answers[name] = refresh_connection(name, broker=target.broker)
-        if answers[name].retry_after:  # forced less than a minute ago: wait out the cooldown, once
-            print(f"{name}: waiting {answers[name].retry_after} s for its on-demand cooldown.", file=sys.stderr)
-            time.sleep(answers[name].retry_after)
-            answers[name] = refresh_connection(name, broker=target.broker)
-    print(json.dumps({name: answer.body for name, answer in answers.items()}, indent=2))
-    restored = [name for name, answer in answers.items() if answer.http_status == 200]
+        answers[name] = _refresh_one(target, name)
+        if retry_after := answers[name][2]:  # forced less than a minute ago: wait out the cooldown, once
+            print(f"{name}: waiting {retry_after} s for its on-demand cooldown.", file=sys.stderr)
+            time.sleep(retry_after)
+            answers[name] = _refresh_one(target, name)
+    print(json.dumps({name: body for name, (_, body, _) in answers.items()}, indent=2))
+    restored = [name for name, (status, _, _) in answers.items() if status == 200]
     print(f"Restored {len(restored)} of {len(names)} connection(s) marked reauth_required.", file=sys.stderr)
     if len(restored) < len(names):
         raise CommandError(
@@ -251,29 +265,31 @@ def _client_secret(variable: str, prompt: str) -> str:
         raise CommandError(f"Set {variable}: there is no terminal to ask for the secret on.", EXIT_USAGE) from None
 
 
+def _admin(target: Target, action: str, **fields) -> dict:
+    """An action of the broker's admin function (flows/administration.py), refused as a CommandError."""
+    answer = target.invoke("AdminFunction", {"action": action, **fields})
+    if not answer.get("ok"):
+        code = {"usage": EXIT_USAGE, "not_found": EXIT_NOT_FOUND}.get(answer.get("error"), EXIT_FAILED)
+        raise CommandError(answer.get("message", f"{action} failed."), code)
+    return answer
+
+
 def cmd_set_credentials(args, target: Target) -> None:
     """The client secret from the environment or a hidden prompt, never from the command line (which
-    shell history and process listings keep); checked with Webex before it is stored."""
+    shell history and process listings keep); the admin function checks it with Webex, then stores
+    it under the broker key."""
     secret = _client_secret("WEBEX_CLIENT_SECRET", "Client secret of the integration: ")
     if not (args.client_id.strip() and secret.strip()):
         raise CommandError("Both the client ID and the client secret are needed.", EXIT_USAGE)
-    credentials = ClientCredentials(args.client_id.strip(), secret.strip())
-    settings = target.broker.settings
-    client = target.broker.webex_client(credentials)
-    try:
-        if not client.credentials_accepted():
-            raise CommandError("Webex refused this client ID and secret (invalid_client); nothing was stored.")
-    except webex.WebexError as exc:
-        raise CommandError(f"Could not check them with Webex ({exc.code}); nothing was stored.") from None
-    store_client_credentials(settings.client_secret_arn, credentials)
-    print(f"Stored the credentials of client {credentials.client_id[:8]}… in {settings.client_secret_arn}.")
+    answer = _admin(target, "set_credentials", client_id=args.client_id.strip(), client_secret=secret.strip())
+    print(answer["message"])
     print("The functions use them within 5 minutes.", file=sys.stderr)
 
 
 def cmd_service_app_add(args, target: Target) -> None:
     """The Service App's client secret from the environment or a hidden prompt, and a portal-generated
     refresh token from stdin: never from the command line, which shell history and process listings
-    keep. Nothing is stored unless Webex hands out a working pair."""
+    keep. The admin function stores nothing unless Webex hands out a working pair."""
     if not (args.via or args.refresh_token_stdin):
         raise CommandError(
             "Give --via CONNECTION (mint through a connection granted spark:applications_token) or "
@@ -284,56 +300,23 @@ def cmd_service_app_add(args, target: Target) -> None:
     if args.refresh_token_stdin and not refresh_token:
         raise CommandError("No refresh token on stdin.", EXIT_USAGE)
     secret = _client_secret("WEBEX_SERVICE_APP_CLIENT_SECRET", "Client secret of the Service App: ")
-    app = ServiceApp(args.app_id.strip(), args.client_id.strip(), secret.strip(), via=args.via or "")
-    if args.via and target.broker.connections.get(args.via) is None:
-        raise CommandError(f"No connection named {args.via!r} to mint through.", EXIT_NOT_FOUND)
-    try:
-        record = service_apps.add(
-            target.broker,
-            args.name,
-            app,
-            args.org.strip(),
-            refresh_token=refresh_token,
-            now=utc_now(),
-            remaining_ms=lambda: 30_000,
-        )
-    except ValueError as exc:
-        raise CommandError(str(exc), EXIT_USAGE) from None
-    except ViaUnavailable as exc:
-        raise CommandError(f"Cannot mint through --via: {exc.reason}; nothing was stored.") from None
-    except webex.WebexError as exc:
-        raise CommandError(_mint_refusal(exc, args), EXIT_FAILED) from None
-    except (AccessDenied, LoginBusy) as exc:
-        raise CommandError(f"{exc}; nothing was stored.") from None
-    print(f"Service App {_short(app.app_id)} in org {_short(args.org)} is connection '{args.name}'.")
+    answer = _admin(
+        target,
+        "add_service_app",
+        connection=args.name,
+        app_id=args.app_id.strip(),
+        client_id=args.client_id.strip(),
+        client_secret=secret.strip(),
+        org_id=args.org.strip(),
+        via=args.via or "",
+        refresh_token=refresh_token,
+    )
+    print(f"Service App {_short(args.app_id.strip())} in org {_short(args.org.strip())} is connection '{args.name}'.")
     secret_name = target.broker.names.token_secret(args.name)
     print(
-        f"Workloads read {secret_name} (this access token lasts until {when(epoch(record.grant.access_expires_at))}); "
+        f"Workloads read {secret_name} (this access token lasts until {when(answer['access_expires_at'])}); "
         "the broker refreshes it with the app's own credentials."
     )
-
-
-def _mint_refusal(exc: webex.WebexError, args) -> str:
-    """What the operator can do about Webex's answer; every path stored nothing."""
-    tracking = f" (Trackingid {exc.tracking_id})" if exc.tracking_id else ""
-    if exc.kind == webex.FailureKind.CONFIGURATION:
-        return f"Webex refused the Service App's client ID or secret (invalid_client){tracking}; nothing was stored."
-    if args.refresh_token_stdin and exc.kind == webex.FailureKind.PERMANENT:
-        return (
-            "Webex says this refresh token is invalid, expired or revoked (or belongs to another app); generate a "
-            f"new one in the developer portal{tracking}. Nothing was stored."
-        )
-    if exc.status == 403:
-        return (
-            f"Webex answered 403: a Full Admin of org {args.org} must authorize this Service App in Control Hub "
-            f"first (or --via's grant lacks spark:applications_token){tracking}. Nothing was stored."
-        )
-    if exc.status == 401 and args.via:
-        return (
-            f"Webex refused the access token of '{args.via}' (401); `webex-broker refresh {args.via}` and try "
-            f"again{tracking}. Nothing was stored."
-        )
-    return f"Webex could not mint the tokens ({exc.code}){tracking}; nothing was stored. Try again later."
 
 
 def cmd_adopt(args, target: Target) -> None:
@@ -350,16 +333,16 @@ def cmd_adopt(args, target: Target) -> None:
 
 
 def cmd_converge(args, target: Target) -> None:
-    """After the stack's ReaderAccountIds, ReaderOrganizationId or ReplicaRegions changed: every token
-    secret now, instead of at its next refresh."""
-    results = token_sharing.converge_all(target.broker)
+    """After the stack's ReaderAccountIds, ReaderOrganizationId or ReplicaRegions changed, or an update
+    added the broker key: every connection's secrets now, instead of at its next refresh."""
+    results = _admin(target, "converge")["results"]
     print(json.dumps(results, indent=2))
     counts = {outcome: list(results.values()).count(outcome) for outcome in ("converged", "unchanged", "failed")}
     print(", ".join(f"{n} {outcome}" for outcome, n in counts.items()), file=sys.stderr)
     if counts["failed"]:
         raise CommandError(
-            f"{counts['failed']} token secret(s) could not be shared as the stack says (see the log lines above); "
-            "their next refresh tries again."
+            f"{counts['failed']} connection(s) could not be brought to what the stack says (the admin function's "
+            "log says why); their next refresh tries again."
         )
 
 
@@ -481,7 +464,8 @@ def parser() -> argparse.ArgumentParser:
     command(
         "converge",
         cmd_converge,
-        "Share every token secret as the stack now says (readers, replicas, key), without waiting for a refresh.",
+        "Bring every connection's secrets to what the stack says (readers, replicas, keys) without waiting for a "
+        "refresh.",
     )
     command("adopt", cmd_adopt, "Rebuild rows for connections whose secrets outlived them (a re-created stack).")
     command("doctor", cmd_doctor, "Check the deployment and say what to fix; exit 1 if a check fails.")
@@ -508,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"webex-broker: {exc}", file=sys.stderr)
         return exc.exit_code
+    except FunctionFailed as exc:
+        print(f"webex-broker: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except ConfigurationError as exc:
         print(f"webex-broker: the broker's configuration is unusable: {exc}", file=sys.stderr)
         return EXIT_FAILED

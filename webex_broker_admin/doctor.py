@@ -4,22 +4,23 @@ Each check says ok, warn or FAIL, and with a problem, what fixes it. Only a FAIL
 exit 1; a warning is something to know (no alarm subscriber yet) that breaks nothing today.
 """
 
+import fnmatch
+import json
 import time
 from dataclasses import dataclass
 
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
-from webex_broker.adapters import aws, webex
-from webex_broker.adapters.client_credentials import load_client_credentials
+from webex_broker.adapters import aws
 from webex_broker.adapters.secret_store import secret_names
 from webex_broker.core.connection import ConnectionStatus
-from webex_broker.core.errors import ConfigurationError, NotConfigured
+from webex_broker.core.errors import ConfigurationError
 from webex_broker.flows.adoption import orphans
 from webex_broker.flows.broker import Broker
 from webex_broker.flows.service_apps import via_problem
 from webex_broker.flows.token_sharing import out_of_date
-from webex_broker_admin.target import Target
+from webex_broker_admin.target import FunctionFailed, Target
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 UNRESERVED_MINIMUM = 10  # Lambda keeps this much of the account's concurrency unreserved, always
@@ -40,11 +41,12 @@ def run_checks(target: Target) -> list[Check]:
         broker = target.broker
     except ConfigurationError as exc:  # checked once, when loaded: nothing below can work
         return [*checks, Check("configuration", FAIL, str(exc), "fix the stack's parameters and deploy again")]
-    checks.append(_credentials(broker))
+    checks.append(_credentials(target))
     checks.append(_scopes(broker))
     checks.append(_callback_page(target.broker_url))
     checks.append(_last_run(broker))
     checks.append(_token_key(broker))
+    checks.append(_broker_key(broker))
     checks += _connections(broker)
     if target.outputs:
         checks.append(_alarm_subscription(target.outputs.get("AlarmTopicArn", "")))
@@ -52,23 +54,17 @@ def run_checks(target: Target) -> list[Check]:
     return checks
 
 
-def _credentials(broker: Broker) -> Check:
-    fix = "webex-broker set-credentials --client-id <the integration's client ID>"
+def _credentials(target: Target) -> Check:
+    """Asked of the admin function: the client secret is sealed under the broker key."""
     name = "client credentials"
     try:
-        credentials = load_client_credentials(broker.settings.client_secret_arn)
-    except NotConfigured:
-        return Check(name, FAIL, "not set yet: the stack created the client secret empty", fix)
-    except ConfigurationError as exc:
-        return Check(name, FAIL, str(exc), fix)
-    client = broker.webex_client(credentials)
-    try:
-        accepted = client.credentials_accepted()
-    except webex.WebexError as exc:
-        return Check(name, FAIL, f"could not ask Webex ({exc.code or exc.status})", "check WebexApiBaseUrl and Webex")
-    if not accepted:
-        return Check(name, FAIL, "Webex refuses the client ID or secret (invalid_client)", fix)
-    return Check(name, OK, f"Webex accepts client ID {credentials.client_id[:8]}…")
+        check = target.invoke("AdminFunction", {"action": "check_credentials"})
+    except (ClientError, BotoCoreError, FunctionFailed) as exc:
+        reason = aws.error_code(exc) or type(exc).__name__
+        fix = "give your AWS identity lambda:InvokeFunction on the stack's AdminFunction"
+        return Check(name, FAIL, f"could not ask the broker's admin function ({reason})", fix)
+    result = {"ok": OK, "warn": WARN}.get(check["result"], FAIL)
+    return Check(name, result, check["detail"], check["fix"])
 
 
 def _scopes(broker: Broker) -> Check:
@@ -178,6 +174,50 @@ def _token_key(broker: Broker) -> Check:
     readers = ", ".join(filter(None, [*sharing.reader_account_ids, sharing.reader_organization_id])) or "none"
     regions = ", ".join(sharing.replica_regions) or "none"
     return Check("token key", OK, f"{key} enabled; readers in other accounts: {readers}; replicas: {regions}")
+
+
+def _broker_key(broker: Broker) -> Check:
+    """The key that seals refresh tokens and the client secret: usable by the broker's functions (and
+    the break-glass role) alone. A policy edited to let anyone else decrypt, or a grant that does, is
+    found here; so is a key that no function can use any more."""
+    name, key = "broker key", broker.settings.sharing.broker_key_id
+    if not key:
+        fix = "deploy the current template (it adds BrokerKey), then `webex-broker converge`"
+        detail = "none: refresh tokens are under the AWS managed key, which any administrator can use"
+        return Check(name, WARN, detail, fix)
+    kms = aws.client("kms")
+    try:
+        state = kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"]
+        statements = json.loads(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])["Statement"]
+        grants = kms.list_grants(KeyId=key).get("Grants", [])
+    except (ClientError, BotoCoreError) as exc:
+        return Check(name, WARN, f"could not read {key} ({aws.error_code(exc) or type(exc).__name__})")
+    if state != "Enabled":
+        fix = "enable the key (or cancel its deletion): no refresh can read its refresh token while it is not"
+        return Check(name, FAIL, f"{key} is {state}", fix)
+    users = [s for s in statements if s.get("Effect") == "Allow" and _uses(s.get("Action", []))]
+    unbound = [s.get("Sid", "(no Sid)") for s in users if not _principal_arns(s)]
+    if unbound:
+        fix = "restore the key policy from template.yaml (every use of the key is bound to aws:PrincipalArn)"
+        return Check(name, FAIL, f"its policy lets more than named roles decrypt: {', '.join(unbound)}", fix)
+    if granted := sorted({g.get("GranteePrincipal", "?") for g in grants if set(g.get("Operations", [])) & _USES}):
+        fix = "aws kms revoke-grant, unless it is meant"
+        return Check(name, WARN, f"grants let these decrypt too: {', '.join(granted)}", fix)
+    roles = sorted({arn.rsplit("/", 1)[-1] for s in users for arn in _principal_arns(s)})
+    return Check(name, OK, f"{key} enabled; only these roles can decrypt: {', '.join(roles)}")
+
+
+_USES = {"Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo"}
+
+
+def _uses(actions) -> bool:
+    """Whether a key-policy statement's actions include decrypting with the key."""
+    return any(fnmatch.fnmatchcase("kms:Decrypt", a) for a in ([actions] if isinstance(actions, str) else actions))
+
+
+def _principal_arns(statement: dict) -> list[str]:
+    arns = statement.get("Condition", {}).get("StringEquals", {}).get("aws:PrincipalArn", [])
+    return [arns] if isinstance(arns, str) else list(arns)
 
 
 def _service_apps(broker: Broker, rows: list) -> list[Check]:

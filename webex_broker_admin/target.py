@@ -1,7 +1,9 @@
 """Which broker the CLI talks to: the local stack `make run` started, or a deployed stack found
 through CloudFormation. Either way the CLI reads the environment the functions run with (the local
 state file, or the deployed refresher's configuration) and builds the very same broker from it, so
-it runs the same library code, with the same settings and lease, as the Lambda functions."""
+it runs the same library code, with the same settings and lease, as the Lambda functions. What
+needs the broker key (refresh material, the client secret) it cannot do itself: it invokes the
+broker's own functions for that, with the operator's AWS credentials."""
 
 import json
 import os
@@ -9,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from webex_broker.adapters import aws
@@ -21,6 +24,15 @@ EXIT_CREDENTIALS = 5
 
 # The function whose environment is the broker's whole configuration (the Globals plus the refresh policy).
 CONFIGURED_FUNCTION = "RefresherFunction"
+# A refresh run may take the refresher's whole 900 s; an invocation is never retried on the CLI's say-so.
+_INVOKE_CONFIG = Config(read_timeout=930, connect_timeout=10, retries={"total_max_attempts": 1})
+
+
+class FunctionFailed(Exception):
+    """A broker function raised instead of answering (Lambda's FunctionError)."""
+
+    def __init__(self, function: str, error_type: str, message: str):
+        super().__init__(f"the broker's {function} failed ({error_type}): {message}")
 
 
 class TargetError(Exception):
@@ -36,10 +48,28 @@ class Target:
     environment: dict[str, str]  # the functions' environment variables
     aws_session: dict[str, str]  # where its AWS is: the region, and for the local stack endpoint and credentials
     outputs: dict[str, str] = field(default_factory=dict)  # a deployed stack's CloudFormation outputs
+    stack: str = ""  # a deployed stack's name; empty for the local stack, whose functions go by logical id
+    lambda_endpoint: str | None = None  # the local gateway, which serves Lambda's Invoke API
 
     def connect(self) -> None:
         """Point the library's AWS clients at this target's account and region."""
         aws.connect(**self.aws_session)
+
+    def invoke(self, function: str, event: dict) -> dict | list | None:
+        """Run one of the broker's functions (by logical id) on `event` and return its answer."""
+        client = boto3.client("lambda", endpoint_url=self.lambda_endpoint, config=_INVOKE_CONFIG)
+        answer = client.invoke(FunctionName=self._physical_name(function), Payload=json.dumps(event).encode())
+        result = json.loads(answer["Payload"].read() or b"null")
+        if answer.get("FunctionError"):
+            raise FunctionFailed(function, result.get("errorType", "?"), result.get("errorMessage", ""))
+        return result
+
+    def _physical_name(self, function: str) -> str:
+        if not self.stack:
+            return function
+        cloudformation = aws.client("cloudformation")
+        resource = cloudformation.describe_stack_resource(StackName=self.stack, LogicalResourceId=function)
+        return resource["StackResourceDetail"]["PhysicalResourceId"]
 
     @cached_property
     def broker(self) -> Broker:
@@ -52,7 +82,13 @@ def local_target() -> Target:
     try:
         state = json.loads(path.read_text())
         os.kill(int(state["pid"]), 0)
-        return Target(f"local stack at {state['broker_url']}", state["broker_url"], state["environment"], state["aws"])
+        return Target(
+            f"local stack at {state['broker_url']}",
+            state["broker_url"],
+            state["environment"],
+            state["aws"],
+            lambda_endpoint=state["broker_url"],
+        )
     except (OSError, ValueError, KeyError):
         raise TargetError(
             "No local broker is running (start one with `make run`), and no --stack was given.", EXIT_NO_TARGET
@@ -86,4 +122,5 @@ def stack_target(stack: str, region: str | None) -> Target:
         configuration.get("Environment", {}).get("Variables", {}),
         {"region_name": region},
         outputs,
+        stack=stack,
     )

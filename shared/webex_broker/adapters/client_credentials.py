@@ -1,7 +1,8 @@
 """The integration's client ID and secret, read from Secrets Manager at run time, never from env.
 
-The stack creates the secret empty (`{}`) and `webex-broker set-credentials` fills it, so a deploy
-never carries the client secret and never overwrites one rotated in Secrets Manager.
+The stack creates the secret empty (`{}`) and `webex-broker set-credentials` fills it through the
+broker's admin function, sealing it under the broker key, so a deploy never carries the client
+secret, never overwrites one rotated in Secrets Manager, and no administrator can read it.
 """
 
 import json
@@ -42,7 +43,17 @@ def load_client_credentials(secret_arn: str) -> ClientCredentials:
         raise ConfigurationError("The client secret must be JSON with the keys client_id and client_secret") from None
 
 
-def store_client_credentials(secret_arn: str, credentials: ClientCredentials) -> None:
-    """What `set-credentials` writes (the functions see it within CACHE_SECONDS)."""
-    document = {"client_id": credentials.client_id, "client_secret": credentials.client_secret}
-    aws.client("secretsmanager").put_secret_value(SecretId=secret_arn, SecretString=json.dumps(document))
+def store_client_credentials(secret_arn: str, credentials: ClientCredentials, *, key: str = "") -> None:
+    """What `set-credentials` writes (the functions see it within CACHE_SECONDS): a new version, and
+    the secret under the broker `key` from then on, in one call."""
+    document = json.dumps({"client_id": credentials.client_id, "client_secret": credentials.client_secret})
+    sm = aws.client("secretsmanager")
+    if key:
+        sm.update_secret(SecretId=secret_arn, SecretString=document, KmsKeyId=key)
+    else:
+        sm.put_secret_value(SecretId=secret_arn, SecretString=document)
+
+
+def client_secret_key(secret_arn: str) -> str:
+    """The key the client secret is under: the broker key once `set-credentials` ran on this stack."""
+    return aws.client("secretsmanager").describe_secret(SecretId=secret_arn).get("KmsKeyId", "")

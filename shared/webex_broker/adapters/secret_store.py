@@ -3,7 +3,8 @@
 Every write carries a ClientRequestToken derived from the secret's name and content, so retrying
 the same write after a crash or a timeout is a no-op instead of a second version or an error.
 Token secrets are also shared as the stack says (core/sharing.py): created under the token key with
-their replicas and resource policy, and brought to a changed sharing by `converge_sharing`.
+their replicas and resource policy, and brought to a changed sharing by `converge_sharing`. Refresh
+secrets are created under the broker key, and older ones brought under it by `seal`.
 """
 
 import json
@@ -40,11 +41,12 @@ def request_token(name: str, secret_string: str) -> str:
 
 
 def put_secret(
-    name: str, document: dict, *, description: str, tags: dict[str, str], sharing: TokenSharing | None = None
+    name: str, document: dict, *, description: str, tags: dict[str, str], key: str = "", replicas: tuple[str, ...] = ()
 ) -> str:
     """Write a new current version, creating (or restoring a deleted) secret where needed; returns its
-    ARN. A new secret is created under `sharing`'s key and replicated as it says, in the one create
-    call; its resource policy is the flows' to converge (token_sharing), which never fails a write."""
+    ARN. A new secret is created under `key` (empty: the AWS managed key) with its `replicas`, in the
+    one create call; a token secret's resource policy is the flows' to converge (token_sharing), which
+    never fails a write."""
     secret_string = json.dumps(document, sort_keys=True, separators=(",", ":"))
     token = request_token(name, secret_string)
     sm = aws.client("secretsmanager")
@@ -53,7 +55,7 @@ def put_secret(
     except ClientError as exc:
         code = aws.error_code(exc)
         if code == "ResourceNotFoundException":
-            return _create(name, secret_string, token, description, tags, sharing)
+            return _create(name, secret_string, token, description, tags, key, replicas)
         if scheduled_for_deletion(exc):
             sm.restore_secret(SecretId=name)
             return sm.put_secret_value(SecretId=name, SecretString=secret_string, ClientRequestToken=token)["ARN"]
@@ -79,14 +81,14 @@ def secret_names(prefix: str) -> set[str]:
 
 
 def _create(
-    name: str, secret_string: str, token: str, description: str, tags: dict[str, str], sharing: TokenSharing | None
+    name: str, secret_string: str, token: str, description: str, tags: dict[str, str], key: str, replicas
 ) -> str:
     sm = aws.client("secretsmanager")
-    shared = {}
-    if sharing and sharing.kms_key_id:
-        shared["KmsKeyId"] = sharing.kms_key_id
-    if sharing and (regions := _replica_regions(sharing)):
-        shared["AddReplicaRegions"] = [{"Region": region} for region in regions]
+    options = {}
+    if key:
+        options["KmsKeyId"] = key
+    if regions := _replica_regions(replicas):
+        options["AddReplicaRegions"] = [{"Region": region} for region in regions]
     try:
         arn = sm.create_secret(
             Name=name,
@@ -94,7 +96,7 @@ def _create(
             ClientRequestToken=token,
             Description=description,
             Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
-            **shared,
+            **options,
         )["ARN"]
     except ClientError as exc:
         if aws.error_code(exc) != "ResourceExistsException":
@@ -110,11 +112,10 @@ def converge_sharing(name: str, sharing: TokenSharing) -> None:
     policy. Idempotent: after a crash, running it again finishes the job."""
     sm = aws.client("secretsmanager")
     described = sm.describe_secret(SecretId=name)
-    wanted_key = sharing.kms_key_id or AWS_MANAGED_KEY
-    if _key_id(described.get("KmsKeyId", AWS_MANAGED_KEY)) != _key_id(wanted_key):
-        sm.update_secret(SecretId=name, KmsKeyId=wanted_key)
+    if not same_key(described.get("KmsKeyId", ""), sharing.kms_key_id):
+        sm.update_secret(SecretId=name, KmsKeyId=sharing.kms_key_id or AWS_MANAGED_KEY)
     replicated = {r["Region"]: r for r in described.get("ReplicationStatus", [])}
-    wanted = set(_replica_regions(sharing))
+    wanted = set(_replica_regions(sharing.replica_regions))
     if missing := sorted(wanted - set(replicated)):
         answer = sm.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": r} for r in missing])
         replicated |= {r["Region"]: r for r in answer.get("ReplicationStatus", [])}
@@ -137,14 +138,28 @@ class ReplicationFailed(Exception):
         self.reasons = reasons
 
 
-def _replica_regions(sharing: TokenSharing) -> list[str]:
+def seal(name: str, key: str) -> None:
+    """Bring a refresh secret made before the broker key under it. Secrets Manager re-encrypts its
+    labelled versions and keeps their copies under the old key, so nothing becomes unreadable midway;
+    versions written from now on are under the broker key alone. Idempotent."""
+    sm = aws.client("secretsmanager")
+    if key and not same_key(sm.describe_secret(SecretId=name).get("KmsKeyId", ""), key):
+        sm.update_secret(SecretId=name, KmsKeyId=key)
+
+
+def _replica_regions(regions) -> list[str]:
     """The stack's own region is where the primary lives, never a replica."""
     own = aws.client("secretsmanager").meta.region_name
-    return [region for region in sharing.replica_regions if region != own]
+    return [region for region in regions if region != own]
+
+
+def same_key(a: str, b: str) -> bool:
+    """Key ids, ARNs and aliases compared: DescribeSecret may answer an ARN where the stack gave an id,
+    and says nothing (empty) for the AWS managed key."""
+    return _key_id(a or AWS_MANAGED_KEY) == _key_id(b or AWS_MANAGED_KEY)
 
 
 def _key_id(key: str) -> str:
-    """A key id, ARN or alias as comparable: DescribeSecret may answer an ARN where the stack gave an id."""
     return key.rsplit("/", 1)[-1] if ":key/" in key or key.startswith("key/") else key
 
 
@@ -176,13 +191,14 @@ def get_secret_document(name: str) -> dict:
     return json.loads(aws.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
 
 
-def write_refresh_material(material: RefreshMaterial, names: SecretNames, *, now: datetime) -> str:
-    """Step one of `write_tokens`."""
+def write_refresh_material(material: RefreshMaterial, names: SecretNames, *, now: datetime, key: str = "") -> str:
+    """Step one of `write_tokens`; a new refresh secret is sealed under the broker `key`."""
     return put_secret(
         names.refresh_secret(material.connection),
         material.document(updated_at=now),
         description=f"Webex refresh material for {material.connection}; read only by the token broker.",
         tags={"webex-token-broker:connection": material.connection, "webex-token-broker:kind": "refresh"},
+        key=key,
     )
 
 
@@ -204,7 +220,8 @@ def write_tokens(
     if refresh_token_changed:
         pace()
         starting(names.refresh_secret(record.connection))
-        write_refresh_material(record.refresh_material(), names, now=record.updated_at)
+        key = sharing.broker_key_id if sharing else ""
+        write_refresh_material(record.refresh_material(), names, now=record.updated_at, key=key)
     if not access_token_changed:
         return None
     pace()
@@ -219,5 +236,6 @@ def write_consumer_secret(record: TokenRecord, names: SecretNames, sharing: Toke
         record.consumer_document(),
         description=f"Webex access token for {record.connection}, kept fresh by the token broker.",
         tags={"webex-token-broker:connection": record.connection, "webex-token-broker:kind": "access-token"},
-        sharing=sharing,
+        key=sharing.kms_key_id if sharing else "",
+        replicas=sharing.replica_regions if sharing else (),
     )

@@ -127,7 +127,7 @@ def _read(environ: Mapping[str, str]) -> Settings:
             write_rate=float(env("SECRETS_WRITE_RATE", "40")),
             expiry_warning_seconds=int(float(env("REFRESH_EXPIRY_WARNING_DAYS", "14")) * 86400),
         ),
-        events_source=env("EVENTS_SOURCE", "webex-token-broker"),
+        events_source=_events_source(environ),
         event_bus=env("EVENT_BUS_NAME", "default"),
         access_mode=env("ACCESS_MODE", "invite"),
         allowed_email_domains=tuple(domain.lower() for domain in _split(env("ALLOWED_EMAIL_DOMAINS", ""))),
@@ -139,8 +139,16 @@ def _read(environ: Mapping[str, str]) -> Settings:
             reader_account_ids=_split(env("READER_ACCOUNT_IDS", "")),
             reader_organization_id=env("READER_ORGANIZATION_ID", "").strip(),
             replica_regions=_split(env("REPLICA_REGIONS", "")),
+            broker_key_id=env("BROKER_KMS_KEY_ID", ""),
         ),
     )
+
+
+def _events_source(environ: Mapping[str, str]) -> str:
+    """`webex-token-broker.<stack name>`, so two stacks' events stay apart; derived from the stack name
+    Powertools already has, because the refresher's 4 KB environment has no room for it twice."""
+    stack = environ.get("POWERTOOLS_SERVICE_NAME", "")
+    return f"webex-token-broker.{stack}" if stack else "webex-token-broker"
 
 
 def _split(value: str) -> tuple[str, ...]:

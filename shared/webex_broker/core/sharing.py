@@ -1,10 +1,10 @@
-"""Who besides this account's own workloads may read the token secrets, and where copies live: the
-stack's ReaderAccountIds, ReaderOrganizationId and ReplicaRegions, and the token key that makes
-reading from another account possible (an AWS managed key cannot be shared).
+"""Who may read a connection's secrets. Token secrets: this account's workloads, plus the stack's
+ReaderAccountIds and ReaderOrganizationId through the token key (an AWS managed key cannot be
+shared), with copies in ReplicaRegions. Refresh secrets: only the broker's functions, through the
+broker key whose policy names them; never shared, never replicated.
 
-Only consumer (token) secrets are shared; refresh material never is. A connection's row records the
-fingerprint of the sharing its token secret was last brought to, so a refresh knows without asking
-AWS whether the secret still has to converge after the stack changed.
+A connection's row records the fingerprint of what its secrets were last brought to, so a refresh
+knows without asking AWS whether they still have to converge after the stack changed.
 """
 
 import hashlib
@@ -26,6 +26,7 @@ class TokenSharing:
     reader_account_ids: tuple[str, ...] = ()
     reader_organization_id: str = ""
     replica_regions: tuple[str, ...] = ()
+    broker_key_id: str = ""  # seals refresh material; empty: Secrets Manager's AWS managed key
 
     def validate(self) -> None:
         bad = [a for a in self.reader_account_ids if not ACCOUNT_ID.fullmatch(a)]
@@ -69,8 +70,8 @@ class TokenSharing:
         return {"Version": "2012-10-17", "Statement": statements} if statements else None
 
     def fingerprint(self) -> str:
-        """Changes exactly when what a token secret should look like changes; '' for Secrets Manager's
-        defaults (no token key, readers or replicas), which every secret made before sharing has."""
+        """Changes exactly when what a connection's secrets should look like changes; '' for Secrets
+        Manager's defaults (no keys, readers or replicas), which every secret made before sharing has."""
         if self == TokenSharing():
             return ""
         canonical = json.dumps(
@@ -79,6 +80,7 @@ class TokenSharing:
                 sorted(self.reader_account_ids),
                 self.reader_organization_id,
                 sorted(self.replica_regions),
+                self.broker_key_id,
             ]
         )
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,16 +1,15 @@
-"""Bringing token secrets to the stack's sharing (readers in other accounts, replicas, the token
-key) when the stack changes: at a connection's next refresh or login, or at once for every
-connection with `webex-broker converge`. The row's fingerprint says whether there is anything to do,
-so a refresh costs no extra AWS call once a secret has converged.
-
-Converging never stands in the way of a token: if AWS refuses a step, the refresh or login still
-counts, the error is logged and counted, and the next refresh tries again.
+"""Bringing a connection's secrets to what the stack says (token secrets: readers in other accounts,
+replicas, the token key; refresh secrets: the broker key) when the stack changes: at a connection's
+next refresh or login, or at once for every connection with `webex-broker converge`. The row's
+fingerprint says whether there is anything to do, so a refresh costs no extra AWS call once a secret
+has converged. Converging never stands in the way of a token: if AWS refuses a step, the refresh or
+login still counts, the error is logged and counted, and the next refresh tries again.
 """
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker.adapters import aws
-from webex_broker.adapters.secret_store import ReplicationFailed, converge_sharing
+from webex_broker.adapters.secret_store import ReplicationFailed, converge_sharing, seal
 from webex_broker.core.connection import Connection, ConnectionStatus
 from webex_broker.core.observability import logger, metrics
 from webex_broker.flows.broker import Broker
@@ -24,16 +23,17 @@ def converge(broker: Broker, connection: str, recorded: str) -> str | None:
     if recorded == wanted:
         return wanted
     try:
+        seal(broker.names.refresh_secret(connection), sharing.broker_key_id)
         converge_sharing(broker.names.token_secret(connection), sharing)
     except (ClientError, BotoCoreError, ReplicationFailed) as exc:
         detail = exc.reasons if isinstance(exc, ReplicationFailed) else aws.error_code(exc) or type(exc).__name__
         logger.error(
-            "Could not share the token secret as the stack says; the next refresh tries again",
+            "Could not bring the secrets to what the stack says; the next refresh tries again",
             extra={"connection": connection, "error": detail},
         )
         metrics.add_metric(name="SharingNotApplied", unit="Count", value=1)
         return None
-    logger.info("Token secret shared as the stack says", extra={"connection": connection})
+    logger.info("Secrets brought to what the stack says", extra={"connection": connection})
     return wanted
 
 

@@ -1,0 +1,167 @@
+"""What `webex-broker` asks the broker's admin function for: every operator task that reads or
+writes what the broker key seals (the client secret, refresh material), which the operator's own AWS
+credentials cannot decrypt. Each action takes the invocation's JSON and answers JSON:
+{"ok": true, ...} or {"ok": false, "error": KIND, "message": ...} with KIND "usage", "not_found" or
+"failed". No secret or token is ever in an answer or a log line.
+"""
+
+from collections.abc import Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from webex_broker.adapters import aws, webex
+from webex_broker.adapters.client_credentials import (
+    ClientCredentials,
+    client_secret_key,
+    load_client_credentials,
+    store_client_credentials,
+)
+from webex_broker.adapters.secret_store import same_key
+from webex_broker.core.clock import epoch, utc_now
+from webex_broker.core.errors import AccessDenied, ConfigurationError, LoginBusy, NotConfigured, ViaUnavailable
+from webex_broker.core.grants import ServiceApp
+from webex_broker.core.observability import logger
+from webex_broker.flows import service_apps, token_sharing
+from webex_broker.flows.broker import Broker
+
+SET_CREDENTIALS_FIX = "webex-broker set-credentials --client-id <the integration's client ID>"
+
+
+class Refused(Exception):
+    """An action that cannot be done as asked; its message is for the operator."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def handle(broker: Broker, event: dict, *, remaining_ms: Callable[[], int]) -> dict:
+    action = event.get("action") if isinstance(event, dict) else None
+    run = ACTIONS.get(action) if isinstance(action, str) else None
+    if run is None:
+        return _refusal(Refused("usage", f"No such action {action!r}; the actions are {', '.join(sorted(ACTIONS))}."))
+    logger.info("Admin action", extra={"action": action})
+    try:
+        return {"ok": True, **run(broker, event, remaining_ms)}
+    except Refused as exc:
+        return _refusal(exc)
+
+
+def _refusal(exc: Refused) -> dict:
+    logger.warning("Admin action refused", extra={"error": exc.kind})
+    return {"ok": False, "error": exc.kind, "message": str(exc)}
+
+
+def _text(event: dict, key: str, *, required: bool = True) -> str:
+    value = event.get(key, "")
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise Refused("usage", f"{key} must be a non-empty string.")
+    return value.strip()
+
+
+def set_credentials(broker: Broker, event: dict, remaining_ms) -> dict:
+    """Checked with Webex before anything is stored; stored sealed under the broker key."""
+    credentials = ClientCredentials(_text(event, "client_id"), _text(event, "client_secret"))
+    try:
+        accepted = broker.webex_client(credentials).credentials_accepted()
+    except webex.WebexError as exc:
+        raise Refused("failed", f"Could not check them with Webex ({exc.code}); nothing was stored.") from None
+    if not accepted:
+        raise Refused("failed", "Webex refused this client ID and secret (invalid_client); nothing was stored.")
+    arn = broker.settings.client_secret_arn
+    store_client_credentials(arn, credentials, key=broker.settings.sharing.broker_key_id)
+    return {"message": f"Stored the credentials of client {credentials.client_id[:8]}… in {arn}."}
+
+
+def check_credentials(broker: Broker, event: dict, remaining_ms) -> dict:
+    """doctor's check: stored, accepted by Webex, and sealed under the broker key."""
+    arn = broker.settings.client_secret_arn
+    try:
+        credentials = load_client_credentials(arn)
+    except NotConfigured:
+        return _check("fail", "not set yet: the stack created the client secret empty", SET_CREDENTIALS_FIX)
+    except ConfigurationError as exc:
+        return _check("fail", str(exc), SET_CREDENTIALS_FIX)
+    try:
+        accepted = broker.webex_client(credentials).credentials_accepted()
+    except webex.WebexError as exc:
+        return _check("fail", f"could not ask Webex ({exc.code or exc.status})", "check WebexApiBaseUrl and Webex")
+    if not accepted:
+        return _check("fail", "Webex refuses the client ID or secret (invalid_client)", SET_CREDENTIALS_FIX)
+    accepted_detail = f"Webex accepts client ID {credentials.client_id[:8]}…"
+    wanted = broker.settings.sharing.broker_key_id
+    if wanted and not same_key(client_secret_key(arn), wanted):
+        return _check(
+            "warn",
+            f"{accepted_detail}, but the secret is not under the broker key: an account administrator can read it",
+            f"{SET_CREDENTIALS_FIX} (stores it again, under the broker key)",
+        )
+    return _check("ok", f"{accepted_detail}; sealed under the broker key" if wanted else accepted_detail)
+
+
+def _check(result: str, detail: str, fix: str = "") -> dict:
+    return {"result": result, "detail": detail, "fix": fix}
+
+
+def add_service_app(broker: Broker, event: dict, remaining_ms) -> dict:
+    """Nothing is stored unless Webex hands out a working pair (service_apps.add)."""
+    name, org_id, via = _text(event, "connection"), _text(event, "org_id"), _text(event, "via", required=False)
+    refresh_token = _text(event, "refresh_token", required=False)
+    if not (via or refresh_token):
+        raise Refused("usage", "Give a connection to mint through (via) or a portal-generated refresh token.")
+    app = ServiceApp(_text(event, "app_id"), _text(event, "client_id"), _text(event, "client_secret"), via=via)
+    if via and broker.connections.get(via) is None:
+        raise Refused("not_found", f"No connection named {via!r} to mint through.")
+    try:
+        record = service_apps.add(
+            broker, name, app, org_id, refresh_token=refresh_token, now=utc_now(), remaining_ms=remaining_ms
+        )
+    except ValueError as exc:
+        raise Refused("usage", str(exc)) from None
+    except ViaUnavailable as exc:
+        raise Refused("failed", f"Cannot mint through --via: {exc.reason}; nothing was stored.") from None
+    except webex.WebexError as exc:
+        raise Refused("failed", _mint_refusal(exc, seeded=bool(refresh_token), org_id=org_id, via=via)) from None
+    except (AccessDenied, LoginBusy) as exc:
+        raise Refused("failed", f"{exc}; nothing was stored.") from None
+    return {"access_expires_at": epoch(record.grant.access_expires_at)}
+
+
+def _mint_refusal(exc: webex.WebexError, *, seeded: bool, org_id: str, via: str) -> str:
+    """What the operator can do about Webex's answer; every path stored nothing."""
+    tracking = f" (Trackingid {exc.tracking_id})" if exc.tracking_id else ""
+    if exc.kind == webex.FailureKind.CONFIGURATION:
+        return f"Webex refused the Service App's client ID or secret (invalid_client){tracking}; nothing was stored."
+    if seeded and exc.kind == webex.FailureKind.PERMANENT:
+        return (
+            "Webex says this refresh token is invalid, expired or revoked (or belongs to another app); generate a "
+            f"new one in the developer portal{tracking}. Nothing was stored."
+        )
+    if exc.status == 403:
+        return (
+            f"Webex answered 403: a Full Admin of org {org_id} must authorize this Service App in Control Hub "
+            f"first (or --via's grant lacks spark:applications_token){tracking}. Nothing was stored."
+        )
+    if exc.status == 401 and via:
+        return (
+            f"Webex refused the access token of '{via}' (401); `webex-broker refresh {via}` and try "
+            f"again{tracking}. Nothing was stored."
+        )
+    return f"Webex could not mint the tokens ({exc.code}){tracking}; nothing was stored. Try again later."
+
+
+def converge(broker: Broker, event: dict, remaining_ms) -> dict:
+    """Every connection's secrets to what the stack says now (token_sharing.converge_all)."""
+    try:
+        return {"results": token_sharing.converge_all(broker)}
+    except (ClientError, BotoCoreError) as exc:
+        reason = aws.error_code(exc) or type(exc).__name__
+        raise Refused("failed", f"Could not list the connections ({reason}).") from None
+
+
+ACTIONS = {
+    "set_credentials": set_credentials,
+    "check_credentials": check_credentials,
+    "add_service_app": add_service_app,
+    "converge": converge,
+}
