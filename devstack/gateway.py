@@ -18,7 +18,8 @@ from devstack.lambda_runtime import LocalFunction
 
 BINARY_TYPES = ("application/octet-stream", "image/", "application/zip")
 INVALID_TOKEN = "The security token included in the request is invalid."
-INVOKE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
+LAMBDA_API = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/(?P<operation>invocations|configuration)$")
+LAMBDA_METHODS = {"invocations": "POST", "configuration": "GET"}
 
 
 class Route:
@@ -118,17 +119,18 @@ class LocalGateway:
     ):
         self.routes = routes
         self.functions = functions or {}  # logical id → function, for Lambda's Invoke API
+        self.environment: dict[str, str] = {}  # the functions' variables, as GetFunctionConfiguration shows them
         self.credentials = credentials
         self._on_request = on_request or (lambda method, route, status, ms: None)
 
     def __call__(self, environ, start_response):
         request = Request(environ)
         started = time.monotonic()
-        invocation = INVOKE.match(request.path) if request.method == "POST" else None
-        if invocation is not None:
-            name = function_name(invocation["name"])
-            response = self._invoke(request, name)
-            path = f"/2015-03-31/functions/{name}/invocations"
+        call = LAMBDA_API.match(request.path)
+        if call is not None and LAMBDA_METHODS[call["operation"]] == request.method:
+            name = function_name(call["name"])
+            response = self._lambda(request, name, call["operation"])
+            path = f"/2015-03-31/functions/{name}/{call['operation']}"
             self._on_request(request.method, path, response.status_code, time.monotonic() - started)
             return response(environ, start_response)
         for route in self.routes:
@@ -165,17 +167,21 @@ class LocalGateway:
         except Exception:  # what API Gateway answers when the function itself fails
             return Response('{"message":"Internal Server Error"}', 500, content_type="application/json")
 
-    def _invoke(self, request: Request, name: str) -> Response:
-        """Lambda's Invoke (RequestResponse): signed by the stack's credentials, answered as Lambda does."""
+    def _lambda(self, request: Request, name: str, operation: str) -> Response:
+        """Lambda's Invoke (RequestResponse) and GetFunctionConfiguration: signed by the stack's
+        credentials, answered as Lambda does."""
         try:
             self._verify(request, "lambda")
         except sigv4.SignatureRejected:
             return lambda_error(403, "UnrecognizedClientException", {"message": INVALID_TOKEN})
-        function = self.functions.get(name)
+        function = self.functions.get(name) or self.functions.get(_logical_id(name, self.functions))
         if function is None:
             return lambda_error(
                 404, "ResourceNotFoundException", {"Type": "User", "message": f"Function not found: {name}"}
             )
+        if operation == "configuration":
+            configuration = {"FunctionName": name, "Environment": {"Variables": self.environment}}
+            return Response(json.dumps(configuration), 200, content_type="application/json")
         try:
             event = json.loads(request.get_data() or b"{}")
         except ValueError as exc:
@@ -197,6 +203,12 @@ def function_name(name: str) -> str:
     """Lambda takes a function's name, its ARN or a partial ARN (`ACCOUNT:function:NAME`), each with an
     optional `:qualifier`; locally the name is the template's logical id."""
     return name.rpartition(":function:")[2].split(":")[0]
+
+
+def _logical_id(name: str, functions: dict) -> str:
+    """CloudFormation names a function `<stack>-<logical id>-<suffix>`: a deployed stack's name (as
+    `--stack` finds it) reaches the local function it was made from."""
+    return next((part for part in name.split("-") if part in functions), "")
 
 
 def lambda_error(status: int, error_type: str, body: dict) -> Response:

@@ -134,12 +134,11 @@ class LocalBroker:
         self.login_url = ""
         self.base_url = ""
         self._function_env_names: list[str] = []
-        self.operator_credentials = OPERATOR_CREDENTIALS
 
     def start(self) -> "LocalBroker":
         self._check_real_webex()
         self._start_aws()
-        app = LocalGateway([], credentials=self.operator_credentials, on_request=self._log_request)
+        app = LocalGateway([], credentials=OPERATOR_CREDENTIALS, on_request=self._log_request)
         gateway = _Server(app, self.config.host, self.config.broker_port)
         self._stops.append(gateway.stop)
         self.base_url = f"http://{self.config.host}:{gateway.port}"
@@ -147,6 +146,7 @@ class LocalBroker:
         functions = self._configure_functions(client_id, client_secret)
         app.routes = routes_from(functions)
         app.functions = {function.logical_id: function for function in functions}
+        app.environment = {name: os.environ[name] for name in self._function_env_names}
         self.login_url = self._demo_invitation()
         self._write_state_file()
         self._start_refresher([f for f in functions if f.events("ScheduleV2")])
@@ -174,8 +174,8 @@ class LocalBroker:
             "aws": {
                 "endpoint_url": self.aws_endpoint,
                 "region_name": os.environ["AWS_DEFAULT_REGION"],
-                "aws_access_key_id": self.operator_credentials[0],
-                "aws_secret_access_key": self.operator_credentials[1],
+                "aws_access_key_id": OPERATOR_CREDENTIALS[0],
+                "aws_secret_access_key": OPERATOR_CREDENTIALS[1],
             },
         }
         path = local_state_path()
@@ -196,10 +196,8 @@ class LocalBroker:
 
     def _start_aws(self) -> None:
         os.environ["AWS_DEFAULT_REGION"] = os.environ.get("AWS_DEFAULT_REGION", LOCAL_REGION)
+        os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = FUNCTIONS_CREDENTIALS
         if self.config.aws_endpoint_url:
-            os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-            self.operator_credentials = (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
             self.aws_endpoint = self.config.aws_endpoint_url
         else:
             from moto.server import ThreadedMotoServer
@@ -208,8 +206,6 @@ class LocalBroker:
 
             aws_fidelity.apply()
             aws_fidelity.register_principal(FUNCTIONS_CREDENTIALS[0], FUNCTIONS_ROLE)
-            os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = FUNCTIONS_CREDENTIALS
-            self.operator_credentials = OPERATOR_CREDENTIALS
             server = ThreadedMotoServer(ip_address=self.config.host, port=0, verbose=False)
             server.start()
             self._stops.append(server.stop)

@@ -56,17 +56,23 @@ class RunningBroker:
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_LAMBDA": self.base_url,  # the local gateway serves Lambda's Invoke API
         }
 
-    def boto3(self, service: str):
+    def boto3(self, service: str, *, as_broker: bool = False):
+        """A client as the operator (an account administrator), or as the broker's functions, whose
+        role alone the broker key lets read refresh material (here the tests play break-glass)."""
         import boto3
 
+        from devstack.runner import FUNCTIONS_CREDENTIALS, OPERATOR_CREDENTIALS
+
+        access_key, secret_key = FUNCTIONS_CREDENTIALS if as_broker else OPERATOR_CREDENTIALS
         return boto3.client(
             service,
             endpoint_url=self.aws_endpoint,
             region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
         )
 
     def wait_for_line(self, pattern: str, timeout: float) -> str:
@@ -181,22 +187,27 @@ def sim(broker) -> Iterator:
     requests.delete(f"{broker.webex_url}/_sim/faults", timeout=5)
 
 
-def create_stack(broker: RunningBroker, name: str, outputs: dict[str, str], environment: dict[str, str]) -> None:
-    """A stack with a refresher function whose environment is the one the CLI reads (moto creates the
-    function; nothing runs it)."""
+def create_stack(broker: RunningBroker, name: str, outputs: dict[str, str]) -> None:
+    """A stack whose functions are named as CloudFormation names them. moto creates them; the local
+    gateway (aws_env) answers for them: their configuration (the environment the CLI reads) and
+    their invocations."""
     role = {"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}}
-    refresher = {
-        "Runtime": "python3.13",
-        "Handler": "refresher.handler",
-        "Role": {"Fn::GetAtt": ["Role", "Arn"]},
-        "Code": {"ZipFile": "def handler(event, context): pass"},
-        "Environment": {"Variables": environment},
-    }
+
+    def function(logical_id: str) -> dict:
+        properties = {
+            "FunctionName": f"{name}-{logical_id}-L0ca1Sufx",
+            "Runtime": "python3.13",
+            "Handler": "handler.handler",
+            "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+            "Code": {"ZipFile": "def handler(event, context): pass"},
+        }
+        return {"Type": "AWS::Lambda::Function", "Properties": properties}
+
     template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Resources": {
             "Role": {"Type": "AWS::IAM::Role", "Properties": role},
-            "RefresherFunction": {"Type": "AWS::Lambda::Function", "Properties": refresher},
+            **{f: function(f) for f in ("RefresherFunction", "RefreshConnectionFunction", "AdminFunction")},
         },
         "Outputs": {key: {"Value": value} for key, value in outputs.items()},
     }

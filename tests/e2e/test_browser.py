@@ -116,7 +116,8 @@ def test_allow_in_browser_stores_the_token(local_broker, context, requests_made)
 
     sm = local_broker.boto3("secretsmanager")
     stored = json.loads(sm.get_secret_value(SecretId=f"{PREFIX}/tokens/demo")["SecretString"])
-    material = json.loads(sm.get_secret_value(SecretId=f"{PREFIX}/refresh/demo")["SecretString"])
+    sealed = local_broker.boto3("secretsmanager", as_broker=True)
+    material = json.loads(sealed.get_secret_value(SecretId=f"{PREFIX}/refresh/demo")["SecretString"])
     assert stored["email"] == "carol@partner.example.org"
     assert stored["access_token"]
     assert stored["access_token"] not in content

@@ -27,7 +27,6 @@ from tests.e2e.conftest import (
     consent,
     create_stack,
     invite_many,
-    local_environment,
     login,
     start_local_broker,
     stop_local_broker,
@@ -172,7 +171,7 @@ def connected(cli) -> None:
 
 
 def secret(broker: RunningBroker, name: str) -> dict:
-    sm = broker.boto3("secretsmanager")
+    sm = broker.boto3("secretsmanager", as_broker="/refresh/" in name)
     return json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
 
 
@@ -595,12 +594,12 @@ def test_stack_that_does_not_exist(broker):
 def broker_stack(broker) -> str:
     """A CloudFormation stack in the local moto with a broker's outputs, naming the local stack's tables."""
     outputs = {"LoginUrl": f"{broker.base_url}/authorize", "ConnectionsTableName": "as-the-environment-says"}
-    create_stack(broker, "cli-broker-stack", outputs, local_environment(broker))
+    create_stack(broker, "cli-broker-stack", outputs)
     return "cli-broker-stack"
 
 
 def test_stack_that_is_not_a_broker(broker):
-    create_stack(broker, "cli-other-stack", {"Something": "else"}, local_environment(broker))
+    create_stack(broker, "cli-other-stack", {"Something": "else"})
     result = run_cli("--stack", "cli-other-stack", "list", env=clean_env(**broker.aws_env()))
     assert result.returncode == 4, result.stderr
     assert "not a Webex Token Broker stack" in result.stderr

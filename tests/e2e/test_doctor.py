@@ -5,6 +5,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.e2e.conftest import PREFIX, RunningBroker, login, start_local_broker, stop_local_broker
 from tests.e2e.test_cli import Cli, clean_env, run_cli
@@ -28,7 +29,8 @@ def cli(broker) -> Cli:
 
 def client_secret(broker: RunningBroker) -> tuple[str, dict]:
     arn = json.loads(broker.state_file.read_text())["environment"]["CLIENT_SECRET_ARN"]
-    return arn, json.loads(broker.boto3("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+    sealed = broker.boto3("secretsmanager", as_broker=True)
+    return arn, json.loads(sealed.get_secret_value(SecretId=arn)["SecretString"])
 
 
 def doctor(cli: Cli, *, expect: int) -> str:
@@ -47,14 +49,18 @@ def test_doctor_says_a_healthy_local_stack_is_healthy(cli):
     out = doctor(cli, expect=0)
     lines = out.splitlines()
     assert all(line.startswith(("ok ", "warn ", "      fix:")) for line in lines), out
-    for name in ("client credentials", "scopes", "callback URL", "refresher", "connections"):
+    for name in ("client credentials", "scopes", "callback URL", "refresher", "connections", "broker key"):
         assert any(line.startswith("ok") and f" {name}:" in line for line in lines), f"{name} missing:\n{out}"
     assert "1 active" in out
+    assert "sealed under the broker key" in out
+    assert "only these roles can decrypt: webex-token-broker-local-functions" in out
 
 
 def test_doctor_names_refused_credentials_and_exits_1(broker, cli):
     arn, good = client_secret(broker)
-    sm = broker.boto3("secretsmanager")
+    with pytest.raises(ClientError, match="AccessDeniedException"):  # sealed: an administrator cannot write it
+        broker.boto3("secretsmanager").put_secret_value(SecretId=arn, SecretString="{}")
+    sm = broker.boto3("secretsmanager", as_broker=True)
     sm.put_secret_value(SecretId=arn, SecretString=json.dumps({**good, "client_secret": "not-the-secret"}))
     try:
         out = doctor(cli, expect=1)

@@ -5,9 +5,11 @@ import json
 import re
 import time
 
+import pytest
 import requests
+from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import PREFIX, consent, start_local_broker, stop_local_broker
+from tests.e2e.conftest import PREFIX, consent, local_environment, start_local_broker, stop_local_broker
 
 
 def people_me(webex_url: str, token: str) -> requests.Response:
@@ -32,7 +34,11 @@ def test_login_store_use_refresh(local_broker):
 
     sm = local_broker.boto3("secretsmanager")
     consumer = json.loads(sm.get_secret_value(SecretId=f"{PREFIX}/tokens/demo")["SecretString"])
-    material = json.loads(sm.get_secret_value(SecretId=f"{PREFIX}/refresh/demo")["SecretString"])
+    for sealed in (f"{PREFIX}/refresh/demo", local_environment(local_broker)["CLIENT_SECRET_ARN"]):
+        with pytest.raises(ClientError, match="AccessDeniedException"):
+            sm.get_secret_value(SecretId=sealed)  # an administrator, but not one of the broker's functions
+    as_broker = local_broker.boto3("secretsmanager", as_broker=True)
+    material = json.loads(as_broker.get_secret_value(SecretId=f"{PREFIX}/refresh/demo")["SecretString"])
     assert consumer["email"] == "bob@example.com"
     assert material["refresh_token"]
     assert consumer["access_token"] not in done.text

@@ -55,7 +55,8 @@ def broker() -> Iterator[RunningBroker]:
 
 
 def secret(broker: RunningBroker, kind: str, name: str) -> dict:
-    value = broker.boto3("secretsmanager").get_secret_value(SecretId=f"{PREFIX}/{kind}/{name}")["SecretString"]
+    sm = broker.boto3("secretsmanager", as_broker=kind == "refresh")  # sealed: only the broker reads it
+    value = sm.get_secret_value(SecretId=f"{PREFIX}/{kind}/{name}")["SecretString"]
     return json.loads(value)
 
 

@@ -18,7 +18,6 @@ from tests.e2e.conftest import (
     ROOT,
     RunningBroker,
     create_stack,
-    local_environment,
     login,
     start_local_broker,
     stop_local_broker,
@@ -81,7 +80,8 @@ def add(cli: Cli, name: str, app: dict, org: str, *extra: str, expect: int = 0, 
 
 
 def secret(broker: RunningBroker, kind: str, name: str) -> dict:
-    value = broker.boto3("secretsmanager").get_secret_value(SecretId=f"{PREFIX}/{kind}/{name}")
+    sm = broker.boto3("secretsmanager", as_broker=kind == "refresh")  # sealed: only the broker reads it
+    value = sm.get_secret_value(SecretId=f"{PREFIX}/{kind}/{name}")
     return json.loads(value["SecretString"])
 
 
@@ -172,7 +172,7 @@ def test_bad_usage_is_refused_before_anything_is_asked(cli, app):
 def test_against_a_deployed_stack(broker, app):
     """`--stack`: the stack found through CloudFormation (in the local moto), the same command."""
     outputs = {"LoginUrl": f"{broker.base_url}/authorize", "ConnectionsTableName": "as-the-environment-says"}
-    create_stack(broker, "service-app-stack", outputs, local_environment(broker))
+    create_stack(broker, "service-app-stack", outputs)
     env = clean_env(**broker.aws_env(), WEBEX_SERVICE_APP_CLIENT_SECRET=APP_SECRET)
     args = ["--app-id", app["app_id"], "--client-id", app["client_id"], "--org", app["org"], "--via", "demo"]
     added = run_cli("--stack", "service-app-stack", "service-app", "add", "stack-bot", *args, env=env)

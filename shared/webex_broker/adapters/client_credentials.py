@@ -32,9 +32,10 @@ def _provider() -> SecretsProvider:
     return SecretsProvider(boto3_client=aws.client("secretsmanager"))
 
 
-def load_client_credentials(secret_arn: str) -> ClientCredentials:
-    """Cached for five minutes, so a rotated client secret is picked up without a redeploy."""
-    document = _provider().get(secret_arn, transform="json", max_age=CACHE_SECONDS)
+def load_client_credentials(secret_arn: str, *, fresh: bool = False) -> ClientCredentials:
+    """Cached for five minutes, so a rotated client secret is picked up without a redeploy; `fresh`
+    reads what is stored now (doctor's check runs in a warm function)."""
+    document = _provider().get(secret_arn, transform="json", max_age=CACHE_SECONDS, force_fetch=fresh)
     if document == {}:
         raise NotConfigured("The client secret is empty: run `webex-broker set-credentials`.")
     try:

@@ -20,7 +20,7 @@ from webex_broker.adapters.secret_store import same_key
 from webex_broker.core.clock import epoch, utc_now
 from webex_broker.core.errors import AccessDenied, ConfigurationError, LoginBusy, NotConfigured, ViaUnavailable
 from webex_broker.core.grants import ServiceApp
-from webex_broker.core.observability import logger
+from webex_broker.core.observability import logger, metrics
 from webex_broker.flows import service_apps, token_sharing
 from webex_broker.flows.broker import Broker
 
@@ -36,6 +36,7 @@ class Refused(Exception):
 
 
 def handle(broker: Broker, event: dict, *, remaining_ms: Callable[[], int]) -> dict:
+    metrics.add_metric(name="AdminActions", unit="Count", value=1)  # CloudTrail says who invoked it
     action = event.get("action") if isinstance(event, dict) else None
     run = ACTIONS.get(action) if isinstance(action, str) else None
     if run is None:
@@ -77,7 +78,7 @@ def check_credentials(broker: Broker, event: dict, remaining_ms) -> dict:
     """doctor's check: stored, accepted by Webex, and sealed under the broker key."""
     arn = broker.settings.client_secret_arn
     try:
-        credentials = load_client_credentials(arn)
+        credentials = load_client_credentials(arn, fresh=True)
     except NotConfigured:
         return _check("fail", "not set yet: the stack created the client secret empty", SET_CREDENTIALS_FIX)
     except ConfigurationError as exc:
