@@ -13,14 +13,14 @@ PRICES = {
     "scheduler_free": 14_000_000,  # EventBridge Scheduler invocations per month at no charge
     "scheduler_per_million": 1.00,
     "put_events_per_million": 1.00,  # EventBridge custom events (only on reauth/recovery/expiry warnings)
-    "kms_key_month": 1.00,  # the token key (customer managed, for readers in other accounts)
-    "kms_per_10k": 0.03,  # KMS requests: Secrets Manager asks the token key for a data key on every token write
+    "kms_key_month": 1.00,  # each customer managed key: the token key and the broker key
+    "kms_per_10k": 0.03,  # KMS requests: Secrets Manager asks a secret's key for every write and read
 }
 
 ASSUMPTIONS = {
     "secrets_per_connection": 2,  # <prefix>/tokens/<name> and <prefix>/refresh/<name>
     "stack_secrets": 1,  # the integration's client secret (when the stack creates it)
-    "stack_keys": 1,  # TokenKey
+    "stack_keys": 2,  # TokenKey, BrokerKey
     "replica_regions": 0,  # ReplicaRegions: each adds one replica secret per connection ($0.40 a month)
     "logins_per_month": 1 / 3,  # one login per connection per quarter
     "refreshes_per_month": 30.44 / 7,  # RefreshMaxAgeDays=7 beats 14-day tokens' 48 h window: weekly
@@ -31,8 +31,18 @@ ASSUMPTIONS = {
 
 READS = {"GetItem", "Query", "Scan", "BatchGetItem"}
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
-SECRETS = {"GetSecretValue", "PutSecretValue", "CreateSecret", "DescribeSecret", "RestoreSecret", "TagResource"}
-TOKEN_WRITES = {"PutSecretValue", "CreateSecret"}  # upper bound: half of them are refresh secrets, not under the key
+SECRETS = {
+    "GetSecretValue",
+    "PutSecretValue",
+    "CreateSecret",
+    "UpdateSecret",
+    "DescribeSecret",
+    "RestoreSecret",
+    "TagResource",
+}
+# Every secret the broker reads or writes is under a customer managed key (token or broker key): one KMS
+# request each (a data key to write, a decrypt to read).
+KMS_CALLS = {"PutSecretValue", "CreateSecret", "UpdateSecret", "GetSecretValue"}
 
 
 def _split(calls: dict[str, float]) -> dict[str, float]:
@@ -41,7 +51,7 @@ def _split(calls: dict[str, float]) -> dict[str, float]:
         "reads": sum(n for op, n in calls.items() if op in READS),
         "writes": sum(n for op, n in calls.items() if op in WRITES),
         "events": calls.get("PutEvents", 0),
-        "kms": sum(n for op, n in calls.items() if op in TOKEN_WRITES),
+        "kms": sum(n for op, n in calls.items() if op in KMS_CALLS),
     }
 
 

@@ -5,6 +5,7 @@ reads nothing, and the operator's tasks that need them go through the admin func
 The local AWS enforces the key policy for Secrets Manager (devstack/aws_fidelity.py); the policy's
 exact principals, actions and conditions are checked here as a document, since AWS alone decides."""
 
+import copy
 import json
 import os
 import re
@@ -213,3 +214,87 @@ def test_a_service_app_through_a_connection_that_does_not_exist_is_not_found(bro
     answer = admin({**event, "client_secret": "app-secret", "via": "nobody"})
     assert (answer["error"], answer["message"]) == ("not_found", "No connection named 'nobody' to mint through.")
     assert "app-secret" not in json.dumps(answer)
+
+
+def translated() -> dict:
+    """The template as CloudFormation receives it after `sam package` and the SAM transform."""
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    template = copy.deepcopy(load_template())  # the transform rewrites it in place; load_template is cached
+    for resource in template["Resources"].values():
+        for uri in ("CodeUri", "ContentUri"):
+            if uri in resource.get("Properties", {}):
+                resource["Properties"][uri] = "s3://bucket/key"
+    session = boto3.session.Session(region_name="us-east-1")
+    return Translator(None, Parser(), boto_session=session).translate(
+        template, parameter_values={}, get_managed_policy_map=dict
+    )
+
+
+def test_the_translated_template_names_roles_sam_creates_and_gives_them_no_kms_rights():
+    """The key policy names the roles SAM generates; no role gets a KMS statement (the key policy is
+    the only grant, which also keeps the roles and the key free of a dependency cycle)."""
+    resources = translated()["Resources"]
+    [users] = [
+        s
+        for s in resources["BrokerKey"]["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Sid", "").startswith("Broker")
+    ]
+    arns = users["Condition"]["StringEquals"]["aws:PrincipalArn"]
+    named = [a["Fn::GetAtt"].split(".")[0] if isinstance(a["Fn::GetAtt"], str) else a["Fn::GetAtt"][0] for a in arns]
+    assert named == [f"{name}Role" for name in FUNCTIONS]
+    for role in named:
+        assert resources[role]["Type"] == "AWS::IAM::Role"
+        assert "kms:" not in json.dumps(resources[role]["Properties"]), f"{role} needs no KMS statement"
+    functions = [n for n, r in resources.items() if r["Type"] == "AWS::Lambda::Function"]
+    assert sorted(functions) == sorted(FUNCTIONS), "every function is one of the key's users"
+
+
+# --- doctor reads the live key policy ------------------------------------------------------------------
+
+
+def doctor_check():
+    from webex_broker.flows.broker import current
+    from webex_broker_admin.doctor import _broker_key
+
+    reset_broker_caches()
+    return _broker_key(current())
+
+
+def test_doctor_names_the_roles_that_can_decrypt(broker):
+    check = doctor_check()
+    assert (check.result, check.detail) == (
+        "ok",
+        f"{os.environ['BROKER_KMS_KEY_ID']} enabled; only these roles can decrypt: test-broker-functions",
+    )
+
+
+def test_doctor_fails_a_policy_edited_to_let_anyone_else_decrypt(broker):
+    kms = boto3.client("kms")
+    key = os.environ["BROKER_KMS_KEY_ID"]
+    policy = json.loads(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+    wide = {"Sid": "Convenience", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}
+    policy["Statement"].append({**wide, "Action": "kms:*", "Resource": "*"})
+    kms.put_key_policy(KeyId=key, PolicyName="default", Policy=json.dumps(policy))
+    check = doctor_check()
+    assert (check.result, check.detail) == ("FAIL", "its policy lets more than named roles decrypt: Convenience")
+    assert "template.yaml" in check.fix
+
+
+def test_doctor_warns_of_a_grant_and_fails_a_disabled_key(broker):
+    kms = boto3.client("kms")
+    key = os.environ["BROKER_KMS_KEY_ID"]
+    kms.create_grant(KeyId=key, GranteePrincipal="arn:aws:iam::123456789012:role/ci", Operations=["Decrypt"])
+    check = doctor_check()
+    assert (check.result, check.detail) == ("warn", "grants let these decrypt too: arn:aws:iam::123456789012:role/ci")
+    kms.disable_key(KeyId=key)
+    check = doctor_check()
+    assert (check.result, check.detail) == ("FAIL", f"{key} is Disabled")
+
+
+def test_doctor_warns_a_stack_without_the_broker_key(broker, monkeypatch):
+    monkeypatch.delenv("BROKER_KMS_KEY_ID")
+    check = doctor_check()
+    assert check.result == "warn"
+    assert "AWS managed key" in check.detail

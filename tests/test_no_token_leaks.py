@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.conftest import CLIENT_SECRET, PREFIX
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, PREFIX
 
 ALICE = "alice@example.com"
 
@@ -44,7 +44,17 @@ def test_no_secret_in_logs_pages_or_headers(broker, broker_log, capfd, caplog, m
         ExpressionAttributeValues={":zero": {"N": "0"}},
     )
     failed = broker.refresh()
+    from admin import handler as admin
+    from devstack.lambda_runtime import LambdaContext
 
+    answers = [  # the operator's tasks through the admin function: accepted, refused, checked
+        admin({"action": "set_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}, LambdaContext()),
+        admin({"action": "set_credentials", "client_id": CLIENT_ID, "client_secret": "not-it"}, LambdaContext()),
+        admin({"action": "check_credentials"}, LambdaContext()),
+    ]
+    responses += answers
+
+    assert [a.get("error") for a in answers] == [None, "failed", None]
     assert refreshed["refreshed"] == 1
     assert failed["failures"] == {ALICE: "permanent"}
     captured = capfd.readouterr()

@@ -387,8 +387,11 @@ def test_refresh_one_connection_and_the_due_run(broker, cli, connected):
     assert answer["status"] == "active"
     assert ISO_Z.fullmatch(answer["expires_at"])
     assert secret(broker, f"{PREFIX}/tokens/cli-refreshed")["access_token"] not in result.stdout
+    # The CLI cannot read the sealed refresh token: the broker's own function refreshed it.
+    broker.wait_for_line(r"^POST /2015-03-31/functions/RefreshConnectionFunction/invocations -> 200", 5)
 
     report = cli.json("refresh", "--due")
+    broker.wait_for_line(r"^POST /2015-03-31/functions/RefresherFunction/invocations -> 200", 5)
     assert set(report) >= {"refreshed", "failed", "failures", "outcomes", "stopped_early"}
     assert report["failed"] == 0
     assert report["failures"] == {}

@@ -54,6 +54,7 @@ def test_a_workload_in_the_replica_region_reads_the_same_token_by_full_arn(broke
 def test_converge_and_doctor_see_every_token_secret_shared(broker):
     cli = Cli(broker)
     assert cli.json("converge") == {"demo": "unchanged"}
+    broker.wait_for_line(r"^POST /2015-03-31/functions/AdminFunction/invocations -> 200", 5)
     checks = cli("doctor", expect=None).stdout
     assert "token key: " in checks
     assert "readers in other accounts: 111122223333, o-a1b2c3d4e5; replicas: eu-west-1" in checks
