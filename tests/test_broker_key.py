@@ -298,3 +298,39 @@ def test_doctor_warns_a_stack_without_the_broker_key(broker, monkeypatch):
     check = doctor_check()
     assert check.result == "warn"
     assert "AWS managed key" in check.detail
+
+
+def test_a_translated_template_with_readers_regions_and_break_glass_has_both_keys():
+    """What CloudFormation would create, resolved with every sharing parameter set."""
+    template = translated()
+    parameters = {
+        "ReaderAccountIds": "111122223333,444455556666",
+        "ReaderOrganizationId": "o-a1b2c3d4e5",
+        "ReplicaRegions": "eu-west-1,ap-southeast-2",
+        "BreakGlassRoleArn": BREAK_GLASS,
+    }
+    roles = {f"{name}Role.Arn": f"arn:aws:iam::123456789012:role/{name}" for name in FUNCTIONS}
+    resolver = LocalResolver(parameters=parameters, resources={**roles, "TokenKey.Arn": "k"}, stack_name="stack")
+    resources = template["Resources"]
+
+    def sids(key: str) -> dict[str, dict]:
+        statements = resolver.resolve(resources[key]["Properties"]["KeyPolicy"])["Statement"]
+        return {s["Sid"]: s for s in statements if s}
+
+    token, broker = sids("TokenKey"), sids("BrokerKey")
+    assert token["ReaderAccountsDecryptThroughSecretsManager"]["Principal"] == {"AWS": ["111122223333", "444455556666"]}
+    org = token["ReaderOrganizationDecryptsThroughSecretsManager"]["Condition"]["StringEquals"]
+    assert org["aws:PrincipalOrgID"] == "o-a1b2c3d4e5"
+    assert set(broker) == {
+        "AccountAdministersButCannotUseTheKey",
+        "BrokerFunctionsUseItThroughSecretsManager",
+        "BreakGlassRoleUsesItThroughSecretsManager",
+    }
+    assert not any("111122223333" in json.dumps(s) for s in broker.values()), "readers never reach the broker key"
+    refresher = resources["RefresherFunction"]["Properties"]["Environment"]["Variables"]
+    assert {"TOKEN_KMS_KEY_ID", "BROKER_KMS_KEY_ID", "READER_ACCOUNT_IDS", "REPLICA_REGIONS"} <= set(refresher)
+    reader_policy = json.loads(resolver.resolve(template["Outputs"]["CrossAccountReaderPolicy"]["Value"]))
+    assert [s["Sid"] for s in reader_policy["Statement"]] == [
+        "ReadWebexAccessTokens",
+        "DecryptThemThroughSecretsManager",
+    ]
