@@ -44,14 +44,12 @@ MESSAGES = {
 }
 
 
-def refresh_connection(
-    name: str, *, broker: Broker | None = None, remaining_ms: Callable[[], int] | None = None
-) -> RefreshAnswer:
-    """remaining_ms bounds Webex retries to the caller's time (the function's timeout). The broker is
-    this container's unless given; assembling it is inside the answer too (a bad configuration is JSON)."""
+def refresh_connection(name: str, *, remaining_ms: Callable[[], int] | None = None) -> RefreshAnswer:
+    """remaining_ms bounds Webex retries to the caller's time (the function's timeout). Assembling this
+    container's broker is inside the answer too (a bad configuration is JSON)."""
     metrics.add_metric(name="OnDemandRefreshes", unit="Count", value=1)
     try:
-        return _refresh(broker or current(), name, remaining_ms)
+        return _refresh(current(), name, remaining_ms)
     except CoolingDown as exc:
         message = "This connection was refreshed on demand less than a minute ago; try again after Retry-After."
         return RefreshAnswer(429, {"connection": name, "message": message}, retry_after=max(exc.retry_after, 1))
