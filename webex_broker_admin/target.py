@@ -57,19 +57,31 @@ class Target:
 
     def invoke(self, function: str, event: dict) -> dict | list | None:
         """Run one of the broker's functions (by logical id) on `event` and return its answer."""
-        client = boto3.client("lambda", endpoint_url=self.lambda_endpoint, config=_INVOKE_CONFIG)
-        answer = client.invoke(FunctionName=self._physical_name(function), Payload=json.dumps(event).encode())
+        name = self._physical_name(function)
+        answer = self._lambda.invoke(FunctionName=name, Payload=json.dumps(event).encode())
         result = json.loads(answer["Payload"].read() or b"null")
         if answer.get("FunctionError"):
             raise FunctionFailed(function, result.get("errorType", "?"), result.get("errorMessage", ""))
         return result
 
+    @cached_property
+    def _lambda(self):
+        """One client for every invocation of a command (`refresh --reauth-required` makes one per connection)."""
+        return boto3.client("lambda", endpoint_url=self.lambda_endpoint, config=_INVOKE_CONFIG)
+
+    @cached_property
+    def _physical_names(self) -> dict[str, str]:
+        return {}
+
     def _physical_name(self, function: str) -> str:
+        """A deployed function's name, asked of CloudFormation once per command."""
         if not self.stack:
             return function
-        cloudformation = aws.client("cloudformation")
-        resource = cloudformation.describe_stack_resource(StackName=self.stack, LogicalResourceId=function)
-        return resource["StackResourceDetail"]["PhysicalResourceId"]
+        if function not in self._physical_names:
+            cloudformation = aws.client("cloudformation")
+            resource = cloudformation.describe_stack_resource(StackName=self.stack, LogicalResourceId=function)
+            self._physical_names[function] = resource["StackResourceDetail"]["PhysicalResourceId"]
+        return self._physical_names[function]
 
     @cached_property
     def broker(self) -> Broker:
