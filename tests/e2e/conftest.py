@@ -75,6 +75,11 @@ class RunningBroker:
             aws_secret_access_key=secret_key,
         )
 
+    def secret(self, name: str) -> dict:
+        """A secret's JSON: a refresh secret read as the broker (it is sealed), any other as the operator."""
+        sm = self.boto3("secretsmanager", as_broker="/refresh/" in name)
+        return json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
+
     def wait_for_line(self, pattern: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         seen = 0

@@ -170,11 +170,6 @@ def connected(cli) -> None:
         assert f"{PREFIX}/tokens/{name}<" in response.text
 
 
-def secret(broker: RunningBroker, name: str) -> dict:
-    sm = broker.boto3("secretsmanager", as_broker="/refresh/" in name)
-    return json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
-
-
 def secret_names(broker: RunningBroker) -> set[str]:
     pages = broker.boto3("secretsmanager").get_paginator("list_secrets").paginate()
     return {s["Name"] for page in pages for s in page["SecretList"]}
@@ -240,7 +235,7 @@ def test_invite_link_with_options_connects_the_named_connection(broker, cli):
     assert rows["cli-invited"]["person"] == "alice@example.com"
     assert rows["cli-invited"]["status"] == "active"
     assert next(i for i in json.loads(invitations.stdout) if i["id"] == invite_id)["uses_left"] == 2
-    assert secret(broker, f"{PREFIX}/tokens/cli-invited")["email"] == "alice@example.com"
+    assert broker.secret(f"{PREFIX}/tokens/cli-invited")["email"] == "alice@example.com"
 
 
 def test_email_bound_link_refuses_another_person_and_stores_nothing(broker, cli):
@@ -365,7 +360,7 @@ def test_list_and_show(broker, cli, connected):
     assert details["secret_arn"] == arn
     assert details["scopes"] == ["spark:kms", "spark:people_read"]
     assert details["consecutive_failures"] == 0
-    token = secret(broker, f"{PREFIX}/tokens/cli-shown")["access_token"]
+    token = broker.secret(f"{PREFIX}/tokens/cli-shown")["access_token"]
     assert token not in text.stdout + json.dumps(details)
 
 
@@ -386,7 +381,7 @@ def test_refresh_one_connection_and_the_due_run(broker, cli, connected):
     assert answer["outcome"] in ("refreshed", "unchanged")
     assert answer["status"] == "active"
     assert ISO_Z.fullmatch(answer["expires_at"])
-    assert secret(broker, f"{PREFIX}/tokens/cli-refreshed")["access_token"] not in result.stdout
+    assert broker.secret(f"{PREFIX}/tokens/cli-refreshed")["access_token"] not in result.stdout
     # The CLI cannot read the sealed refresh token: the broker's own function refreshed it.
     broker.wait_for_line(r"^POST /2015-03-31/functions/RefreshConnectionFunction/invocations -> 200", 5)
 
@@ -412,7 +407,7 @@ def test_refresh_needs_a_name_or_due(cli):
 
 
 def test_refresh_of_a_grant_revoked_at_webex_exits_6_and_marks_reauth(broker, cli, connected):
-    refresh_token = secret(broker, f"{PREFIX}/refresh/cli-revoked-grant")["refresh_token"]
+    refresh_token = broker.secret(f"{PREFIX}/refresh/cli-revoked-grant")["refresh_token"]
     revoked = requests.post(f"{broker.webex_url}/_sim/revoke", json={"refresh_token": refresh_token}, timeout=5)
     assert revoked.json() == {"revoked": 1}
 
@@ -445,7 +440,7 @@ def test_refresh_refused_by_webex_exits_6_then_a_new_invitation_recovers(broker,
 
 def test_refresh_reauth_required_restores_grants_that_still_work(broker, cli, connected, sim):
     """The repair for the day a live grant was marked dead: one try each, and the live ones come back."""
-    dead = secret(broker, f"{PREFIX}/refresh/cli-repair-dead")["refresh_token"]
+    dead = broker.secret(f"{PREFIX}/refresh/cli-repair-dead")["refresh_token"]
     requests.post(f"{broker.webex_url}/_sim/revoke", json={"refresh_token": dead}, timeout=5)
     cli("refresh", "cli-repair-dead", expect=6)
     sim(endpoint="access_token", status=400, error="invalid_grant", times=1)  # a false "dead" for cli-repair
@@ -489,7 +484,7 @@ def test_a_failed_refresh_prints_only_json_on_stdout(cli, connected, sim):
 def test_token_prints_the_consumer_secrets_access_token(broker, cli, connected):
     result, missing = cli.parallel(["token", "cli-token"], ["token", "cli-nobody"])
     assert result.returncode == 0
-    assert result.stdout == secret(broker, f"{PREFIX}/tokens/cli-token")["access_token"] + "\n"
+    assert result.stdout == broker.secret(f"{PREFIX}/tokens/cli-token")["access_token"] + "\n"
     assert result.stderr == ""
     people = requests.get(
         f"{broker.webex_url}/people/me", headers={"Authorization": f"Bearer {result.stdout.strip()}"}, timeout=5
@@ -624,7 +619,7 @@ def test_stack_found_through_its_cloudformation_outputs(broker, connected, broke
     assert details["person"] == "bob@example.com"
     assert details["secret_name"] == f"{PREFIX}/tokens/cli-via-stack"
     assert link.stdout.startswith(f"{broker.base_url}/authorize?invite=")
-    assert token.stdout.strip() == secret(broker, f"{PREFIX}/tokens/cli-via-stack")["access_token"]
+    assert token.stdout.strip() == broker.secret(f"{PREFIX}/tokens/cli-via-stack")["access_token"]
     assert last_json_object(refreshed.stdout)["status"] == "active"
 
 

@@ -55,9 +55,7 @@ def broker() -> Iterator[RunningBroker]:
 
 
 def secret(broker: RunningBroker, kind: str, name: str) -> dict:
-    sm = broker.boto3("secretsmanager", as_broker=kind == "refresh")  # sealed: only the broker reads it
-    value = sm.get_secret_value(SecretId=f"{PREFIX}/{kind}/{name}")["SecretString"]
-    return json.loads(value)
+    return broker.secret(f"{PREFIX}/{kind}/{name}")
 
 
 def tokens(broker: RunningBroker, name: str) -> list[str]:

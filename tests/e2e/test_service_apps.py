@@ -80,9 +80,7 @@ def add(cli: Cli, name: str, app: dict, org: str, *extra: str, expect: int = 0, 
 
 
 def secret(broker: RunningBroker, kind: str, name: str) -> dict:
-    sm = broker.boto3("secretsmanager", as_broker=kind == "refresh")  # sealed: only the broker reads it
-    value = sm.get_secret_value(SecretId=f"{PREFIX}/{kind}/{name}")
-    return json.loads(value["SecretString"])
+    return broker.secret(f"{PREFIX}/{kind}/{name}")
 
 
 def works(broker: RunningBroker, access_token: str) -> bool:
