@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from webex_broker.adapters.invitations import invitation_link
 from webex_broker.adapters.secret_store import delete_secret, get_secret_document, secret_arn
 from webex_broker.core.connection import Connection, ConnectionStatus
-from webex_broker.core.errors import ConfigurationError
+from webex_broker.core.errors import AwsAccessDenied, ConfigurationError
 from webex_broker.core.observability import logger
 from webex_broker.flows.adoption import adopt, orphans
 from webex_broker_admin.doctor import FAIL, run_checks
@@ -495,6 +495,9 @@ def main(argv: list[str] | None = None) -> int:
     except FunctionFailed as exc:
         print(f"webex-broker: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except AwsAccessDenied as exc:
+        print(f"webex-broker: {exc}: your AWS identity lacks that permission.", file=sys.stderr)
+        return EXIT_CREDENTIALS
     except ConfigurationError as exc:
         print(f"webex-broker: the broker's configuration is unusable: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -4,7 +4,6 @@ Each check says ok, warn or FAIL, and with a problem, what fixes it. Only a FAIL
 exit 1; a warning is something to know (no alarm subscriber yet) that breaks nothing today.
 """
 
-import fnmatch
 import json
 import time
 from dataclasses import dataclass
@@ -13,16 +12,18 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker.adapters import aws
-from webex_broker.adapters.secret_store import secret_names
+from webex_broker.adapters.secret_store import same_key, secret_keys, secret_names
 from webex_broker.core.connection import ConnectionStatus
-from webex_broker.core.errors import ConfigurationError
+from webex_broker.core.errors import AwsAccessDenied, ConfigurationError
 from webex_broker.flows.adoption import orphans
 from webex_broker.flows.broker import Broker
 from webex_broker.flows.service_apps import via_problem
 from webex_broker.flows.token_sharing import out_of_date
+from webex_broker_admin import key_policy
 from webex_broker_admin.target import FunctionFailed, Target
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
+AWS_FAILURES = (ClientError, BotoCoreError, AwsAccessDenied)
 UNRESERVED_MINIMUM = 10  # Lambda keeps this much of the account's concurrency unreserved, always
 RUN_SLACK_SECONDS = 60  # "ran within two intervals", plus the time a run itself takes
 
@@ -47,6 +48,7 @@ def run_checks(target: Target) -> list[Check]:
     checks.append(_last_run(broker))
     checks.append(_token_key(broker))
     checks.append(_broker_key(broker))
+    checks += _sealed_secrets(target, broker)
     checks += _connections(broker)
     if target.outputs:
         checks.append(_alarm_subscription(target.outputs.get("AlarmTopicArn", "")))
@@ -57,14 +59,56 @@ def run_checks(target: Target) -> list[Check]:
 def _credentials(target: Target) -> Check:
     """Asked of the admin function: the client secret is sealed under the broker key."""
     name = "client credentials"
-    try:
-        check = target.invoke("AdminFunction", {"action": "check_credentials"})
-    except (ClientError, BotoCoreError, FunctionFailed) as exc:
-        reason = aws.error_code(exc) or type(exc).__name__
-        fix = "give your AWS identity lambda:InvokeFunction on the stack's AdminFunction"
-        return Check(name, FAIL, f"could not ask the broker's admin function ({reason})", fix)
+    check = _ask_admin(target, {"action": "check_credentials"})
+    if isinstance(check, str):
+        return Check(name, FAIL, f"could not ask the broker's admin function ({check})", ADMIN_FIX)
     result = {"ok": OK, "warn": WARN}.get(check["result"], FAIL)
     return Check(name, result, check["detail"], check["fix"])
+
+
+ADMIN_FIX = "give your AWS identity lambda:InvokeFunction on the stack's AdminFunction"
+
+
+def _ask_admin(target: Target, request: dict) -> dict | str:
+    """The admin function's answer, or why it could not be had."""
+    try:
+        return target.invoke("AdminFunction", request)
+    except (*AWS_FAILURES, FunctionFailed) as exc:
+        return exc.action if isinstance(exc, AwsAccessDenied) else aws.error_code(exc) or type(exc).__name__
+
+
+def _sealed_secrets(target: Target, broker: Broker) -> list[Check]:
+    """Every refresh secret under the broker key, and the functions able to decrypt each key one is
+    under: a key retained from a deleted stack, or edited, is found before a refresh meets it. The
+    functions prove it (one read per key); the operator's identity could not."""
+    key = broker.settings.sharing.broker_key_id
+    under = secret_keys(broker.names.refresh_secret(""))
+    if not under:
+        return []
+    checks = []
+    if key and (elsewhere := sorted(n for n, k in under.items() if not same_key(k, key))):
+        detail = f"not under the broker key (an administrator may read what is written to them): {', '.join(elsewhere)}"
+        checks.append(Check("sealed secrets", FAIL, detail, "webex-broker converge (moves them, with a new version)"))
+    samples: dict[str, str] = {}
+    for name, sealed_with in sorted(under.items()):
+        samples.setdefault(sealed_with.rsplit("/", 1)[-1], name)
+    answer = _ask_admin(target, {"action": "check_sealed", "secrets": sorted(samples.values())})
+    if isinstance(answer, str) or not answer.get("ok"):
+        reason = answer if isinstance(answer, str) else answer.get("message", "")
+        return [*checks, Check("decryptable", FAIL, f"could not ask the broker's admin function ({reason})", ADMIN_FIX)]
+    refused = answer["refused"]
+    if not refused:
+        return [*checks, Check("decryptable", OK, f"the functions decrypt the refresh secrets ({len(samples)} key(s))")]
+    for sample, reason in sorted(refused.items()):
+        sealed_with = under[sample]
+        names = sorted(n for n, k in under.items() if k == sealed_with)
+        fix = (
+            f"the policy of key {sealed_with or 'aws/secretsmanager'} must let this stack's roles "
+            f"(role/webex-token-broker/{broker.settings.stack_name}/*) use it: docs/deploying.md, Re-creating the stack"
+        )
+        detail = f"the functions cannot decrypt ({reason}): {', '.join(names)}"
+        checks.append(Check("decryptable", FAIL, detail, fix))
+    return checks
 
 
 def _scopes(broker: Broker) -> Check:
@@ -111,8 +155,15 @@ def _connections(broker: Broker) -> list[Check]:
     refresh_secrets = secret_names(names.refresh_secret(""))
     missing = sorted(r.name for r in active if names.refresh_secret(r.name) not in refresh_secrets)
     reauth = sorted(row.name for row in rows if row.status == ConnectionStatus.REAUTH_REQUIRED)
+    denied = sorted((r.name, r.last_error) for r in active if r.last_error_class == "denied" and r.consecutive_failures)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none yet"
     checks = [Check("connections", OK, summary)]
+    for connection, action in denied:
+        fix = (
+            f"allow {action} to the function's role (template.yaml; or restore the broker key's policy), deploy, "
+            f"then webex-broker refresh {connection}"
+        )
+        checks.append(Check("AWS refused", FAIL, f"{connection}: AWS refuses the broker {action}", fix))
     if missing:
         checks.append(
             Check(
@@ -165,8 +216,8 @@ def _token_key(broker: Broker) -> Check:
         return Check("token key", OK, "Secrets Manager's AWS managed key (no readers in other accounts)")
     try:
         state = aws.client("kms").describe_key(KeyId=key)["KeyMetadata"]["KeyState"]
-    except (ClientError, BotoCoreError) as exc:
-        return Check("token key", WARN, f"could not describe {key} ({aws.error_code(exc) or type(exc).__name__})")
+    except AWS_FAILURES as exc:
+        return Check("token key", WARN, f"could not describe {key} ({_reason(exc)})")
     if state != "Enabled":
         fix = "enable the key (or cancel its deletion): workloads cannot read their tokens while it is not"
         return Check("token key", FAIL, f"{key} is {state}", fix)
@@ -176,10 +227,15 @@ def _token_key(broker: Broker) -> Check:
     return Check("token key", OK, f"{key} enabled; readers in other accounts: {readers}; replicas: {regions}")
 
 
+def _reason(exc: Exception) -> str:
+    return exc.action if isinstance(exc, AwsAccessDenied) else aws.error_code(exc) or type(exc).__name__
+
+
 def _broker_key(broker: Broker) -> Check:
-    """The key that seals refresh tokens and the client secret: usable by the broker's functions (and
-    the break-glass role) alone. A policy edited to let anyone else decrypt, or a grant that does, is
-    found here; so is a key that no function can use any more."""
+    """The key that seals refresh tokens and the client secret: usable by this stack's functions (and
+    the break-glass role) alone. Its policy is held statement by statement against the template's, so
+    any edit is found (a NotAction, a grant to the account, one more role); so is a key no function
+    can use any more."""
     name, key = "broker key", broker.settings.sharing.broker_key_id
     if not key:
         fix = "deploy the current template (it adds BrokerKey), then `webex-broker converge`"
@@ -187,37 +243,28 @@ def _broker_key(broker: Broker) -> Check:
         return Check(name, WARN, detail, fix)
     kms = aws.client("kms")
     try:
-        state = kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"]
+        metadata = kms.describe_key(KeyId=key)["KeyMetadata"]
         statements = json.loads(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])["Statement"]
         grants = kms.list_grants(KeyId=key).get("Grants", [])
-    except (ClientError, BotoCoreError) as exc:
-        return Check(name, WARN, f"could not read {key} ({aws.error_code(exc) or type(exc).__name__})")
-    if state != "Enabled":
+    except AWS_FAILURES as exc:
+        return Check(name, WARN, f"could not read {key} ({_reason(exc)})")
+    if metadata["KeyState"] != "Enabled":
         fix = "enable the key (or cancel its deletion): no refresh can read its refresh token while it is not"
-        return Check(name, FAIL, f"{key} is {state}", fix)
-    users = [s for s in statements if s.get("Effect") == "Allow" and _uses(s.get("Action", []))]
-    unbound = [s.get("Sid", "(no Sid)") for s in users if not _principal_arns(s)]
-    if unbound:
-        fix = "restore the key policy from template.yaml (every use of the key is bound to aws:PrincipalArn)"
-        return Check(name, FAIL, f"its policy lets more than named roles decrypt: {', '.join(unbound)}", fix)
+        return Check(name, FAIL, f"{key} is {metadata['KeyState']}", fix)
+    stack = broker.settings.stack_name
+    statements = [statements] if isinstance(statements, dict) else statements
+    differ, break_glass = key_policy.differences(statements, metadata["Arn"], stack)
+    if differ:
+        fix = "restore the key policy from template.yaml (deploy the stack again, or aws kms put-key-policy)"
+        return Check(name, FAIL, f"its policy is not the template's: {', '.join(differ)}", fix)
     if granted := sorted({g.get("GranteePrincipal", "?") for g in grants if set(g.get("Operations", [])) & _USES}):
         fix = "aws kms revoke-grant, unless it is meant"
         return Check(name, WARN, f"grants let these decrypt too: {', '.join(granted)}", fix)
-    roles = sorted({arn.rsplit("/", 1)[-1] for s in users for arn in _principal_arns(s)})
-    return Check(name, OK, f"{key} enabled; only these roles can decrypt: {', '.join(roles)}")
+    who = f"this stack's functions (roles under role/webex-token-broker/{stack}/)"
+    return Check(name, OK, f"{key} enabled; only {who}{f' and {break_glass}' if break_glass else ''} can decrypt")
 
 
 _USES = {"Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo"}
-
-
-def _uses(actions) -> bool:
-    """Whether a key-policy statement's actions include decrypting with the key."""
-    return any(fnmatch.fnmatchcase("kms:Decrypt", a) for a in ([actions] if isinstance(actions, str) else actions))
-
-
-def _principal_arns(statement: dict) -> list[str]:
-    arns = statement.get("Condition", {}).get("StringEquals", {}).get("aws:PrincipalArn", [])
-    return [arns] if isinstance(arns, str) else list(arns)
 
 
 def _service_apps(broker: Broker, rows: list) -> list[Check]:
@@ -251,8 +298,8 @@ def _service_apps(broker: Broker, rows: list) -> list[Check]:
 def _alarm_subscription(topic_arn: str) -> Check:
     try:
         subscriptions = aws.client("sns").list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
-    except (ClientError, BotoCoreError) as exc:
-        return Check("alarm e-mail", WARN, f"could not read the alarm topic ({type(exc).__name__})")
+    except AWS_FAILURES as exc:
+        return Check("alarm e-mail", WARN, f"could not read the alarm topic ({_reason(exc)})")
     pending = [s["Endpoint"] for s in subscriptions if s["SubscriptionArn"] == "PendingConfirmation"]
     if pending:
         return Check(
@@ -268,8 +315,8 @@ def _alarm_subscription(topic_arn: str) -> Check:
 def _concurrency() -> Check:
     try:
         limit = aws.client("lambda").get_account_settings()["AccountLimit"]
-    except (ClientError, BotoCoreError) as exc:
-        return Check("Lambda concurrency", WARN, f"could not read the account's settings ({type(exc).__name__})")
+    except AWS_FAILURES as exc:
+        return Check("Lambda concurrency", WARN, f"could not read the account's settings ({_reason(exc)})")
     quota, unreserved = limit["ConcurrentExecutions"], limit["UnreservedConcurrentExecutions"]
     detail = f"account quota {quota}, unreserved {unreserved}"
     if quota <= UNRESERVED_MINIMUM:

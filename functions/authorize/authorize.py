@@ -1,7 +1,7 @@
 """GET /authorize: send the person to Webex's consent page with a fresh single-use state and PKCE,
 bound to this browser by a cookie."""
 
-from webex_broker.core.observability import logger
+from webex_broker.core.observability import logger, metrics
 from webex_broker.edge import web
 from webex_broker.flows import broker, login
 
@@ -14,6 +14,7 @@ def _authorize(event: dict) -> dict:
     return web.redirect(location, cookies=[cookie])
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context) -> dict:
     return web.respond(lambda: _authorize(event))

@@ -1,7 +1,7 @@
 """GET /callback: consume the state, exchange the code, learn who it is and store the tokens, then
 send the browser on (303) to GET /connected, the result page, so code and state leave the address bar."""
 
-from webex_broker.core.observability import logger
+from webex_broker.core.observability import logger, metrics
 from webex_broker.edge import pages, web
 from webex_broker.flows import broker, login
 
@@ -37,6 +37,7 @@ def _connected(result: login.LoginResult) -> dict:
 ROUTES = {"GET /callback": _finish, "GET /connected": _result}
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context) -> dict:
     return web.respond(lambda: ROUTES[event["routeKey"]](event, context))

@@ -3,8 +3,13 @@
 boto3 honours AWS_ENDPOINT_URL, which is how the local stack points them at moto (the operator CLI
 uses connect() instead, leaving its own environment alone). The low-level
 DynamoDB client (not the resource API) keeps the cold start short.
+
+Every client turns AWS's AccessDenied (IAM, or a KMS key policy behind Secrets Manager) into
+AwsAccessDenied, naming the action and the resource: a refusal is a configuration fault, and no
+`except ClientError` written for outages may catch it as one.
 """
 
+import re
 from collections.abc import Iterator
 from functools import cache
 
@@ -12,17 +17,43 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 
+from webex_broker.core.errors import AwsAccessDenied
+
 # Enough pooled connections for the refresher's threads; "standard" retries back off on throttling.
 _CONFIG = Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 4})
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 _endpoint_url: str | None = None  # None: boto3's own choice (AWS_ENDPOINT_URL, or AWS itself)
+DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied", "KMSAccessDeniedException"})
+_NAMED_RESOURCE = re.compile(r"on resource: (\S+)")
+_RESOURCE_PARAMETERS = ("SecretId", "Name", "TableName", "KeyId", "FunctionName")
 
 
 @cache
 def client(service: str):
-    return boto3.client(service, config=_CONFIG, endpoint_url=_endpoint_url)
+    made = boto3.client(service, config=_CONFIG, endpoint_url=_endpoint_url)
+    made.meta.events.register("before-parameter-build", _note_resource)
+    made.meta.events.register("after-call", _refuse_denied)
+    return made
+
+
+def _note_resource(params: dict, context: dict, **_) -> None:
+    """What the call is about, for a refusal that does not name it (a KMS key policy's)."""
+    entries = params.get("Entries")
+    named = next((params[p] for p in _RESOURCE_PARAMETERS if isinstance(params.get(p), str)), "")
+    if not named and isinstance(entries, list) and entries:
+        named = f"event-bus/{entries[0].get('EventBusName', 'default')}"
+    context["broker_resource"] = named
+
+
+def _refuse_denied(parsed: dict, model, context: dict, **_) -> None:
+    error = parsed.get("Error", {}) if isinstance(parsed, dict) else {}
+    if error.get("Code") not in DENIED_CODES:
+        return
+    named = _NAMED_RESOURCE.search(error.get("Message", ""))
+    action = f"{model.service_model.signing_name}:{model.name}"
+    raise AwsAccessDenied(action, named.group(1) if named else context.get("broker_resource", ""))
 
 
 def connect(*, region_name: str, endpoint_url: str | None = None, **credentials: str) -> None:

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from functools import cache
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
 from webex_broker.adapters import aws
-from webex_broker.core.errors import ConfigurationError, NotConfigured
+from webex_broker.core.errors import AwsAccessDenied, ConfigurationError, NotConfigured
 
 CACHE_SECONDS = 300
 
@@ -35,7 +36,12 @@ def _provider() -> SecretsProvider:
 def load_client_credentials(secret_arn: str, *, fresh: bool = False) -> ClientCredentials:
     """Cached for five minutes, so a rotated client secret is picked up without a redeploy; `fresh`
     reads what is stored now (doctor's check runs in a warm function)."""
-    document = _provider().get(secret_arn, transform="json", max_age=CACHE_SECONDS, force_fetch=fresh)
+    try:
+        document = _provider().get(secret_arn, transform="json", max_age=CACHE_SECONDS, force_fetch=fresh)
+    except GetParameterError as exc:
+        if isinstance(exc.__context__, AwsAccessDenied):  # Powertools wraps every error in its own
+            raise exc.__context__ from None
+        raise
     if document == {}:
         raise NotConfigured("The client secret is empty: run `webex-broker set-credentials`.")
     try:

@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from webex_broker.adapters import aws
 from webex_broker.core.clock import epoch
 from webex_broker.core.connection import Connection, ConnectionKind, ConnectionStatus
+from webex_broker.core.errors import AwsAccessDenied
 from webex_broker.core.token_documents import TokenRecord, fingerprint
 
 SCHEDULE_INDEX = "ScheduleIndex"
@@ -311,7 +312,7 @@ class ConnectionsTable:
     def release_if_held(self, connection: str, *, owner: str) -> None:
         """On a path that already failed: free the lease if it is still ours. Best effort, since the
         original failure matters more; a lease that cannot be freed expires on its own."""
-        with contextlib.suppress(LeaseLost, ClientError, BotoCoreError):
+        with contextlib.suppress(LeaseLost, ClientError, BotoCoreError, AwsAccessDenied):
             self.release(connection, owner=owner)
 
     def record_refresh(

@@ -14,7 +14,8 @@ RECOVERED = "Connection Recovered"
 REFRESH_TOKEN_EXPIRING = "Refresh Token Expiring"
 CONFIGURATION_ERROR = "Integration Configuration Error"
 SERVICE_APP_HEALED = "Service App Tokens Reminted"  # a dead Service App pair replaced through its `via`
-RUN_STOPPED = "Refresh Run Stopped"  # most of a run was refused without a reason: no status was changed
+RUN_STOPPED = "Refresh Run Stopped"  # most of a run was refused (by Webex or by AWS): no status was changed
+AWS_ACCESS_DENIED = "AWS Access Denied"  # AWS refused a broker call: names the action and the resource
 
 
 class EventPublisher:

@@ -4,7 +4,9 @@ Every write carries a ClientRequestToken derived from the secret's name and cont
 the same write after a crash or a timeout is a no-op instead of a second version or an error.
 Token secrets are also shared as the stack says (core/sharing.py): created under the token key with
 their replicas and resource policy, and brought to a changed sharing by `converge_sharing`. Refresh
-secrets are created under the broker key, and older ones brought under it by `seal`.
+material is only ever written under the broker key: a refresh secret under any other key (made before
+the broker key, or moved by someone with secretsmanager:UpdateSecret) is moved back by the same call
+that writes, and `seal` moves one that is not being written, with a new version under the key.
 """
 
 import json
@@ -47,7 +49,7 @@ def put_secret(
     ARN. A new secret is created under `key` (empty: the AWS managed key) with its `replicas`, in the
     one create call; a token secret's resource policy is the flows' to converge (token_sharing), which
     never fails a write."""
-    secret_string = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    secret_string = _serialized(document)
     token = request_token(name, secret_string)
     sm = aws.client("secretsmanager")
     try:
@@ -62,6 +64,10 @@ def put_secret(
         raise
 
 
+def _serialized(document: dict) -> str:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
 def scheduled_for_deletion(exc: ClientError) -> bool:
     """AWS answers a secret in its recovery window with InvalidRequestException "…marked for deletion"
     (moto: "…marked deleted"); nothing else tells it apart from other invalid requests."""
@@ -72,12 +78,18 @@ def scheduled_for_deletion(exc: ClientError) -> bool:
 
 def secret_names(prefix: str) -> set[str]:
     """Every secret whose name starts with `prefix`, except those scheduled for deletion."""
+    return set(secret_keys(prefix))
+
+
+def secret_keys(prefix: str) -> dict[str, str]:
+    """Every secret whose name starts with `prefix` (except those scheduled for deletion) → the key it
+    is under, as ListSecrets says ('' for the AWS managed key); reading this needs no decrypt."""
     pages = (
         aws.client("secretsmanager")
         .get_paginator("list_secrets")
         .paginate(Filters=[{"Key": "name", "Values": [prefix]}])
     )
-    return {s["Name"] for page in pages for s in page["SecretList"] if "DeletedDate" not in s}
+    return {s["Name"]: s.get("KmsKeyId", "") for page in pages for s in page["SecretList"] if "DeletedDate" not in s}
 
 
 def _create(
@@ -139,12 +151,34 @@ class ReplicationFailed(Exception):
 
 
 def seal(name: str, key: str) -> None:
-    """Bring a refresh secret made before the broker key under it. Secrets Manager re-encrypts its
-    labelled versions and keeps their copies under the old key, so nothing becomes unreadable midway;
-    versions written from now on are under the broker key alone. Idempotent."""
+    """Bring a refresh secret under the broker key, with a new current version encrypted under it:
+    re-keying alone leaves the existing versions readable with the old key (AWS keeps their copies), so
+    the value is written again. The version before stays readable with the old key as AWSPREVIOUS, then
+    as a deprecated version until Secrets Manager removes it (docs/security.md). Idempotent."""
     sm = aws.client("secretsmanager")
-    if key and not same_key(sm.describe_secret(SecretId=name).get("KmsKeyId", ""), key):
-        sm.update_secret(SecretId=name, KmsKeyId=key)
+    if not key or same_key(sm.describe_secret(SecretId=name).get("KmsKeyId", ""), key):
+        return
+    _write_under_key(name, sm.get_secret_value(SecretId=name)["SecretString"], key)
+
+
+def _write_under_key(name: str, secret_string: str, key: str) -> str:
+    """A new current version encrypted under `key`, and the secret under it from now on, in one call;
+    the request token is derived from the value and the key, so a retry is a no-op."""
+    token = request_token(name, f"{secret_string}\n{key}")
+    return aws.client("secretsmanager").update_secret(
+        SecretId=name, SecretString=secret_string, KmsKeyId=key, ClientRequestToken=token
+    )["ARN"]
+
+
+def under_key(name: str, key: str) -> bool | None:
+    """Whether the secret is under `key` now; None if there is no such secret (or it is being deleted)."""
+    try:
+        described = aws.client("secretsmanager").describe_secret(SecretId=name)
+    except ClientError as exc:
+        if aws.error_code(exc) == "ResourceNotFoundException":
+            return None
+        raise
+    return None if "DeletedDate" in described else same_key(described.get("KmsKeyId", ""), key)
 
 
 def _replica_regions(regions) -> list[str]:
@@ -192,10 +226,17 @@ def get_secret_document(name: str) -> dict:
 
 
 def write_refresh_material(material: RefreshMaterial, names: SecretNames, *, now: datetime, key: str = "") -> str:
-    """Step one of `write_tokens`; a new refresh secret is sealed under the broker `key`."""
+    """Step one of `write_tokens`, under the broker `key` only: checked before each write, because
+    whoever may UpdateSecret can point the secret at a key any administrator uses, and nothing else
+    would notice. A secret under another key is moved back by the write itself (UpdateSecret with the
+    value and the key: the new version is encrypted under the broker key alone)."""
+    name = names.refresh_secret(material.connection)
+    document = material.document(updated_at=now)
+    if key and under_key(name, key) is False:
+        return _write_under_key(name, _serialized(document), key)
     return put_secret(
-        names.refresh_secret(material.connection),
-        material.document(updated_at=now),
+        name,
+        document,
         description=f"Webex refresh material for {material.connection}; read only by the token broker.",
         tags={"webex-token-broker:connection": material.connection, "webex-token-broker:kind": "refresh"},
         key=key,

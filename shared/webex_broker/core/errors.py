@@ -76,6 +76,16 @@ class ConfigurationError(BrokerError, RuntimeError):
     """The deployment is misconfigured; an operator, not the person logging in, must act."""
 
 
+class AwsAccessDenied(ConfigurationError):
+    """AWS refused one of the broker's calls (an IAM policy, a key policy): proof of a configuration
+    fault, never an outage, so nothing retries it as one. `action` and `resource` say what to grant."""
+
+    def __init__(self, action: str, resource: str):
+        super().__init__(f"AWS refused {action} on {resource or 'its resource'}")
+        self.action = action
+        self.resource = resource
+
+
 class NotConfigured(ConfigurationError):
     """The client secret is still empty: the operator has not run `webex-broker set-credentials` yet."""
 

@@ -49,6 +49,7 @@ class Settings:
     webex_timeout_seconds: float
     refresh: "RefreshPolicy"
     events_source: str
+    stack_name: str  # the template sets POWERTOOLS_SERVICE_NAME to it: what the broker key trusts is its role path
     event_bus: str
     access_mode: str
     allowed_email_domains: tuple[str, ...]
@@ -128,6 +129,7 @@ def _read(environ: Mapping[str, str]) -> Settings:
             expiry_warning_seconds=int(float(env("REFRESH_EXPIRY_WARNING_DAYS", "14")) * 86400),
         ),
         events_source=_events_source(environ),
+        stack_name=environ.get("POWERTOOLS_SERVICE_NAME", ""),
         event_bus=env("EVENT_BUS_NAME", "default"),
         access_mode=env("ACCESS_MODE", "invite"),
         allowed_email_domains=tuple(domain.lower() for domain in _split(env("ALLOWED_EMAIL_DOMAINS", ""))),

@@ -16,9 +16,16 @@ from webex_broker.adapters.client_credentials import (
     load_client_credentials,
     store_client_credentials,
 )
-from webex_broker.adapters.secret_store import same_key
+from webex_broker.adapters.secret_store import get_secret_document, same_key
 from webex_broker.core.clock import epoch, utc_now
-from webex_broker.core.errors import AccessDenied, ConfigurationError, LoginBusy, NotConfigured, ViaUnavailable
+from webex_broker.core.errors import (
+    AccessDenied,
+    AwsAccessDenied,
+    ConfigurationError,
+    LoginBusy,
+    NotConfigured,
+    ViaUnavailable,
+)
 from webex_broker.core.grants import ServiceApp
 from webex_broker.core.observability import logger, metrics
 from webex_broker.flows import service_apps, token_sharing
@@ -46,6 +53,10 @@ def handle(broker: Broker, event: dict, *, remaining_ms: Callable[[], int]) -> d
         return {"ok": True, **run(broker, event, remaining_ms)}
     except Refused as exc:
         return _refusal(exc)
+    except AwsAccessDenied as exc:
+        metrics.add_metric(name="AwsAccessDenied", unit="Count", value=1)
+        message = f"{exc}: the admin function's role or the broker key's policy lacks it (webex-broker doctor)."
+        return _refusal(Refused("failed", message))
 
 
 def _refusal(exc: Refused) -> dict:
@@ -98,6 +109,25 @@ def check_credentials(broker: Broker, event: dict, remaining_ms) -> dict:
             f"{SET_CREDENTIALS_FIX} (stores it again, under the broker key)",
         )
     return _check("ok", f"{accepted_detail}; sealed under the broker key" if wanted else accepted_detail)
+
+
+def check_sealed(broker: Broker, event: dict, remaining_ms) -> dict:
+    """doctor's proof that the functions can still decrypt what the broker key (or an older key) seals:
+    each named refresh secret is read, and only whether AWS refused it is answered. A retained key that
+    no longer trusts this stack's roles is found here before a refresh meets it."""
+    secrets = event.get("secrets")
+    prefix = broker.names.refresh_secret("")
+    if not isinstance(secrets, list) or not all(isinstance(s, str) and s.startswith(prefix) for s in secrets):
+        raise Refused("usage", f"secrets must be a list of refresh secrets' names (under {prefix}).")
+    refused = {}
+    for name in secrets:
+        try:
+            get_secret_document(name)
+        except AwsAccessDenied as exc:
+            refused[name] = exc.action
+        except (ClientError, BotoCoreError, ValueError) as exc:
+            refused[name] = aws.error_code(exc) or type(exc).__name__
+    return {"refused": refused}
 
 
 def _check(result: str, detail: str, fix: str = "") -> dict:
@@ -163,6 +193,7 @@ def converge(broker: Broker, event: dict, remaining_ms) -> dict:
 ACTIONS = {
     "set_credentials": set_credentials,
     "check_credentials": check_credentials,
+    "check_sealed": check_sealed,
     "add_service_app": add_service_app,
     "converge": converge,
 }

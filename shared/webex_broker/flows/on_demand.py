@@ -15,7 +15,7 @@ from webex_broker.adapters import aws
 from webex_broker.adapters.connections import CoolingDown, LeaseLost
 from webex_broker.core.clock import iso
 from webex_broker.core.connection import ConnectionStatus
-from webex_broker.core.errors import ConfigurationError
+from webex_broker.core.errors import AwsAccessDenied, ConfigurationError
 from webex_broker.core.observability import logger, metrics
 from webex_broker.flows.broker import Broker, current
 from webex_broker.flows.refresh import SUCCEEDED, Outcome, Refresher
@@ -39,6 +39,10 @@ MESSAGES = {
         "The client credentials (the integration's, or the Service App's) are refused, unset or unreadable; "
         "the broker's operator must act.",
     ),
+    Outcome.DENIED: (
+        502,
+        "AWS refused one of the broker's own calls (a role or key policy lacks a permission); its operator must act.",
+    ),
     Outcome.MISSING_SECRET: (502, "The connection's refresh secret is missing; its operator must act."),
     Outcome.REFUSED: (503, "Webex refused the refresh without saying why; the connection is kept and retried."),
 }
@@ -55,6 +59,10 @@ def refresh_connection(name: str, *, remaining_ms: Callable[[], int] | None = No
         return RefreshAnswer(429, {"connection": name, "message": message}, retry_after=max(exc.retry_after, 1))
     except LeaseLost:
         return RefreshAnswer(409, {"connection": name, "message": MESSAGES[Outcome.SKIPPED][1]})
+    except AwsAccessDenied as exc:
+        logger.error("AWS refused the broker's call", extra={"action": exc.action, "resource": exc.resource})
+        metrics.add_metric(name="AwsAccessDenied", unit="Count", value=1)
+        return RefreshAnswer(502, {"connection": name, "message": MESSAGES[Outcome.DENIED][1]})
     except (ConfigurationError, GetParameterError, TransformParameterError) as exc:
         logger.error("The broker cannot read its configuration", extra={"error_type": type(exc).__name__})
         message = "The broker cannot read its integration's configuration; its operator must act (see its logs)."

@@ -18,6 +18,11 @@ new pair through its `via` connection (healed, it stays active); any other refus
 an outage, alarmed, and ends a connection only when it repeats in separate runs over an hour while
 other connections refresh fine. A rejected client stops the run with one error, and so does a run in
 which most attempts are refused (Webex or the integration is at fault, not the people).
+
+AWS refusing one of the broker's own calls (AccessDenied from IAM or a key policy) proves a
+configuration fault, not an outage: that connection fails with the outcome `denied`, an alarm and an
+event naming the action and the resource, and is never retried within the run; when the same action
+is refused for most of a run (a role missing a permission), the run stops with one error.
 """
 
 import random
@@ -41,7 +46,7 @@ from webex_broker.adapters.secret_store import get_secret_document, scheduled_fo
 from webex_broker.core import schedule
 from webex_broker.core.clock import epoch, utc_now
 from webex_broker.core.connection import Connection, ConnectionStatus
-from webex_broker.core.errors import ConfigurationError, GrantEnd, ViaUnavailable
+from webex_broker.core.errors import AwsAccessDenied, ConfigurationError, GrantEnd, ViaUnavailable
 from webex_broker.core.grants import TokenGrant
 from webex_broker.core.observability import logger, metrics
 from webex_broker.core.rate_limit import RateLimiter
@@ -71,6 +76,7 @@ class Outcome(StrEnum):
     PERMANENT = "permanent"  # the grant is dead: reauth_required
     MISSING_SECRET = "missing_secret"  # an active row without its refresh secret: a deployment fault, alarmed
     CONFIGURATION = "configuration"  # the integration's credentials were refused or unset: the run stops
+    DENIED = "denied"  # AWS refused one of the broker's calls: a role or key policy to fix; alarmed, status kept
     ERROR = "error"  # a bug or a crash: the lease expires and the next run tries again
 
 
@@ -80,6 +86,7 @@ FAILED = (
     Outcome.PERMANENT,
     Outcome.MISSING_SECRET,
     Outcome.CONFIGURATION,
+    Outcome.DENIED,
     Outcome.ERROR,
 )
 SUCCEEDED = (Outcome.REFRESHED, Outcome.UNCHANGED, Outcome.HEALED)
@@ -92,6 +99,8 @@ class RunReport:
     failures: dict[str, str] = field(default_factory=dict)
     stopped_early: bool = False
     refusals_stopped_run: bool = False
+    denials: Counter = field(default_factory=Counter)  # AWS action → connections it was refused for
+    denials_stopped_run: bool = False
     risk_horizon: int = 0  # an access token expiring before this may lapse before the next run can help
     at_risk: int = 0
     max_consecutive_failures: int = 0
@@ -121,6 +130,13 @@ class RunReport:
         refused = self.outcomes[Outcome.REFUSED]
         return refused >= policy.breaker_min_refused and refused >= policy.breaker_refused_share * self.attempted
 
+    def mostly_denied(self, action: str, policy: RefreshPolicy) -> bool:
+        """The same AWS action refused for much of a run: the role lacks it, whoever the connection is."""
+        denied = self.denials[action]
+        return denied >= policy.breaker_min_refused and denied >= policy.breaker_refused_share * (
+            self.succeeded + sum(self.denials.values())
+        )
+
     @property
     def succeeded(self) -> int:
         return sum(self.outcomes[o] for o in SUCCEEDED)
@@ -137,6 +153,8 @@ class RunReport:
             "outcomes": {k.value: v for k, v in sorted(self.outcomes.items())},
             "stopped_early": self.stopped_early,
             "refusals_stopped_run": self.refusals_stopped_run,
+            "denials_stopped_run": self.denials_stopped_run,
+            "denied": dict(self.denials),
         }
 
 
@@ -228,6 +246,10 @@ class Refresher:
                 report.refused_long[connection] = since
         if not report.refusals_stopped_run and report.mostly_refused(self.policy):
             self._stop_for_refusals(report)
+        if outcome == Outcome.DENIED and row and row.last_error:
+            report.denials[row.last_error] += 1
+            if not report.denials_stopped_run and report.mostly_denied(row.last_error, self.policy):
+                self._stop_for_denials(report, row.last_error)
 
     def _stop_for_refusals(self, report: RunReport) -> None:
         """One alarm for the run, no status changed: the people's grants are not what failed."""
@@ -236,6 +258,15 @@ class Refresher:
         self._halted.set()
         detail = {"refused": report.outcomes[Outcome.REFUSED], "attempted": report.attempted}
         logger.error("Most refreshes in this run were refused without a reason; stopping the run", extra=detail)
+        self._events.publish(events.RUN_STOPPED, detail)
+
+    def _stop_for_denials(self, report: RunReport, action: str) -> None:
+        """One error for the run: the role (or a key policy) lacks `action` for every connection alike."""
+        report.denials_stopped_run = True
+        report.stopped_early = True
+        self._halted.set()
+        detail = {"action": action, "denied": report.denials[action], "reason": "aws_access_denied"}
+        logger.error("AWS refuses the same action for most connections; stopping the run", extra=detail)
         self._events.publish(events.RUN_STOPPED, detail)
 
     def _confirm_long_refusals(self, report: RunReport) -> None:
@@ -294,6 +325,8 @@ class Refresher:
             with logger.append_context_keys(connection=connection):
                 try:
                     result = self._attempt(connection, row, now, attempt=attempt, force=force)
+                except AwsAccessDenied as exc:  # met while handling another failure
+                    result = self._denied(connection, row, exc, now)
                 except BaseException:
                     self._table.release_if_held(connection, owner=self._owner)
                     raise
@@ -310,6 +343,8 @@ class Refresher:
             return Outcome.SKIPPED, row
         try:
             return self._refresh_leased(connection, row, now)
+        except AwsAccessDenied as exc:
+            return self._denied(connection, row, exc, now)
         except (ConfigurationError, GetParameterError, TransformParameterError) as exc:  # the client secret
             return self._stop_for_configuration(connection, row, type(exc).__name__, "")
         except MissingRefreshSecret:
@@ -330,6 +365,21 @@ class Refresher:
             code = aws.error_code(exc) or type(exc).__name__
             logger.warning("AWS call failed during refresh", extra={"error": code})
             return Outcome.TRANSIENT, self._record_failure(connection, row, Outcome.TRANSIENT, code, "", now)
+
+    def _denied(
+        self, connection: str, row: Connection, exc: AwsAccessDenied, now: datetime
+    ) -> tuple[Outcome, Connection]:
+        """Not an outage: recorded (when AWS lets even that), alarmed and announced, never retried now."""
+        detail = {"action": exc.action, "resource": exc.resource}
+        logger.error("AWS refused the broker's call: a role or key policy lacks a permission", extra=detail)
+        metrics.add_metric(name="AwsAccessDenied", unit="Count", value=1)
+        self._events.publish(events.AWS_ACCESS_DENIED, {**self._event_detail(row, status=row.status), **detail})
+        updated = replace(row, last_error=exc.action)
+        try:
+            updated = self._record_failure(connection, row, Outcome.DENIED, exc.action, "", now)
+        except AwsAccessDenied:
+            self._table.release_if_held(connection, owner=self._owner)
+        return Outcome.DENIED, updated
 
     def _refresh_leased(self, connection: str, row: Connection, now: datetime) -> tuple[Outcome, Connection]:
         material = RefreshMaterial.from_document(self._refresh_document(connection))
@@ -539,8 +589,11 @@ class Refresher:
             invitation, token = self._invitations.create(
                 row.name, email=row.email or None, ttl_seconds=REAUTH_LINK_SECONDS, max_uses=1, now=epoch(now)
             )
-        except (ClientError, BotoCoreError) as exc:  # the event matters more than the link in it
-            logger.error("Could not create a reauthorization link", extra={"error": aws.error_code(exc)})
+        except (ClientError, BotoCoreError, AwsAccessDenied) as exc:  # the event matters more than its link
+            error = exc.action if isinstance(exc, AwsAccessDenied) else aws.error_code(exc)
+            logger.error("Could not create a reauthorization link", extra={"error": error})
+            if isinstance(exc, AwsAccessDenied):
+                metrics.add_metric(name="AwsAccessDenied", unit="Count", value=1)
             return None, None
         return invitation.id, invitation_link(base, token)
 
@@ -607,6 +660,7 @@ class Refresher:
             ("MissingRefreshSecrets", counts[Outcome.MISSING_SECRET]),
             ("RunsStoppedByRefusals", 1 if report.refusals_stopped_run else 0),
             ("ConfigurationErrors", 1 if counts[Outcome.CONFIGURATION] else 0),
+            ("RunsStoppedByDenials", 1 if report.denials_stopped_run else 0),
             ("Crashed", counts[Outcome.ERROR]),
             ("ConnectionsAtRisk", report.at_risk),
             ("MaxConsecutiveFailures", report.max_consecutive_failures),

@@ -11,6 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from webex_broker.adapters import aws
 from webex_broker.adapters.secret_store import ReplicationFailed, converge_sharing, seal
 from webex_broker.core.connection import Connection, ConnectionStatus
+from webex_broker.core.errors import AwsAccessDenied
 from webex_broker.core.observability import logger, metrics
 from webex_broker.flows.broker import Broker
 
@@ -25,6 +26,14 @@ def converge(broker: Broker, connection: str, recorded: str) -> str | None:
     try:
         seal(broker.names.refresh_secret(connection), sharing.broker_key_id)
         converge_sharing(broker.names.token_secret(connection), sharing)
+    except AwsAccessDenied as exc:  # a role or key policy to fix: alarmed, the token still counts
+        logger.error(
+            "AWS refused a step of bringing the secrets to what the stack says",
+            extra={"connection": connection, "action": exc.action, "resource": exc.resource},
+        )
+        metrics.add_metric(name="AwsAccessDenied", unit="Count", value=1)
+        metrics.add_metric(name="SharingNotApplied", unit="Count", value=1)
+        return None
     except (ClientError, BotoCoreError, ReplicationFailed) as exc:
         detail = exc.reasons if isinstance(exc, ReplicationFailed) else aws.error_code(exc) or type(exc).__name__
         logger.error(

@@ -1,0 +1,126 @@
+"""AWS refusing one of the broker's calls is proof of a configuration fault, never an outage: the
+connection fails as `denied` (status kept, nothing written), an alarm metric and an event name the
+action and the resource, a run where the same action is refused for most connections stops with one
+error, and every other way in (a login, the on-demand route, the admin function) says so clearly."""
+
+import json
+import os
+
+import boto3
+import pytest
+
+from devstack.lambda_runtime import LambdaContext
+from tests.conftest import OPERATOR, PREFIX, reset_broker_caches
+from tests.test_refresher import emf_values, make_due
+from tests.test_refusals import connect
+
+
+def lock_broker_key() -> None:
+    """The broker key's policy as an administrator might leave it: only the account administers it,
+    nobody may use it (what a retained key that trusts other roles looks like to these functions)."""
+    kms = boto3.client("kms", **OPERATOR)
+    key = os.environ["BROKER_KMS_KEY_ID"]
+    policy = json.loads(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+    policy["Statement"] = [s for s in policy["Statement"] if s["Sid"] == "AccountAdministersButCannotUseTheKey"]
+    kms.put_key_policy(KeyId=key, PolicyName="default", Policy=json.dumps(policy))
+
+
+def test_a_refresh_aws_refuses_fails_as_denied_names_the_action_and_writes_nothing(broker, capsys):
+    assert broker.login()["statusCode"] == 200
+    token_secret = f"{PREFIX}/tokens/alice@example.com"
+    before = broker.secret(token_secret)
+    versions = broker.versions(token_secret)
+    make_due(broker, "alice@example.com")
+    broker.events()
+    lock_broker_key()
+    exchanges = broker.webex.calls["access_token"]
+
+    run = broker.refresh()
+
+    assert run["outcomes"] == {"denied": 1}, "never transient: retrying will not grant the permission"
+    assert run["denied"] == {"secretsmanager:GetSecretValue": 1}
+    assert broker.webex.calls["access_token"] == exchanges, "nothing asked of Webex without the refresh token"
+    row = broker.connection("alice@example.com")
+    assert (row["status"], row["last_error_class"], row["last_error"]) == (
+        "active",
+        "denied",
+        "secretsmanager:GetSecretValue",
+    )
+    assert broker.secret(token_secret) == before
+    assert broker.versions(token_secret) == versions
+    [event] = [e for e in broker.events() if e["detail-type"] == "AWS Access Denied"]
+    assert event["detail"]["connection"] == "alice@example.com"
+    assert event["detail"]["action"] == "secretsmanager:GetSecretValue"
+    assert event["detail"]["resource"] == f"{PREFIX}/refresh/alice@example.com"
+    assert emf_values(capsys.readouterr().out, "AwsAccessDenied") == [1.0], "its own alarm"
+
+
+def test_the_same_refusal_for_most_of_a_run_stops_it_with_one_error(broker, monkeypatch, capsys):
+    broker.webex.access_token_ttl = 3600  # due at every run
+    names = connect(broker, 8)
+    monkeypatch.setenv("REFRESH_CONCURRENCY", "1")  # one at a time, so the breaker stops what is left
+    reset_broker_caches()
+    lock_broker_key()
+
+    run = broker.refresh()
+
+    assert run["denials_stopped_run"]
+    assert run["stopped_early"]
+    assert run["outcomes"] == {"denied": 5}, "stopped at five, before the other three"
+    stopped = [e["detail"] for e in broker.events() if e["detail-type"] == "Refresh Run Stopped"]
+    assert stopped == [{"action": "secretsmanager:GetSecretValue", "denied": 5, "reason": "aws_access_denied"}]
+    assert {broker.connection(n)["status"] for n in names} == {"active"}, "no status changed"
+    assert emf_values(capsys.readouterr().out, "RunsStoppedByDenials") == [1.0]
+
+
+def test_the_on_demand_route_answers_a_refusal_as_the_operators_to_fix(broker):
+    from refresh_connection import handler
+
+    assert broker.login()["statusCode"] == 200
+    lock_broker_key()
+    event = broker.event("refresh_connection")
+    event["pathParameters"] = {"name": "alice@example.com"}
+    answer = handler(event, LambdaContext())
+    body = json.loads(answer["body"])
+    assert (answer["statusCode"], body["outcome"]) == (502, "denied")
+    assert "its operator must act" in body["message"]
+
+
+def test_a_login_aws_refuses_shows_a_clear_page_and_stores_no_connection(broker):
+    lock_broker_key()
+    page = broker.login()
+    assert page["statusCode"] == 500
+    assert "not set up correctly" in page["body"]
+    assert broker.connection("alice@example.com") is None
+    assert f"{PREFIX}/tokens/alice@example.com" not in broker.secret_names()
+
+
+def test_the_admin_function_names_what_aws_refused(broker):
+    from admin import handler
+
+    lock_broker_key()
+    answer = handler({"action": "set_credentials", "client_id": "C0ffee-test-client", "client_secret": "x"}, None)
+    assert answer["ok"] is False
+    # Webex is asked first; the refusal comes when storing under the locked key
+    assert answer["error"] == "failed"
+
+
+@pytest.mark.parametrize("deleted", ["scheduled", "forced"])
+def test_a_token_secret_deleted_under_an_active_connection_comes_back_at_the_next_refresh(broker, deleted):
+    """The refresher's own role restores or re-creates it: a path it takes is a path it may take."""
+    broker.webex.access_token_ttl = 3600
+    broker.webex.same_token_window = 0
+    assert broker.login()["statusCode"] == 200
+    name = f"{PREFIX}/tokens/alice@example.com"
+    sm = boto3.client("secretsmanager", **OPERATOR)
+    if deleted == "forced":
+        sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+    else:
+        sm.delete_secret(SecretId=name, RecoveryWindowInDays=7)
+    make_due(broker, "alice@example.com")
+
+    run = broker.refresh()
+
+    assert run["outcomes"] == {"refreshed": 1}
+    assert broker.secret(name)["access_token"]
+    assert "DeletedDate" not in sm.describe_secret(SecretId=name)
