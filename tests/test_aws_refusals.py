@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from devstack.lambda_runtime import LambdaContext
-from tests.conftest import OPERATOR, PREFIX, reset_broker_caches
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, OPERATOR, PREFIX, reset_broker_caches
 from tests.test_refresher import emf_values, make_due
 from tests.test_refusals import connect
 
@@ -99,10 +99,11 @@ def test_the_admin_function_names_what_aws_refused(broker):
     from admin import handler
 
     lock_broker_key()
-    answer = handler({"action": "set_credentials", "client_id": "C0ffee-test-client", "client_secret": "x"}, None)
-    assert answer["ok"] is False
-    # Webex is asked first; the refusal comes when storing under the locked key
-    assert answer["error"] == "failed"
+    request = {"action": "set_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    answer = handler(request, LambdaContext(function_name="AdminFunction"))
+    assert (answer["ok"], answer["error"]) == (False, "failed"), "Webex accepted them; AWS refused storing them"
+    assert answer["message"].startswith("AWS refused secretsmanager:UpdateSecret on ")
+    assert CLIENT_SECRET not in json.dumps(answer)
 
 
 @pytest.mark.parametrize("deleted", ["scheduled", "forced"])
