@@ -1,5 +1,6 @@
 """Loading the template's functions and calling them the way the Lambda runtime does."""
 
+import functools
 import importlib
 import sys
 import time
@@ -7,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devstack import function_roles
 from devstack.template import function_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,22 +39,38 @@ class LocalFunction:
     logical_id: str
     properties: dict
 
-    @property
-    def handler(self):
-        """Imported on first use, as Lambda does: the function's folder and the shared layer on sys.path."""
+    def load_handler(self):
+        """Imported on first use, as Lambda does: the function's folder and the shared layer on sys.path.
+        The module's handler is replaced by one that signs as the function's role, so that whoever imports
+        it (this runtime, or a test's `from refresher import handler`) calls it as Lambda would."""
         code_dir = str(ROOT / self.properties["CodeUri"])
         for path in (str(ROOT / "shared"), code_dir):
             if path not in sys.path:
                 sys.path.insert(0, path)
         module_name, attribute = self.properties["Handler"].rsplit(".", 1)
-        return getattr(importlib.import_module(module_name), attribute)
+        module = importlib.import_module(module_name)
+        handler = getattr(module, attribute)
+        if not hasattr(handler, "signs_as"):
+            handler = _signing_as(self.logical_id, handler)
+            setattr(module, attribute, handler)
+        return handler
 
     def invoke(self, event: dict) -> dict:
         context = LambdaContext(function_name=self.logical_id, timeout_seconds=int(self.properties.get("Timeout", 20)))
-        return self.handler(event, context)
+        return self.load_handler()(event, context)
 
     def events(self, kind: str) -> list[dict]:
         return [e["Properties"] for e in self.properties.get("Events", {}).values() if e["Type"] == kind]
+
+
+def _signing_as(function: str, handler):
+    @functools.wraps(handler)
+    def signed(event, context):
+        with function_roles.signing_as(function):
+            return handler(event, context)
+
+    signed.signs_as = function
+    return signed
 
 
 def cold_start() -> None:
@@ -70,3 +88,9 @@ def cold_start() -> None:
 
 def local_functions() -> list[LocalFunction]:
     return [LocalFunction(name, props) for name, props in function_definitions().items()]
+
+
+def sign_handlers_as_roles() -> None:
+    """Every function's handler, however it is imported, signs as its role from now on."""
+    for function in local_functions():
+        function.load_handler()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import boto3
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from devstack import aws_fidelity, function_roles
 from devstack.gateway import LocalGateway, routes_from
 from devstack.lambda_runtime import local_functions
 from devstack.template import (
@@ -25,7 +26,6 @@ from devstack.template import (
     create_client_secret,
     create_key,
     create_tables,
-    function_definitions,
     function_environment,
     table_definitions,
 )
@@ -45,10 +45,10 @@ SHARING_PARAMETERS = {
     "REPLICA_REGIONS": "ReplicaRegions",
 }
 LOCAL_REGION = "us-east-1"
-# Two identities, as on AWS: the functions' role, which the broker key's policy names, and the operator
-# (the CLI, the tests), an account administrator who must not be able to decrypt what that key seals.
+# As on AWS, each function signs as its own role, on the stack's role path the broker key trusts, and the
+# operator (the CLI, the tests) is an account administrator who must not be able to decrypt what that key
+# seals. The runner sets the stack up as one more role on that path (the tests play break-glass with it).
 FUNCTIONS_CREDENTIALS = ("local-functions", "local-functions")
-FUNCTIONS_ROLE = f"arn:aws:iam::123456789012:role/{STACK_NAME}-functions"
 OPERATOR_CREDENTIALS = ("local", "local")
 
 # With spark:applications_token in WEBEX_SCOPES, the simulator also has a Service App, authorized by
@@ -202,10 +202,9 @@ class LocalBroker:
         else:
             from moto.server import ThreadedMotoServer
 
-            from devstack import aws_fidelity
-
             aws_fidelity.apply()
-            aws_fidelity.register_principal(FUNCTIONS_CREDENTIALS[0], FUNCTIONS_ROLE)
+            function_roles.register_setup_role(FUNCTIONS_CREDENTIALS[0], STACK_NAME, f"{STACK_NAME}-functions")
+            function_roles.install(STACK_NAME)
             server = ThreadedMotoServer(ip_address=self.config.host, port=0, verbose=False)
             server.start()
             self._stops.append(server.stop)
@@ -259,9 +258,8 @@ class LocalBroker:
         if self.config.webex_scopes:
             parameters["WebexScopes"] = self.config.webex_scopes
         parameters.update(self.config.sharing)
-        resolver = LocalResolver(parameters=parameters, resources=tables, stack_name=STACK_NAME)
-        # Locally every function runs in this process, as one role.
-        resolver.values |= {f"{name}Role.Arn": FUNCTIONS_ROLE for name in function_definitions()}
+        roles = function_roles.arn_values(STACK_NAME)
+        resolver = LocalResolver(parameters=parameters, resources=tables | roles, stack_name=STACK_NAME)
         for key in ("TokenKey", "BrokerKey"):
             resolver.values[key] = create_key(boto3.client("kms"), resolver, key)
         resolver.values["ClientSecret"] = create_client_secret(boto3.client("secretsmanager"), resolver)

@@ -1,14 +1,22 @@
 """The stack's own resource definitions, read from template.yaml so tests and the local stack
-create exactly the tables the template deploys and cannot drift from it."""
+create exactly the tables the template deploys and cannot drift from it.
 
+WEBEX_BROKER_TEMPLATE names another template to read instead (a copy with one permission less, say):
+the local stack and the tests then run against it, the functions' roles included.
+"""
+
+import copy
 import json
+import os
 import re
 from functools import cache
 from pathlib import Path
 
+import boto3
 import yaml
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
+TEMPLATE_VARIABLE = "WEBEX_BROKER_TEMPLATE"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -29,9 +37,41 @@ def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict:
 _CfnLoader.add_multi_constructor("!", _intrinsic)
 
 
+def template_path() -> Path:
+    """template.yaml, unless WEBEX_BROKER_TEMPLATE names another; read at each use, so a test may set it."""
+    return Path(os.environ.get(TEMPLATE_VARIABLE) or TEMPLATE_PATH)
+
+
+def load_template() -> dict:
+    return _load(template_path())
+
+
 @cache
-def load_template(path: Path = TEMPLATE_PATH) -> dict:
+def _load(path: Path) -> dict:
     return yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+
+
+def translated_template() -> dict:
+    """The template as CloudFormation receives it after `sam package` and the SAM transform: the roles
+    SAM generates for the functions are only here. Translated once per template."""
+    return _translated(template_path())
+
+
+@cache
+def _translated(path: Path) -> dict:
+    # Imported here: SAM's translator takes most of a second to import, and only the roles need it.
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    template = copy.deepcopy(_load(path))  # the transform rewrites it in place
+    for resource in template["Resources"].values():
+        for uri in ("CodeUri", "ContentUri"):
+            if uri in resource.get("Properties", {}):
+                resource["Properties"][uri] = "s3://bucket/key"
+    session = boto3.session.Session(region_name="us-east-1")
+    return Translator(None, Parser(), boto_session=session).translate(
+        template, parameter_values={}, get_managed_policy_map=dict
+    )
 
 
 def table_definitions() -> dict[str, dict]:

@@ -13,27 +13,30 @@ import boto3
 import pytest
 import requests
 from moto import mock_aws
+from moto.server import ThreadedMotoServer
 
-from devstack import aws_fidelity, aws_limits
-from devstack.lambda_runtime import LambdaContext, cold_start
-from devstack.template import LocalResolver, create_key, create_tables, function_definitions
+from devstack import aws_fidelity, aws_limits, function_roles
+from devstack.lambda_runtime import LambdaContext, cold_start, sign_handlers_as_roles
+from devstack.template import LocalResolver, create_key, create_tables
 from devstack.webex_simulator import WebexSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
-aws_fidelity.apply()
-# The tests' AWS identity is the functions' role, which the broker key's policy names; OPERATOR is an
-# account administrator's, which it does not.
-FUNCTIONS_ROLE = "arn:aws:iam::123456789012:role/test-broker-functions"
-aws_fidelity.register_principal("testing", FUNCTIONS_ROLE)
-OPERATOR = {"aws_access_key_id": "operator", "aws_secret_access_key": "operator"}
-aws_limits.install()  # every AWS call is refused where AWS would refuse it, not only where moto does
-
 CLIENT_ID = "C0ffee-test-client"
 CLIENT_SECRET = "s3cr3t-client-value-never-shown"
 API_DOMAIN = "abc123.execute-api.us-east-1.amazonaws.com"
 CALLBACK_URL = f"https://{API_DOMAIN}/callback"
-PREFIX = "test-broker"
+PREFIX = "test-broker"  # the stack's name, and its secrets' prefix
+
+aws_fidelity.apply()
+# Each handler signs as its function's role, which the local AWS holds to its statements in the template.
+# The tests' own AWS identity ("testing": setup, and the tests that call flows directly) is a role on the
+# stack's role path, which the broker key trusts and IAM does not check; OPERATOR is an account
+# administrator, whom the broker key does not trust.
+function_roles.install(PREFIX)
+function_roles.register_setup_role("testing", PREFIX, f"{PREFIX}-tests")
+OPERATOR = {"aws_access_key_id": "operator", "aws_secret_access_key": "operator"}
+aws_limits.install()  # every AWS call is refused where AWS would refuse it, not only where moto does
 
 BROKER_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -100,7 +103,7 @@ def broker(monkeypatch, webex):
     for key, value in BROKER_ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("WEBEX_API_BASE_URL", webex.url)
-    with mock_aws(config={"core": {"mock_credentials": False}}):  # calls signed as "testing", the functions' role
+    with mock_aws(config={"core": {"mock_credentials": False}}):  # calls signed as "testing", or a function's role
         create_tables(boto3.client("dynamodb"))
         arn = boto3.client("secretsmanager").create_secret(
             Name="test-broker-client", SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
@@ -108,14 +111,27 @@ def broker(monkeypatch, webex):
         monkeypatch.setenv("CLIENT_SECRET_ARN", arn)
         monkeypatch.setenv("BROKER_KMS_KEY_ID", create_broker_key())
         reset_broker_caches()
+        sign_handlers_as_roles()  # imported with the broker's environment, as a Lambda imports them
         yield Broker(webex)
     reset_broker_caches()
 
 
+@pytest.fixture
+def moto_server():
+    """moto as `make run` serves it, on a free loopback port: its URL. Its backends are this process's,
+    reset afterwards."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    yield url
+    requests.post(f"{url}/moto-api/reset", timeout=5)
+    server.stop()
+
+
 def create_broker_key() -> str:
-    """The template's BrokerKey, its policy naming every function's role (here: the tests' identity)."""
-    roles = {f"{name}Role.Arn": FUNCTIONS_ROLE for name in function_definitions()}
-    resolver = LocalResolver(parameters={}, resources=roles, stack_name=PREFIX)
+    """The template's BrokerKey, trusting the roles on this stack's role path: the functions' and the tests'."""
+    resolver = LocalResolver(parameters={}, resources=function_roles.arn_values(PREFIX), stack_name=PREFIX)
     return create_key(boto3.client("kms"), resolver, "BrokerKey")
 
 

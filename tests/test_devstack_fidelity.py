@@ -1,26 +1,27 @@
 """The local stack is as strict as AWS where the broker depends on it: Lambda's Invoke API on the local
 gateway answers (and refuses) as Lambda does, and moto enforces KMS key policies for Secrets Manager,
-so an account administrator cannot read what the broker key protects."""
+so an account administrator cannot read what the broker key protects (tests/test_policy.py: the rules
+those policies are judged by)."""
 
 import json
 import threading
 
 import boto3
 import pytest
-import requests
 from botocore.exceptions import ClientError
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
-from devstack import aws_fidelity
+from devstack import iam
 from devstack.gateway import LocalGateway
+from devstack.policy import Principal
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 VIA_SECRETS_MANAGER = {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/broker-fn"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/webex-token-broker/stack/stack-AdminFunctionRole-X"
 ROLE_KEY = "broker-fn-key"
+ROLE_PATH = f"arn:aws:iam::{ACCOUNT}:role/webex-token-broker/stack/*"
 ADMIN_KEY = "AKIAADMINISTRATOR001"  # not registered: the IAM user arn:aws:iam::123456789012:user/AKIA…
 VALUE = "refresh-token-value-never-shown"
 DENIED = "Access to KMS is not allowed"
@@ -73,12 +74,16 @@ def code(exc: pytest.ExceptionInfo) -> str:
     return exc.value.response["Error"]["Code"]
 
 
+def register(access_key: str, arn: str) -> None:
+    iam.register(access_key, iam.Identity(Principal(arn, arn.split(":")[4])))
+
+
 @pytest.fixture
 def principals(monkeypatch):
-    """The principal registry, empty for the test and forgotten after it."""
-    monkeypatch.setattr(aws_fidelity, "principals", {})
-    aws_fidelity.register_principal(ROLE_KEY, ROLE)
-    return aws_fidelity.principals
+    """The identity registry, empty for the test and forgotten after it."""
+    monkeypatch.setattr(iam, "identities", {})
+    register(ROLE_KEY, ROLE)
+    return iam.identities
 
 
 @pytest.fixture
@@ -169,7 +174,7 @@ def test_the_aws_managed_key_is_anyones(aws):
 
 
 def test_the_token_key_lets_in_every_principal_of_the_account_and_no_other(aws, principals):
-    aws_fidelity.register_principal("stranger", "arn:aws:iam::111122223333:role/reader")
+    register("stranger", "arn:aws:iam::111122223333:role/reader")
     key = new_key(key_policy(ADMINISTER, account_uses(**{"kms:CallerAccount": ACCOUNT})))
     client("secretsmanager", ROLE_KEY).create_secret(Name="token", SecretString=VALUE, KmsKeyId=key)
     admin = client("secretsmanager", ADMIN_KEY)
@@ -198,48 +203,64 @@ def test_an_explicit_deny_wins(aws):
     assert code(refused) == "AccessDeniedException"
 
 
-@pytest.mark.parametrize(
-    ("statement", "allowed"),
-    [
-        ({"Principal": "*", "Action": "kms:*"}, True),
-        ({"Principal": {"AWS": ACCOUNT}, "Action": "kms:Decrypt"}, True),
-        ({"Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*"}, False),
-        ({"Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:role/other"}, "Action": "kms:*"}, False),
-        ({"Principal": "*", "Action": ["kms:Encrypt", "kms:GenerateDataKey*"]}, False),
-        ({"Principal": "*", "Action": "kms:*", "Condition": {"StringEquals": {"aws:PrincipalArn": ROLE}}}, True),
-        ({"Principal": "*", "Action": "kms:*", "Condition": {"StringEquals": {"aws:SourceVpc": "vpc-1"}}}, False),
-        ({"Principal": "*", "Action": "kms:*", "Condition": {"StringLike": {"aws:PrincipalArn": "*"}}}, False),
-    ],
-)
-def test_what_an_allow_statement_matches(statement, allowed):
-    caller = aws_fidelity.Caller(ROLE, ACCOUNT)
-    policy = key_policy({"Effect": "Allow", "Resource": "*", **statement})
-    assert aws_fidelity.allows(policy, caller, "kms:Decrypt", {"aws:principalarn": ROLE}) is allowed
+def arn_like_users(*actions: str) -> dict:
+    """The broker key's own statement: the roles on a stack's path, through Secrets Manager."""
+    return {
+        "Sid": "BrokerFunctionsUseItThroughSecretsManager",
+        "Effect": "Allow",
+        "Principal": {"AWS": "*"},
+        "Action": list(actions),
+        "Resource": "*",
+        "Condition": {"StringEquals": VIA_SECRETS_MANAGER, "ArnLike": {"aws:PrincipalArn": ROLE_PATH}},
+    }
 
 
-def test_a_deny_on_a_condition_it_cannot_judge_still_denies():
-    caller = aws_fidelity.Caller(ROLE, ACCOUNT)
-    deny = {"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Condition": {"Bool": {"aws:SecureTransport": "no"}}}
-    policy = key_policy({"Effect": "Allow", "Principal": "*", "Action": "kms:*"}, deny)
-    assert not aws_fidelity.allows(policy, caller, "kms:Decrypt", {})
-
-
-def test_the_same_refusal_from_the_moto_server(principals):
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    try:
-        key = client("kms", ADMIN_KEY, url).create_key(Policy=BROKER_KEY)["KeyMetadata"]["KeyId"]
-        role = client("secretsmanager", ROLE_KEY, url)
-        role.create_secret(Name="refresh/server", SecretString=VALUE, KmsKeyId=key)
-        assert role.get_secret_value(SecretId="refresh/server")["SecretString"] == VALUE
+def test_a_role_on_the_stacks_path_uses_the_key_and_one_off_it_does_not(aws):
+    key = new_key(key_policy(ADMINISTER, arn_like_users("kms:Decrypt", "kms:GenerateDataKey*")))
+    client("secretsmanager", ROLE_KEY).create_secret(Name="refresh/alice", SecretString=VALUE, KmsKeyId=key)
+    register("other-stack", f"arn:aws:iam::{ACCOUNT}:role/webex-token-broker/other/other-AdminFunctionRole-X")
+    register("off-path", f"arn:aws:iam::{ACCOUNT}:role/stack-AdminFunctionRole-X")
+    for stranger in ("other-stack", "off-path", ADMIN_KEY):
         with pytest.raises(ClientError) as refused:
-            client("secretsmanager", ADMIN_KEY, url).get_secret_value(SecretId="refresh/server")
+            client("secretsmanager", stranger).get_secret_value(SecretId="refresh/alice")
         assert (code(refused), refused.value.response["Error"]["Message"]) == ("AccessDeniedException", DENIED)
-    finally:
-        requests.post(f"{url}/moto-api/reset", timeout=5)  # the server's backends are this process's
-        server.stop()
+    assert client("secretsmanager", ROLE_KEY).get_secret_value(SecretId="refresh/alice")["SecretString"] == VALUE
+
+
+def test_an_allow_with_not_action_lets_the_account_decrypt(aws):
+    """What an edited key policy might grant: everything but deleting the key is also every use of it."""
+    anything_but_deletion = {k: v for k, v in ADMINISTER.items() if k != "Action"} | {
+        "NotAction": ["kms:ScheduleKeyDeletion"]
+    }
+    key = new_key(key_policy(anything_but_deletion, arn_like_users("kms:Decrypt", "kms:GenerateDataKey*")))
+    client("secretsmanager", ROLE_KEY).create_secret(Name="refresh/alice", SecretString=VALUE, KmsKeyId=key)
+    assert client("secretsmanager", ADMIN_KEY).get_secret_value(SecretId="refresh/alice")["SecretString"] == VALUE
+
+
+def test_a_deny_with_not_action_refuses_everything_else(aws):
+    only_reads = {"Effect": "Deny", "Principal": "*", "NotAction": ["kms:Decrypt", "kms:Describe*"], "Resource": "*"}
+    key = new_key(key_policy(ADMINISTER, arn_like_users("kms:Decrypt", "kms:GenerateDataKey*")))
+    role = client("secretsmanager", ROLE_KEY)
+    role.create_secret(Name="refresh/alice", SecretString=VALUE, KmsKeyId=key)
+    client("kms", ADMIN_KEY).put_key_policy(
+        KeyId=key,
+        PolicyName="default",
+        Policy=key_policy(ADMINISTER, arn_like_users("kms:Decrypt", "kms:GenerateDataKey*"), only_reads),
+    )
+    assert role.get_secret_value(SecretId="refresh/alice")["SecretString"] == VALUE
+    with pytest.raises(ClientError) as refused:
+        role.put_secret_value(SecretId="refresh/alice", SecretString="second")
+    assert code(refused) == "AccessDeniedException"
+
+
+def test_the_same_refusal_from_the_moto_server(principals, moto_server):
+    key = client("kms", ADMIN_KEY, moto_server).create_key(Policy=BROKER_KEY)["KeyMetadata"]["KeyId"]
+    role = client("secretsmanager", ROLE_KEY, moto_server)
+    role.create_secret(Name="refresh/server", SecretString=VALUE, KmsKeyId=key)
+    assert role.get_secret_value(SecretId="refresh/server")["SecretString"] == VALUE
+    with pytest.raises(ClientError) as refused:
+        client("secretsmanager", ADMIN_KEY, moto_server).get_secret_value(SecretId="refresh/server")
+    assert (code(refused), refused.value.response["Error"]["Message"]) == ("AccessDeniedException", DENIED)
 
 
 # --- Lambda's Invoke API on the local gateway -------------------------------------------------------

@@ -125,6 +125,22 @@ def test_every_refresh_reaches_the_replicas(broker, monkeypatch):
     assert replica_value(broker, "eu-west-1")["access_token"] == fresh
 
 
+def test_a_token_secret_deleted_by_hand_comes_back_with_its_replicas(broker, monkeypatch):
+    """AWS deletes a replicated secret only after its replicas are removed; restoring it must put them
+    back, because the row's sharing fingerprint says nothing changed."""
+    share(monkeypatch)
+    broker.webex.access_token_ttl = 3600
+    broker.webex.same_token_window = 0
+    assert broker.login(ALICE)["statusCode"] == 200
+    from webex_broker.adapters.secret_store import delete_secret
+
+    assert delete_secret(TOKEN, recovery_days=7)
+    make_due(broker, ALICE)
+    assert refresh_now()["outcomes"] == {"refreshed": 1}
+    assert replicas(broker) == {"eu-west-1", "ap-southeast-2"}
+    assert replica_value(broker, "eu-west-1") == broker.secret(TOKEN)
+
+
 def test_an_old_stack_updated_to_share_converges_at_the_next_refresh_without_a_failed_read(broker, monkeypatch):
     broker.webex.access_token_ttl = 3600
     assert broker.login(ALICE)["statusCode"] == 200  # before: no token key, no readers, no replicas

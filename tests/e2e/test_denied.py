@@ -42,7 +42,7 @@ def test_a_permission_taken_from_the_refreshers_role_is_a_named_fault(tmp_path):
         sm = broker.boto3("secretsmanager")
         before = sm.get_secret_value(SecretId=f"{PREFIX}/tokens/demo")["SecretString"]
 
-        broker.wait_for_line(r"^Refresher: refreshed 0, failed 1$", 20)
+        broker.wait_for_line(r"^Refresher: refreshed 0, failed 1$", 60)
 
         assert sm.get_secret_value(SecretId=f"{PREFIX}/tokens/demo")["SecretString"] == before
         cli = Cli(broker)

@@ -60,6 +60,8 @@ def put_secret(
             return _create(name, secret_string, token, description, tags, key, replicas)
         if scheduled_for_deletion(exc):
             sm.restore_secret(SecretId=name)
+            if regions := _replica_regions(replicas):  # AWS deletes a secret only once its replicas are gone
+                sm.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": r} for r in regions])
             return sm.put_secret_value(SecretId=name, SecretString=secret_string, ClientRequestToken=token)["ARN"]
         raise
 

@@ -1,6 +1,7 @@
 """One logger and one metrics emitter for the whole broker, imported rather than rebuilt."""
 
 import os
+import warnings
 
 from aws_lambda_powertools import Logger, Metrics
 
@@ -10,3 +11,7 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "WebexTokenBroker")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+# The login functions count only what goes wrong (AwsAccessDenied, say): an invocation with nothing to
+# count is the normal case, not something to warn about on every request.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
