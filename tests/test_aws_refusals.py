@@ -73,7 +73,7 @@ def test_the_same_refusal_for_most_of_a_run_stops_it_with_one_error(broker, monk
     assert emf_values(capsys.readouterr().out, "RunsStoppedByDenials") == [1.0]
 
 
-def test_the_on_demand_route_answers_a_refusal_as_the_operators_to_fix(broker):
+def test_the_on_demand_route_answers_a_refusal_as_the_operators_to_fix(broker, capsys):
     from refresh_connection import handler
 
     assert broker.login()["statusCode"] == 200
@@ -84,13 +84,15 @@ def test_the_on_demand_route_answers_a_refusal_as_the_operators_to_fix(broker):
     body = json.loads(answer["body"])
     assert (answer["statusCode"], body["outcome"]) == (502, "denied")
     assert "its operator must act" in body["message"]
+    assert emf_values(capsys.readouterr().out, "AwsAccessDenied") == [1.0]
 
 
-def test_a_login_aws_refuses_shows_a_clear_page_and_stores_no_connection(broker):
+def test_a_login_aws_refuses_shows_a_clear_page_and_stores_no_connection(broker, capsys):
     lock_broker_key()
     page = broker.login()
     assert page["statusCode"] == 500
     assert "not set up correctly" in page["body"]
+    assert emf_values(capsys.readouterr().out, "AwsAccessDenied") == [1.0], "the callback's refusal is alarmed too"
     assert broker.connection("alice@example.com") is None
     assert f"{PREFIX}/tokens/alice@example.com" not in broker.secret_names()
 

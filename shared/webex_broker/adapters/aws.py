@@ -5,8 +5,8 @@ uses connect() instead, leaving its own environment alone). The low-level
 DynamoDB client (not the resource API) keeps the cold start short.
 
 Every client turns AWS's AccessDenied (IAM, or a KMS key policy behind Secrets Manager) into
-AwsAccessDenied, naming the action and the resource: a refusal is a configuration fault, and no
-`except ClientError` written for outages may catch it as one.
+AwsAccessDenied, naming the action and the resource, and counts it (metric AwsAccessDenied, alarmed):
+a refusal is a configuration fault, and no `except ClientError` written for outages may catch it as one.
 """
 
 import re
@@ -18,6 +18,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 
 from webex_broker.core.errors import AwsAccessDenied
+from webex_broker.core.observability import metrics
 
 # Enough pooled connections for the refresher's threads; "standard" retries back off on throttling.
 _CONFIG = Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 4})
@@ -53,6 +54,7 @@ def _refuse_denied(parsed: dict, model, context: dict, **_) -> None:
         return
     named = _NAMED_RESOURCE.search(error.get("Message", ""))
     action = f"{model.service_model.signing_name}:{model.name}"
+    metrics.add_metric(name="AwsAccessDenied", unit="Count", value=1)
     raise AwsAccessDenied(action, named.group(1) if named else context.get("broker_resource", ""))
 
 

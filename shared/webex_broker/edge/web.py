@@ -7,7 +7,6 @@ from webex_broker.adapters.login_state import browser_cookie_name, new_browser_n
 from webex_broker.adapters.webex import FailureKind, WebexError
 from webex_broker.core.errors import (
     AccessDenied,
-    AwsAccessDenied,
     BadCallback,
     ConfigurationError,
     ConsentDeclined,
@@ -18,7 +17,7 @@ from webex_broker.core.errors import (
     StateProblem,
     StateRejected,
 )
-from webex_broker.core.observability import logger, metrics
+from webex_broker.core.observability import logger
 from webex_broker.edge import pages
 
 SECURITY_HEADERS = {
@@ -155,8 +154,6 @@ def error_page(exc: Exception) -> dict:
                 ),
             )
         case ConfigurationError():
-            if isinstance(exc, AwsAccessDenied):  # a role or key policy to fix, alarmed
-                metrics.add_metric(name="AwsAccessDenied", unit="Count", value=1)
             logger.error("Broker misconfigured", extra={"problem": str(exc)})
             return html(
                 500,

@@ -54,7 +54,6 @@ def handle(broker: Broker, event: dict, *, remaining_ms: Callable[[], int]) -> d
     except Refused as exc:
         return _refusal(exc)
     except AwsAccessDenied as exc:
-        metrics.add_metric(name="AwsAccessDenied", unit="Count", value=1)
         message = f"{exc}: the admin function's role or the broker key's policy lacks it (webex-broker doctor)."
         return _refusal(Refused("failed", message))
 

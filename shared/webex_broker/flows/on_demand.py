@@ -61,7 +61,6 @@ def refresh_connection(name: str, *, remaining_ms: Callable[[], int] | None = No
         return RefreshAnswer(409, {"connection": name, "message": MESSAGES[Outcome.SKIPPED][1]})
     except AwsAccessDenied as exc:
         logger.error("AWS refused the broker's call", extra={"action": exc.action, "resource": exc.resource})
-        metrics.add_metric(name="AwsAccessDenied", unit="Count", value=1)
         return RefreshAnswer(502, {"connection": name, "message": MESSAGES[Outcome.DENIED][1]})
     except (ConfigurationError, GetParameterError, TransformParameterError) as exc:
         logger.error("The broker cannot read its configuration", extra={"error_type": type(exc).__name__})

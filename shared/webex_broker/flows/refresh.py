@@ -372,7 +372,6 @@ class Refresher:
         """Not an outage: recorded (when AWS lets even that), alarmed and announced, never retried now."""
         detail = {"action": exc.action, "resource": exc.resource}
         logger.error("AWS refused the broker's call: a role or key policy lacks a permission", extra=detail)
-        metrics.add_metric(name="AwsAccessDenied", unit="Count", value=1)
         self._events.publish(events.AWS_ACCESS_DENIED, {**self._event_detail(row, status=row.status), **detail})
         updated = replace(row, last_error=exc.action)
         try:
@@ -592,8 +591,6 @@ class Refresher:
         except (ClientError, BotoCoreError, AwsAccessDenied) as exc:  # the event matters more than its link
             error = exc.action if isinstance(exc, AwsAccessDenied) else aws.error_code(exc)
             logger.error("Could not create a reauthorization link", extra={"error": error})
-            if isinstance(exc, AwsAccessDenied):
-                metrics.add_metric(name="AwsAccessDenied", unit="Count", value=1)
             return None, None
         return invitation.id, invitation_link(base, token)
 

@@ -31,7 +31,6 @@ def converge(broker: Broker, connection: str, recorded: str) -> str | None:
             "AWS refused a step of bringing the secrets to what the stack says",
             extra={"connection": connection, "action": exc.action, "resource": exc.resource},
         )
-        metrics.add_metric(name="AwsAccessDenied", unit="Count", value=1)
         metrics.add_metric(name="SharingNotApplied", unit="Count", value=1)
         return None
     except (ClientError, BotoCoreError, ReplicationFailed) as exc:
