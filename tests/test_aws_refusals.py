@@ -127,3 +127,24 @@ def test_a_token_secret_deleted_under_an_active_connection_comes_back_at_the_nex
     assert run["outcomes"] == {"refreshed": 1}
     assert broker.secret(name)["access_token"]
     assert "DeletedDate" not in sm.describe_secret(SecretId=name)
+
+
+@pytest.mark.parametrize("function", ["CallbackFunction", "AdminFunction"])
+def test_no_function_can_delete_a_token_for_good(broker, function):
+    """The public callback (and the admin function) may delete only with a recovery window: a bug in
+    either leaves at worst a secret that restore-secret brings back within a week."""
+    from botocore.exceptions import ClientError
+
+    from devstack import function_roles
+
+    assert broker.login()["statusCode"] == 200
+    name = f"{PREFIX}/tokens/alice@example.com"
+    sm = boto3.client("secretsmanager")
+    with function_roles.signing_as(function):
+        with pytest.raises(ClientError, match="AccessDeniedException"):
+            sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+        with pytest.raises(ClientError, match="AccessDeniedException"):
+            sm.delete_secret(SecretId=name)  # no window given: AWS's default, not one the role names
+        sm.delete_secret(SecretId=name, RecoveryWindowInDays=7)
+    assert "DeletedDate" in sm.describe_secret(SecretId=name)
+    sm.restore_secret(SecretId=name)
