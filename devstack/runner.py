@@ -5,6 +5,7 @@ WEBEX_BASE_URL is set, a local API Gateway in front of the template's real handl
 refresher on a local schedule. Everything lives in memory and is gone when it stops.
 """
 
+import faulthandler
 import json
 import logging
 import os
@@ -299,6 +300,7 @@ def main() -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: every thread's stack, when it hangs
     broker = LocalBroker(config, out=lambda line: print(line, flush=True))
     try:
         broker.start()

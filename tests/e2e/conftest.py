@@ -124,7 +124,14 @@ def start_local_broker(**env: str) -> RunningBroker:
 
 def stop_local_broker(broker: RunningBroker) -> int:
     broker.process.send_signal(signal.SIGTERM)
-    return broker.process.wait(timeout=30)
+    try:
+        return broker.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        broker.process.send_signal(signal.SIGUSR1)  # the runner prints every thread's stack
+        time.sleep(1)
+        broker.process.kill()
+        stacks = "\n".join(broker.lines[-120:])
+        raise AssertionError(f"make run did not stop within 30 s after SIGTERM; its last output:\n{stacks}") from None
 
 
 @pytest.fixture
