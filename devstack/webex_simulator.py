@@ -29,6 +29,8 @@ from flask import Flask, Response, g, jsonify, redirect, request, url_for
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 ENDPOINTS = ("authorize", "access_token", "people_me", "applications_token")
+OMIT = object()
+"""In break_answers' changes: leave the field out of the answer."""
 """Endpoints that take injected faults and per-endpoint latency."""
 
 SHAPES = ("oauth", "webex")
@@ -183,6 +185,13 @@ class _Access:
 
 
 @dataclass
+class _BrokenAnswer:
+    changes: dict[str, Any] | None
+    raw: str | None
+    remaining: int
+
+
+@dataclass
 class _Fault:
     status: int
     shape: str
@@ -276,6 +285,7 @@ class WebexSimulator:
         self._authorized: set[tuple[str, str]] = set()
         """(app id, org id) pairs a Full Admin of the org has authorized in Control Hub."""
         self._faults: dict[str, deque[_Fault]] = {endpoint: deque() for endpoint in ENDPOINTS}
+        self._broken: deque[_BrokenAnswer] = deque()
         self._latency: dict[str | None, float] = {}
         self.app = self._build_app()
 
@@ -389,6 +399,17 @@ class WebexSimulator:
         with self._lock:
             self._faults[endpoint].append(_Fault(status, shape, error or default_error, retry_after, times, message))
 
+    def break_answers(self, *, changes: dict[str, Any] | None = None, raw: str | None = None, times: int = 1) -> None:
+        """Answer the next ``times`` successful token requests (``/access_token`` and Service App mints)
+        with 200 and a broken body, after the grant has advanced as usual: ``changes`` set fields
+        (``None`` is JSON null; :data:`OMIT` removes one), ``raw`` replaces the whole body with that text
+        (not JSON). What a misbehaving gateway or Webex has been seen to answer: an empty or null token,
+        lifetimes of 1e12 seconds, an HTML page."""
+        if (changes is None) == (raw is None):
+            raise ValueError("give changes or raw")
+        with self._lock:
+            self._broken.append(_BrokenAnswer(changes, raw, times))
+
     def set_latency(self, seconds: float, endpoint: str | None = None) -> None:
         """Delay answers from one endpoint, or from all (a per-endpoint delay wins); 0 removes it."""
         if endpoint is not None and endpoint not in ENDPOINTS:
@@ -402,10 +423,11 @@ class WebexSimulator:
                 self._latency.pop(endpoint, None)
 
     def reset_faults(self) -> None:
-        """Back to a healthy Webex: no pending faults, no latency."""
+        """Back to a healthy Webex: no pending faults or broken answers, no latency."""
         with self._lock:
             for queue in self._faults.values():
                 queue.clear()
+            self._broken.clear()
             self._latency.clear()
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
@@ -537,7 +559,7 @@ class WebexSimulator:
                     raise _OAuthError("unsupported_grant_type", f"grant_type {grant_type} is not supported")
         except _OAuthError as exc:
             return self._error(400, exc.error, exc.description)
-        return _tokens_response(body)
+        return self._tokens_answer(body)
 
     def _authenticate(self, form: Mapping[str, str]) -> _Client | None:
         """Client id and secret from HTTP Basic or from the form body; Webex accepts both."""
@@ -702,7 +724,7 @@ class WebexSimulator:
             body = self._mint_service_app(app, org_id, now)
         if body is None:
             return self._error(403, "access_denied", _APP_NOT_AUTHORIZED)
-        return _tokens_response(body)
+        return self._tokens_answer(body)
 
     def _bearer(self) -> _Access | None:
         """The live access token in the Authorization header, if there is one."""
@@ -814,6 +836,21 @@ class WebexSimulator:
         if delay:
             time.sleep(delay)
         return fault
+
+    def _tokens_answer(self, body: dict[str, Any]) -> Response:
+        """The token answer, or the next broken one queued by break_answers."""
+        with self._lock:
+            broken = self._broken[0] if self._broken else None
+            if broken:
+                broken.remaining -= 1
+                if broken.remaining == 0:
+                    self._broken.popleft()
+        if broken is None:
+            return _tokens_response(body)
+        if broken.raw is not None:
+            return Response(broken.raw, status=200, mimetype="text/html")
+        changed = {**body, **broken.changes}
+        return _tokens_response({k: v for k, v in changed.items() if v is not OMIT})
 
     def _fault_response(self, fault: _Fault) -> Response:
         headers = {} if fault.retry_after is None else {"Retry-After": fault.retry_after}

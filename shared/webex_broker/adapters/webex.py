@@ -14,6 +14,11 @@ from webex_broker.core.grants import Person, TokenGrant
 from webex_broker.core.observability import logger
 
 TRANSIENT_STATUSES = frozenset({423, 429, 500, 502, 503, 504})
+BAD_ANSWER = "unusable_answer"  # a 2xx whose body is not a usable answer: a failed attempt, never written
+# Webex tokens are `<base64>_<cluster>_<org uuid>`; this is looser, and refuses empty, blank or odd values.
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9._~+/=-]{20,4096}")
+MIN_ACCESS_SECONDS = 60  # a token that lives less is no token to keep (nor to write every minute)
+MAX_LIFETIME_SECONDS = 400 * 86400
 OAUTH_ERROR_CODES = ("invalid_client", "invalid_grant", "invalid_request", "unauthorized_client", "invalid_scope")
 
 # The only proof that a grant is dead. Webex answers either `{"error": "invalid_grant"}` or, in its own
@@ -117,7 +122,7 @@ class WebexClient:
 
     def people_me(self, access_token: str) -> Person:
         response = self._call("GET", "/people/me", headers={"Authorization": f"Bearer {access_token}"})
-        body = response.json()
+        body = _json_object(response, "/people/me")
         emails = body.get("emails") or []
         if not body.get("id") or not emails:
             raise WebexError("Webex /people/me answered without an id or e-mail", status=response.status_code)
@@ -142,12 +147,12 @@ class WebexClient:
                 "targetOrgId": org_id,
             },
             headers={"Authorization": f"Bearer {bearer}"},
-        ).json()
-        return _grant_from(body, now=now, refresh_token="")
+        )
+        return _grant_from(_json_object(body, "/applications/token"), now=now, refresh_token="")
 
     def _token_request(self, form: dict, *, now: datetime) -> TokenGrant:
         form = {"client_id": self._credentials.client_id, "client_secret": self._credentials.client_secret, **form}
-        body = self._call("POST", "/access_token", data=form).json()
+        body = _json_object(self._call("POST", "/access_token", data=form), "/access_token")
         return _grant_from(body, now=now, refresh_token=form.get("refresh_token", ""))
 
     def _call(self, method: str, path: str, **kwargs) -> requests.Response:
@@ -168,23 +173,70 @@ class WebexClient:
         raise _error_from(response, path, tracking_id)
 
 
-def _grant_from(body: dict, *, now: datetime, refresh_token: str) -> TokenGrant:
-    """Expiry computed from the answer; a refresh answer without a refresh token keeps the one sent."""
+def _json_object(response: requests.Response, path: str) -> dict:
+    """A 2xx is not yet an answer: a gateway's HTML page or a JSON that is no object is an outage's
+    symptom, retried like one, never a crash."""
     try:
-        refresh_in = body.get("refresh_token_expires_in")
-        grant = TokenGrant(
-            access_token=body["access_token"],
-            access_expires_at=now + timedelta(seconds=int(body["expires_in"])),
-            refresh_token=body.get("refresh_token") or refresh_token,
-            refresh_expires_at=now + timedelta(seconds=int(refresh_in)) if refresh_in is not None else None,
-            token_type=body.get("token_type", "Bearer"),
-            scopes=tuple(body.get("scope", "").split()),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise WebexError("Webex answered the token request without a usable token") from None
-    if not grant.refresh_token:
-        raise WebexError("Webex answered the token request without a refresh token")
-    return grant
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        logger.warning("Webex answered without a JSON object", extra={"webex_path": path})
+        raise WebexError(f"Webex answered {path} without a JSON object", status=response.status_code, code=BAD_ANSWER)
+    return body
+
+
+def _grant_from(body: dict, *, now: datetime, refresh_token: str) -> TokenGrant:
+    """Only a checked answer becomes a grant: a token of Webex's shape and lifetimes a token can have,
+    computed from the answer. A refresh answer without a refresh token keeps the one sent. Anything
+    else is a failed attempt (transient: retried, alarmed when it persists), so an empty token never
+    replaces a working one."""
+    access_token = body.get("access_token")
+    new_refresh_token = body.get("refresh_token")
+    access_in = _lifetime(body.get("expires_in"), MIN_ACCESS_SECONDS)
+    refresh_in = body.get("refresh_token_expires_in")
+    bad = []
+    if not _token_shaped(access_token):
+        bad.append("access_token")
+    if new_refresh_token is None and not refresh_token:  # none in the answer, and none to keep
+        bad.append("refresh_token")
+    if new_refresh_token is not None and not _token_shaped(new_refresh_token):
+        bad.append("refresh_token")
+    if access_in is None:
+        bad.append("expires_in")
+    if refresh_in is not None and _lifetime(refresh_in, 1) is None:
+        bad.append("refresh_token_expires_in")
+    if not isinstance(body.get("scope", ""), str):
+        bad.append("scope")
+    if bad:
+        logger.warning("Webex answered a token request with an unusable token", extra={"unusable": bad})
+        raise WebexError(f"Webex's token answer is unusable ({', '.join(bad)})", status=200, code=BAD_ANSWER)
+    return TokenGrant(
+        access_token=access_token,
+        access_expires_at=now + timedelta(seconds=access_in),
+        refresh_token=new_refresh_token or refresh_token,
+        refresh_expires_at=now + timedelta(seconds=_lifetime(refresh_in, 1)) if refresh_in is not None else None,
+        token_type=str(body.get("token_type", "Bearer")),
+        scopes=tuple(body.get("scope", "").split()),
+    )
+
+
+def _token_shaped(value) -> bool:
+    return isinstance(value, str) and TOKEN_SHAPE.fullmatch(value) is not None
+
+
+def _lifetime(value, minimum: int) -> int | None:
+    """Seconds, if the answer's value is a whole number a token can live: from `minimum` up to
+    MAX_LIFETIME_SECONDS (Webex documents 14 and 90 days; 1e12 is no lifetime)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    if not seconds.is_integer() or not minimum <= seconds <= MAX_LIFETIME_SECONDS:
+        return None
+    return int(seconds)
 
 
 def _error_from(response: requests.Response, path: str, tracking_id: str) -> WebexError:
