@@ -593,6 +593,36 @@ def test_reauth_event_is_published_even_when_no_link_can_be_made(short_lived, mo
     assert "login_url" not in event["detail"]
 
 
+def test_a_dead_grant_of_a_person_no_link_can_name_still_ends_with_its_event(short_lived):
+    """A person whose address an invitation cannot carry (non-ASCII): no link, but the grant's end is
+    recorded and announced all the same, on the schedule and on the refresh route."""
+    from devstack.lambda_runtime import LambdaContext
+    from refresh_connection import handler
+
+    broker = short_lived
+    for who in (ALICE, BOB):
+        broker.login(who)
+        broker.dynamodb.update_item(
+            TableName="ConnectionsTable",
+            Key={"connection": {"S": who}},
+            UpdateExpression="SET email = :email, login_base_url = :url",
+            ExpressionAttributeValues={":email": {"S": "jörg@exämple.com"}, ":url": {"S": "https://broker.example"}},
+        )
+    broker.events()
+    broker.webex.inject("access_token", 400, error="invalid_grant")
+    make_due(broker, ALICE)
+    assert broker.refresh()["failures"] == {ALICE: "permanent"}
+    broker.webex.inject("access_token", 400, error="invalid_grant")
+    event = broker.event("refresh_connection")
+    event["pathParameters"] = {"name": BOB}
+    assert handler(event, LambdaContext(function_name="RefreshConnectionFunction"))["statusCode"] == 409
+    for who in (ALICE, BOB):
+        assert broker.connection(who)["status"] == "reauth_required"
+    ended = [e["detail"] for e in broker.events() if e["detail-type"] == "Connection Reauthorization Required"]
+    assert sorted(d["connection"] for d in ended) == [ALICE, BOB]
+    assert all("login_url" not in d for d in ended)
+
+
 def test_due_connections_with_an_emptied_client_secret_stop_the_run_with_one_error(short_lived, capsys):
     broker = short_lived
     broker.login(ALICE)

@@ -588,6 +588,9 @@ class Refresher:
             invitation, token = self._invitations.create(
                 row.name, email=row.email or None, ttl_seconds=REAUTH_LINK_SECONDS, max_uses=1, now=epoch(now)
             )
+        except ValueError as exc:  # no link can be made for this person (say, a non-ASCII address)
+            logger.warning("No reauthorization link can be made; the event goes without one", extra={"why": str(exc)})
+            return None, None
         except (ClientError, BotoCoreError, AwsAccessDenied) as exc:  # the event matters more than its link
             error = exc.action if isinstance(exc, AwsAccessDenied) else aws.error_code(exc)
             logger.error("Could not create a reauthorization link", extra={"error": error})
