@@ -120,3 +120,45 @@ def test_an_open_mode_address_that_cannot_name_a_secret_gets_a_clear_refusal(bro
     assert refused.value.status == 400
     assert "invitation link" in refused.value.reason
     assert connection_for(load_settings(), person(address), invitation(None)) == "team", "an invitation names it"
+
+
+@pytest.mark.parametrize("name", [OVERSIZED, "A" * 129, ".", "..", "team/alpha"])
+def test_a_name_no_connection_can_have_is_a_400_on_the_refresh_route_before_any_aws_call(broker, aws_calls, name):
+    """Not a 503 "try again": a workload retrying it would retry forever."""
+    from tests.test_refresh_connection import refresh_route
+
+    aws_calls.clear()
+    status, body = refresh_route(broker, name)
+    assert status == 400
+    assert body["message"].startswith("Not a connection name")
+    assert "connection" not in body, "the name is not echoed"
+    assert aws_calls == {}
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_no_invitation_is_made_for_a_name_no_route_can_reach(broker, name):
+    from webex_broker.adapters.invitations import InvitationStore
+
+    with pytest.raises(ValueError, match="connection name"):
+        InvitationStore("InvitationsTable").create(name, email=None, ttl_seconds=3600, max_uses=1, now=0)
+
+
+def test_an_invitation_cannot_outlive_a_year(broker):
+    """`invite --expires 999999999999d` was stored, and `invites` then crashed on a date past year 9999."""
+    from webex_broker.adapters.invitations import InvitationStore
+
+    store = InvitationStore("InvitationsTable")
+    with pytest.raises(ValueError, match="365 days"):
+        store.create("team", email=None, ttl_seconds=999_999_999_999 * 86400, max_uses=1, now=0)
+    assert store.create("team", email=None, ttl_seconds=365 * 86400, max_uses=1, now=0)
+
+
+def test_a_lone_surrogate_in_a_client_secret_is_a_usage_error_that_stores_nothing(broker):
+    from admin import handler
+
+    names = broker.secret_names()
+    event = {"action": "set_credentials", "client_id": "C0ffee-test-client", "client_secret": "s3cr3t\ud800"}
+    answer = handler(event, LambdaContext(function_name="AdminFunction"))
+    assert (answer["ok"], answer["error"]) == (False, "usage")
+    assert "lone surrogate" in answer["message"]
+    assert broker.secret_names() == names

@@ -16,11 +16,13 @@ from webex_broker.adapters import aws
 from webex_broker.core import emails
 from webex_broker.core.errors import InvitationProblem, InvitationRejected
 
-# What Secrets Manager allows in a name, minus '/', which would nest under other connections.
-CONNECTION_NAME = re.compile(r"[A-Za-z0-9_+=.@-]{1,128}")
+# What Secrets Manager allows in a name, minus '/', which would nest under other connections, and
+# minus `.` and `..`, which no client can put in the refresh route's path.
+CONNECTION_NAME = re.compile(r"(?!\.\.?$)[A-Za-z0-9_+=.@-]{1,128}")
 # `<id>.<secret>` as create() makes them; anything else is refused before DynamoDB sees it.
 TOKEN = re.compile(r"(?P<id>[0-9a-f]{12})\.(?P<secret>[A-Za-z0-9_-]{43})")
 MIN_LIFETIME_SECONDS = 60
+MAX_LIFETIME_SECONDS = 365 * 86400  # a link should not outlive a year; and the time must fit a date
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,8 @@ class InvitationStore:
             )
         if max_uses < 1:
             raise ValueError("An invitation must allow at least one use.")
-        if ttl_seconds < MIN_LIFETIME_SECONDS:
-            raise ValueError(f"An invitation must last at least {MIN_LIFETIME_SECONDS} seconds.")
+        if not MIN_LIFETIME_SECONDS <= ttl_seconds <= MAX_LIFETIME_SECONDS:
+            raise ValueError(f"An invitation must last from {MIN_LIFETIME_SECONDS} seconds to 365 days.")
         if email and not emails.comparable(email):
             raise ValueError("An invitation's e-mail must be a plain ASCII address.")
         invitation = Invitation(

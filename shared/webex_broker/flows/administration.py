@@ -67,6 +67,10 @@ def _text(event: dict, key: str, *, required: bool = True) -> str:
     value = event.get(key, "")
     if not isinstance(value, str) or (required and not value.strip()):
         raise Refused("usage", f"{key} must be a non-empty string.")
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no secret store or HTTP request can carry it
+        raise Refused("usage", f"{key} is not valid text (a lone surrogate).") from None
     return value.strip()
 
 

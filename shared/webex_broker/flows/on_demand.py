@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker.adapters import aws
 from webex_broker.adapters.connections import CoolingDown, LeaseLost
+from webex_broker.adapters.invitations import CONNECTION_NAME
 from webex_broker.core.clock import iso
 from webex_broker.core.connection import ConnectionStatus
 from webex_broker.core.errors import AwsAccessDenied, ConfigurationError
@@ -72,6 +73,8 @@ def refresh_connection(name: str, *, remaining_ms: Callable[[], int] | None = No
 
 
 def _refresh(broker: Broker, name: str, remaining_ms: Callable[[], int] | None) -> RefreshAnswer:
+    if not CONNECTION_NAME.fullmatch(name):  # not even asked of the table: a retry would not help
+        return RefreshAnswer(400, {"message": "Not a connection name: 1-128 of A-Z a-z 0-9 and _+=.@-."})
     row = broker.connections.get(name)
     if row is None:
         return RefreshAnswer(404, {"connection": name, "message": "No such connection."})
