@@ -199,6 +199,7 @@ class _Fault:
     retry_after: str | None
     remaining: int
     message: str | None = None
+    location: str | None = None
 
 
 class _OAuthError(Exception):
@@ -377,6 +378,7 @@ class WebexSimulator:
         retry_after: str | None = None,
         times: int = 1,
         message: str | None = None,
+        location: str | None = None,
     ) -> None:
         """Answer the next ``times`` requests to ``endpoint`` with ``status``.
 
@@ -385,7 +387,8 @@ class WebexSimulator:
         ``retry_after`` becomes the Retry-After header verbatim ("0" included); None leaves it out.
         ``message`` replaces the whole human-readable text: ``error_description`` in the OAuth shape, and
         ``message`` and ``errors[].description`` in Webex's shape, verbatim (a refusal worded by Webex
-        alone, with no error code in it at all).
+        alone, with no error code in it at all). ``location`` becomes a Location header: with a 3xx, a
+        redirect a client must not follow with its secrets.
         """
         if endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint must be one of {ENDPOINTS}")
@@ -397,7 +400,9 @@ class WebexSimulator:
             raise ValueError("times must be at least 1")
         default_error = "server_error" if 300 <= status < 400 else phrase.lower().replace(" ", "_")
         with self._lock:
-            self._faults[endpoint].append(_Fault(status, shape, error or default_error, retry_after, times, message))
+            self._faults[endpoint].append(
+                _Fault(status, shape, error or default_error, retry_after, times, message, location)
+            )
 
     def break_answers(self, *, changes: dict[str, Any] | None = None, raw: str | None = None, times: int = 1) -> None:
         """Answer the next ``times`` successful token requests (``/access_token`` and Service App mints)
@@ -854,6 +859,8 @@ class WebexSimulator:
 
     def _fault_response(self, fault: _Fault) -> Response:
         headers = {} if fault.retry_after is None else {"Retry-After": fault.retry_after}
+        if fault.location is not None:
+            headers["Location"] = fault.location
         if fault.message is not None:
             return self._error(fault.status, fault.error, fault.message, fault.shape, headers, verbatim=True)
         return self._error(fault.status, fault.error, HTTPStatus(fault.status).phrase, fault.shape, headers)

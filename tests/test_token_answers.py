@@ -112,3 +112,19 @@ def test_a_token_of_webexs_shape_and_lifetimes_is_kept():
     kept = _grant_from({"access_token": token, "expires_in": "3600"}, now=now, refresh_token="the-one-sent")
     assert kept.refresh_token == "the-one-sent"
     assert kept.access_expires_at == datetime(2026, 12, 6, 1, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_from_webex_is_never_followed_with_the_secrets(connected, status):
+    """A 307 would re-post the client secret and the refresh token to wherever it points."""
+    from devstack.webex_simulator import WebexSimulator
+
+    broker = connected
+    token = broker.secret(TOKEN)
+    elsewhere = WebexSimulator()
+    with elsewhere.serve() as server:
+        broker.webex.inject("access_token", status, location=f"{server.url}/access_token", times=3)
+        run = broker.refresh()
+    assert elsewhere.calls["access_token"] == 0, "nothing was sent to the other host"
+    assert run["outcomes"] == {"transient": 1}
+    assert broker.secret(TOKEN) == token

@@ -157,7 +157,10 @@ class WebexClient:
 
     def _call(self, method: str, path: str, **kwargs) -> requests.Response:
         try:
-            response = self._session.request(method, self._base_url + path, timeout=self._timeout, **kwargs)
+            # Never followed: a redirect would carry the client secret and the refresh token to another host.
+            response = self._session.request(
+                method, self._base_url + path, timeout=self._timeout, allow_redirects=False, **kwargs
+            )
         except requests.Timeout:
             logger.warning("Webex call timed out", extra={"webex_path": path})
             raise WebexError(f"Webex did not answer {path} in time", code="timeout") from None
@@ -168,7 +171,7 @@ class WebexClient:
         logger.info(
             "Webex answered", extra={"webex_path": path, "status": response.status_code, "tracking_id": tracking_id}
         )
-        if response.ok:
+        if 200 <= response.status_code < 300:
             return response
         raise _error_from(response, path, tracking_id)
 
