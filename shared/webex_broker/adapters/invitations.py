@@ -82,7 +82,7 @@ class InvitationStore:
         if max_uses < 1:
             raise ValueError("An invitation must allow at least one use.")
         if not MIN_LIFETIME_SECONDS <= ttl_seconds <= MAX_LIFETIME_SECONDS:
-            raise ValueError(f"An invitation must last from {MIN_LIFETIME_SECONDS} seconds to 365 days.")
+            raise ValueError(f"An invitation must last at least {MIN_LIFETIME_SECONDS} seconds and at most 365 days.")
         if email and not emails.comparable(email):
             raise ValueError("An invitation's e-mail must be a plain ASCII address.")
         invitation = Invitation(
