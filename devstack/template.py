@@ -179,14 +179,19 @@ def function_environment(resolver: LocalResolver) -> dict[str, str]:
     return {name: str(resolver.resolve(value)) for name, value in variables.items()}
 
 
+def key_policy(resolver: LocalResolver, logical_id: str) -> dict:
+    """The template's TokenKey or BrokerKey policy, resolved: what CloudFormation would put."""
+    policy = resolver.resolve(load_template()["Resources"][logical_id]["Properties"]["KeyPolicy"])
+    policy["Statement"] = [statement for statement in policy["Statement"] if statement]  # Fn::If → AWS::NoValue
+    return policy
+
+
 def create_key(kms, resolver: LocalResolver, logical_id: str) -> str:
     """The template's TokenKey or BrokerKey with its own key policy (which moto stores, and
     aws_fidelity enforces for Secrets Manager); its id."""
-    props = load_template()["Resources"][logical_id]["Properties"]
-    policy = resolver.resolve(props["KeyPolicy"])
-    policy["Statement"] = [statement for statement in policy["Statement"] if statement]  # Fn::If → AWS::NoValue
-    description = resolver.resolve(props["Description"])
-    return kms.create_key(Description=description, Policy=json.dumps(policy))["KeyMetadata"]["KeyId"]
+    description = resolver.resolve(load_template()["Resources"][logical_id]["Properties"]["Description"])
+    policy = json.dumps(key_policy(resolver, logical_id))
+    return kms.create_key(Description=description, Policy=policy)["KeyMetadata"]["KeyId"]
 
 
 def create_client_secret(secretsmanager, resolver: LocalResolver) -> str:

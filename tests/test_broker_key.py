@@ -17,6 +17,7 @@ from devstack import function_roles
 from devstack.lambda_runtime import LambdaContext
 from devstack.policy import Principal, Request, evaluate
 from devstack.template import LocalResolver, load_template, translated_template
+from devstack.template import key_policy as template_key_policy
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, OPERATOR, PREFIX, create_broker_key, reset_broker_caches
 from tests.test_refresher import make_due
 from tests.test_sharing import refresh_now
@@ -29,8 +30,7 @@ BREAK_GLASS = "arn:aws:iam::123456789012:role/webex-broker-break-glass"
 
 def key_policy(**parameters: str) -> list[dict]:
     resolver = LocalResolver(parameters=parameters, resources={}, stack_name="stack")
-    policy = resolver.resolve(load_template()["Resources"]["BrokerKey"]["Properties"]["KeyPolicy"])
-    return [statement for statement in policy["Statement"] if statement]
+    return template_key_policy(resolver, "BrokerKey")["Statement"]
 
 
 def administrator():

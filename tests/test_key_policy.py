@@ -7,6 +7,7 @@ import copy
 import pytest
 
 from devstack.template import LocalResolver, load_template
+from devstack.template import key_policy as template_key_policy
 from webex_broker_admin import key_policy
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -15,8 +16,7 @@ BREAK_GLASS = "arn:aws:iam::123456789012:role/emergency"
 
 def template_statements(**parameters: str) -> list[dict]:
     resolver = LocalResolver(parameters=parameters, resources={}, stack_name="reports-broker")
-    policy = resolver.resolve(load_template()["Resources"]["BrokerKey"]["Properties"]["KeyPolicy"])
-    return [statement for statement in policy["Statement"] if statement]
+    return template_key_policy(resolver, "BrokerKey")["Statement"]
 
 
 def test_the_template_writes_exactly_the_policy_doctor_expects():

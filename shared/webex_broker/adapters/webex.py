@@ -197,7 +197,8 @@ def _grant_from(body: dict, *, now: datetime, refresh_token: str) -> TokenGrant:
     access_token = body.get("access_token")
     new_refresh_token = body.get("refresh_token")
     access_in = _lifetime(body.get("expires_in"), MIN_ACCESS_SECONDS)
-    refresh_in = body.get("refresh_token_expires_in")
+    refresh_given = body.get("refresh_token_expires_in") is not None
+    refresh_in = _lifetime(body.get("refresh_token_expires_in"), 1)
     bad = []
     if not _token_shaped(access_token):
         bad.append("access_token")
@@ -207,7 +208,7 @@ def _grant_from(body: dict, *, now: datetime, refresh_token: str) -> TokenGrant:
         bad.append("refresh_token")
     if access_in is None:
         bad.append("expires_in")
-    if refresh_in is not None and _lifetime(refresh_in, 1) is None:
+    if refresh_given and refresh_in is None:
         bad.append("refresh_token_expires_in")
     if not isinstance(body.get("scope", ""), str):
         bad.append("scope")
@@ -218,7 +219,7 @@ def _grant_from(body: dict, *, now: datetime, refresh_token: str) -> TokenGrant:
         access_token=access_token,
         access_expires_at=now + timedelta(seconds=access_in),
         refresh_token=new_refresh_token or refresh_token,
-        refresh_expires_at=now + timedelta(seconds=_lifetime(refresh_in, 1)) if refresh_in is not None else None,
+        refresh_expires_at=now + timedelta(seconds=refresh_in) if refresh_in is not None else None,
         token_type=str(body.get("token_type", "Bearer")),
         scopes=tuple(body.get("scope", "").split()),
     )
