@@ -74,6 +74,7 @@ def broker_env(**overrides: str) -> dict[str, str]:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
         **function_environment(resolver),
+        "ALLOW_DEVELOPMENT_WEBEX_URL": "true",  # the simulator on loopback stands in for Webex
     }
     env.update(overrides)
     return env

@@ -143,8 +143,12 @@ def measure(runs: int) -> dict:
             from devstack.template import create_tables
 
             create_tables(boto3.client("dynamodb"))
+            from webex_broker.adapters.client_credentials import CLIENT_ID_TAG
+
             arn = boto3.client("secretsmanager").create_secret(
-                Name="bench-client", SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
+                Name="bench-client",
+                SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}),
+                Tags=[{"Key": CLIENT_ID_TAG, "Value": CLIENT_ID}],
             )["ARN"]
             os.environ["CLIENT_SECRET_ARN"] = settings["CLIENT_SECRET_ARN"] = arn
             cold_start()

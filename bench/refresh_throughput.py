@@ -372,9 +372,12 @@ def measure(size: int, *, latency: float, concurrency: int, write_rate: float, a
                 "InvitationsTable": f"invitations-{run}",
             },
         )
+        from webex_broker.adapters.client_credentials import CLIENT_ID_TAG
+
         os.environ["CLIENT_SECRET_ARN"] = broker_aws.client("secretsmanager").create_secret(
             Name=f"bench-client-{run}",
             SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}),
+            Tags=[{"Key": CLIENT_ID_TAG, "Value": CLIENT_ID}],
         )["ARN"]
         names = seed(sim, size, run)
         sim.set_latency(latency)

@@ -110,8 +110,12 @@ def run(requests_n: int, warmup: int, count_n: int) -> dict:
     with sim.serve() as server, mock_aws():
         os.environ["WEBEX_API_BASE_URL"] = server.url
         create_tables(boto3.client("dynamodb"))
+        from webex_broker.adapters.client_credentials import CLIENT_ID_TAG
+
         os.environ["CLIENT_SECRET_ARN"] = boto3.client("secretsmanager").create_secret(
-            Name="bench-client", SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
+            Name="bench-client",
+            SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}),
+            Tags=[{"Key": CLIENT_ID_TAG, "Value": CLIENT_ID}],
         )["ARN"]
         cold_start()
 

@@ -83,6 +83,7 @@ def cold_start() -> None:
     broker.current.cache_clear()
     aws.client.cache_clear()
     client_credentials._provider.cache_clear()
+    client_credentials._client_ids.cache_clear()
     webex.http_session.cache_clear()
 
 

@@ -31,6 +31,7 @@ from devstack.template import (
     table_definitions,
 )
 from devstack.webex_simulator import DEFAULT_PEOPLE, WebexSimulator, webex_id
+from webex_broker.core.settings import DEVELOPMENT_WEBEX_URL
 from webex_broker_admin.local_state import local_state_path
 
 STACK_NAME = "webex-token-broker-local"
@@ -268,7 +269,8 @@ class LocalBroker:
         credentials = ClientCredentials(client_id, client_secret)
         store_client_credentials(resolver.values["ClientSecret"], credentials, key=resolver.values["BrokerKey"])
         log_level = os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING")  # the handlers' JSON logs: quiet by default
-        environment = function_environment(resolver)
+        # The simulator (or WEBEX_BASE_URL) is no Webex cloud: the development setting, which no stack has.
+        environment = {**function_environment(resolver), DEVELOPMENT_WEBEX_URL: "true"}
         self._function_env_names = list(environment)
         os.environ.update(environment)
         os.environ["POWERTOOLS_LOG_LEVEL"] = log_level

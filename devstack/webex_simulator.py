@@ -192,6 +192,23 @@ class _BrokenAnswer:
 
 
 @dataclass
+class _Trickle:
+    seconds: float
+    chunk_bytes: int
+    remaining: int
+
+
+def _take(queue: deque):
+    """The head of a queue of counted faults, used once more (removed once used up), or None."""
+    head = queue[0] if queue else None
+    if head:
+        head.remaining -= 1
+        if head.remaining == 0:
+            queue.popleft()
+    return head
+
+
+@dataclass
 class _Fault:
     status: int
     shape: str
@@ -287,6 +304,7 @@ class WebexSimulator:
         """(app id, org id) pairs a Full Admin of the org has authorized in Control Hub."""
         self._faults: dict[str, deque[_Fault]] = {endpoint: deque() for endpoint in ENDPOINTS}
         self._broken: deque[_BrokenAnswer] = deque()
+        self._trickled: deque[_Trickle] = deque()
         self._latency: dict[str | None, float] = {}
         self.app = self._build_app()
 
@@ -415,6 +433,15 @@ class WebexSimulator:
         with self._lock:
             self._broken.append(_BrokenAnswer(changes, raw, times))
 
+    def trickle_answers(self, seconds_between_chunks: float, *, chunk_bytes: int = 8, times: int = 1) -> None:
+        """Send the next ``times`` token answers (after the grant has advanced as usual) ``chunk_bytes``
+        at a time, ``seconds_between_chunks`` apart: each read is quick, the whole answer is not (a
+        stalled proxy, a congested link). A client that bounds only each read waits for all of it."""
+        if seconds_between_chunks <= 0 or chunk_bytes < 1 or times < 1:
+            raise ValueError("a positive pause, at least one byte per chunk and one answer")
+        with self._lock:
+            self._trickled.append(_Trickle(seconds_between_chunks, chunk_bytes, times))
+
     def set_latency(self, seconds: float, endpoint: str | None = None) -> None:
         """Delay answers from one endpoint, or from all (a per-endpoint delay wins); 0 removes it."""
         if endpoint is not None and endpoint not in ENDPOINTS:
@@ -433,6 +460,7 @@ class WebexSimulator:
             for queue in self._faults.values():
                 queue.clear()
             self._broken.clear()
+            self._trickled.clear()
             self._latency.clear()
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
@@ -843,19 +871,28 @@ class WebexSimulator:
         return fault
 
     def _tokens_answer(self, body: dict[str, Any]) -> Response:
-        """The token answer, or the next broken one queued by break_answers."""
+        """The token answer, or the next broken one queued by break_answers, trickled if so queued."""
         with self._lock:
-            broken = self._broken[0] if self._broken else None
-            if broken:
-                broken.remaining -= 1
-                if broken.remaining == 0:
-                    self._broken.popleft()
+            broken, trickle = _take(self._broken), _take(self._trickled)
         if broken is None:
-            return _tokens_response(body)
-        if broken.raw is not None:
-            return Response(broken.raw, status=200, mimetype="text/html")
-        changed = {**body, **broken.changes}
-        return _tokens_response({k: v for k, v in changed.items() if v is not OMIT})
+            response = _tokens_response(body)
+        elif broken.raw is not None:
+            response = Response(broken.raw, status=200, mimetype="text/html")
+        else:
+            changed = {**body, **broken.changes}
+            response = _tokens_response({k: v for k, v in changed.items() if v is not OMIT})
+        if trickle is None:
+            return response
+        data = response.get_data()
+
+        def chunks():
+            for start in range(0, len(data), trickle.chunk_bytes):
+                yield data[start : start + trickle.chunk_bytes]
+                time.sleep(trickle.seconds)
+
+        response.response = chunks()
+        response.headers.pop("Content-Length", None)
+        return response
 
     def _fault_response(self, fault: _Fault) -> Response:
         headers = {} if fault.retry_after is None else {"Retry-After": fault.retry_after}

@@ -57,6 +57,7 @@ BROKER_ENV = {
     "WEBEX_TIMEOUT_SECONDS": "2",
     "POWERTOOLS_SERVICE_NAME": "webex-token-broker",
     "POWERTOOLS_DEV": "false",
+    "ALLOW_DEVELOPMENT_WEBEX_URL": "true",  # the simulator on loopback stands in for Webex
 }
 
 
@@ -105,8 +106,12 @@ def broker(monkeypatch, webex):
     monkeypatch.setenv("WEBEX_API_BASE_URL", webex.url)
     with mock_aws(config={"core": {"mock_credentials": False}}):  # calls signed as "testing", or a function's role
         create_tables(boto3.client("dynamodb"))
+        from webex_broker.adapters.client_credentials import CLIENT_ID_TAG
+
         arn = boto3.client("secretsmanager").create_secret(
-            Name="test-broker-client", SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
+            Name="test-broker-client",
+            SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}),
+            Tags=[{"Key": CLIENT_ID_TAG, "Value": CLIENT_ID}],
         )["ARN"]
         monkeypatch.setenv("CLIENT_SECRET_ARN", arn)
         monkeypatch.setenv("BROKER_KMS_KEY_ID", create_broker_key())

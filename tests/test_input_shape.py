@@ -162,3 +162,74 @@ def test_a_lone_surrogate_in_a_client_secret_is_a_usage_error_that_stores_nothin
     assert (answer["ok"], answer["error"]) == (False, "usage")
     assert "lone surrogate" in answer["message"]
     assert broker.secret_names() == names
+
+
+# --- the admin function, as a careless or hostile operator (or script) calls it -----------------------
+
+HOSTILE_VALUES = {
+    "none": None,
+    "number": 12,
+    "list": ["x"],
+    "object": {"x": 1},
+    "empty": "",
+    "blank": "   ",
+    "lone surrogate": "a\ud800b",
+    "control characters": "a\x00\x1b[31mb",
+    "path": "../../other-stack/refresh/x",
+    "huge": "x" * 1_000_000,
+}
+ADMIN_ACTIONS = {  # each action's fields, valid but for the one a test makes hostile
+    "set_credentials": {
+        "client_id": "C0ffee-test-client",
+        "client_secret": "s3cr3t-client-value-never-shown",
+        "force": False,
+    },
+    "add_service_app": {
+        "connection": "bot",
+        "app_id": "app",
+        "client_id": "Capp",
+        "client_secret": "app-secret",
+        "org_id": "org",
+        "via": "alice@example.com",
+        "new_client": False,
+    },
+    "check_sealed": {"secrets": []},
+}
+
+
+def admin_fields():
+    for action, fields in ADMIN_ACTIONS.items():
+        for field in fields:
+            for label in HOSTILE_VALUES:
+                yield pytest.param(action, field, label, id=f"{action}-{field}-{label}")
+
+
+@pytest.mark.parametrize(("action", "field", "label"), list(admin_fields()))
+def test_the_admin_function_answers_every_hostile_field_and_stores_nothing(broker, action, field, label):
+    from admin import handler
+
+    client_secret = broker.secret("test-broker-client")
+    names = broker.secret_names()
+    event = {"action": action, **ADMIN_ACTIONS[action], field: HOSTILE_VALUES[label]}
+
+    answer = handler(event, LambdaContext(function_name="AdminFunction"))
+
+    assert isinstance(answer, dict)
+    assert answer["ok"] is False
+    assert answer["error"] in ("usage", "not_found", "conflict", "failed")
+    assert answer["message"]
+    assert broker.secret("test-broker-client") == client_secret
+    assert broker.secret_names() == names
+
+
+@pytest.mark.parametrize(
+    "event",
+    [None, [], "set_credentials", 12, {}, {"action": None}, {"action": ["converge"]}, {"action": "rm -rf"}],
+    ids=["none", "list", "string", "number", "empty", "null-action", "list-action", "unknown-action"],
+)
+def test_an_admin_event_that_is_no_request_is_a_usage_error(broker, event):
+    from admin import handler
+
+    answer = handler(event, LambdaContext(function_name="AdminFunction"))
+    assert (answer["ok"], answer["error"]) == (False, "usage")
+    assert "the actions are" in answer["message"]

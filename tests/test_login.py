@@ -1,13 +1,14 @@
 """GET /authorize and GET /callback through their handlers, with moto and the Webex simulator."""
 
 import json
+import os
 import time
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
 
-from tests.conftest import CALLBACK_URL, CLIENT_ID, PREFIX, reset_broker_caches
+from tests.conftest import CALLBACK_URL, CLIENT_ID, CLIENT_SECRET, PREFIX, reset_broker_caches
 from webex_broker.adapters.login_state import code_challenge
 
 ALICE = "alice@example.com"
@@ -156,8 +157,10 @@ def test_login_stores_both_secrets_and_the_connection(broker):
         "person_type",
         "scopes",
         "token_type",
+        "client_id",
         "updated_at",
     }
+    assert refresh["client_id"] == CLIENT_ID, "the client the grant was issued to: only it can refresh it"
     assert consumer["access_token"] not in json.dumps(refresh)
 
     row = broker.connection(ALICE)
@@ -384,8 +387,47 @@ def test_secrets_manager_failure_leaves_no_connection(broker, monkeypatch):
 
 
 def test_a_stack_whose_client_secret_is_still_empty_says_not_configured_yet(broker):
-    broker.secrets.put_secret_value(SecretId="test-broker-client", SecretString="{}")  # as the stack creates it
+    from webex_broker.adapters.client_credentials import CLIENT_ID_TAG
+
+    broker.secrets.put_secret_value(SecretId="test-broker-client", SecretString="{}")  # as the stack creates it:
+    broker.secrets.untag_resource(SecretId="test-broker-client", TagKeys=[CLIENT_ID_TAG])  # empty, untagged
     reset_broker_caches()
     response = broker.authorize()
     assert_page(response, 503, "not configured yet")
     assert boto3.client("dynamodb").scan(TableName="StateTable")["Count"] == 0
+
+
+# --- the public authorize function never holds the client secret (issue 21.7) -------------------------
+
+
+def test_the_authorize_function_may_read_the_client_id_but_never_the_client_secret(broker):
+    from devstack import function_roles
+
+    role = function_roles.roles(PREFIX)["AuthorizeFunction"]
+    actions = {a for s in function_roles.statements(role, os.environ) for a in _listed(s["Action"])}
+    assert "secretsmanager:GetSecretValue" not in actions
+    assert not [a for a in actions if a.startswith("kms:")]
+    start = broker.authorize()
+    assert start["statusCode"] == 302
+    assert f"client_id={CLIENT_ID}" in start["headers"]["Location"], "from the client secret's tag"
+
+
+def test_a_client_secret_without_its_client_id_tag_is_named_and_set_credentials_tags_it(broker):
+    from tests.test_broker_key import admin
+    from webex_broker.adapters.client_credentials import CLIENT_ID_TAG
+
+    arn = os.environ["CLIENT_SECRET_ARN"]
+    broker.secrets.untag_resource(SecretId=arn, TagKeys=[CLIENT_ID_TAG])  # filled by hand, not set-credentials
+    reset_broker_caches()
+
+    assert_page(broker.authorize(), 503, "not configured yet")
+    assert admin({"action": "check_credentials"})["result"] == "fail"
+
+    assert admin({"action": "set_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})["ok"]
+    reset_broker_caches()
+    assert broker.authorize()["statusCode"] == 302
+    assert admin({"action": "check_credentials"})["result"] == "ok"
+
+
+def _listed(value) -> list[str]:
+    return value if isinstance(value, list) else [value]

@@ -285,3 +285,53 @@ def test_a_login_whose_result_page_cannot_be_kept_still_says_connected(broker, m
     assert page["statusCode"] == 200, "not a 500 that would say nothing was stored"
     assert "Connected to Webex" in page["body"]
     assert broker.connection(ALICE)["status"] == "active"
+
+
+# --- a connection whose row was lost (issue 21.7) ------------------------------------------------------
+
+
+def lose_row(broker, name: str) -> None:
+    """What a re-created stack (a new, empty table) is to a connection, before `webex-broker adopt`."""
+    broker.dynamodb.delete_item(TableName="ConnectionsTable", Key={"connection": {"S": name}})
+
+
+def test_a_connection_whose_row_was_lost_cannot_be_taken_through_an_unbound_invitation(broker):
+    from webex_broker.flows.adoption import adopt
+    from webex_broker.flows.broker import current
+
+    assert broker.login(ALICE, invite=broker.invite("team"))["statusCode"] == 200
+    kept = tokens(broker, "team"), material(broker, "team")
+    lose_row(broker, "team")
+    broker.browser.clear()
+
+    taken = broker.login(BOB, invite=broker.invite("team"))  # an invitation bound to no one
+
+    assert taken["statusCode"] == 409
+    assert "webex-broker adopt" in taken["body"]
+    assert (tokens(broker, "team"), material(broker, "team")) == kept, "nothing written"
+    assert readable(broker, f"{PREFIX}/refresh/team"), "nothing scheduled for deletion"
+    assert broker.connection("team") is None, "and the name not claimed"
+
+    this = current()
+    assert adopt("team", this.names, this.connections, login_base_url="https://broker.example", now=0)
+    broker.browser.clear()
+    assert broker.login(BOB, invite=broker.invite("team"))["statusCode"] == 409, "adopted: it is Alice's"
+    broker.browser.clear()
+    assert broker.login(ALICE, invite=broker.invite("team"))["statusCode"] == 200
+
+
+def test_a_first_login_that_fails_never_deletes_a_secret_it_did_not_write(broker, monkeypatch):
+    """The owner herself, before `adopt`: refused before anything is written, so a failure of hers can
+    never clean up (schedule for deletion) tokens that were there before her login."""
+    from webex_broker.adapters import secret_store
+
+    assert broker.login(ALICE, invite=broker.invite("team"))["statusCode"] == 200
+    kept = tokens(broker, "team")
+    lose_row(broker, "team")
+    monkeypatch.setattr(secret_store, "write_refresh_material", lambda *a, **k: pytest.fail("written"))
+    broker.browser.clear()
+
+    assert broker.login(ALICE, invite=broker.invite("team"))["statusCode"] == 409
+    assert tokens(broker, "team") == kept
+    assert readable(broker, f"{PREFIX}/tokens/team")
+    assert readable(broker, f"{PREFIX}/refresh/team")

@@ -152,7 +152,7 @@ def test_a_run_mostly_refused_stops_changes_nothing_and_raises_one_alarm(short_l
     assert {broker.connection(who)["status"] for who in people} == {"active"}
     [event] = broker.events()
     assert event["detail-type"] == "Refresh Run Stopped"
-    assert event["detail"] == {"refused": 5, "attempted": 5}
+    assert event["detail"] == {"refused": 5, "invalid_grant": 0, "attempted": 5}
     assert emf_values(capsys.readouterr().out, "RunsStoppedByRefusals") == [1.0], "one alarm"
     assert invitations(broker) == invited
 

@@ -36,16 +36,32 @@ def apps(broker, monkeypatch):
     return broker
 
 
-def add(name: str = BOT, *, via: str = ALICE, org: str = ORG, refresh_token: str = "", secret: str = APP_SECRET):
+def add(
+    name: str = BOT,
+    *,
+    via: str = ALICE,
+    org: str = ORG,
+    refresh_token: str = "",
+    secret: str = APP_SECRET,
+    client: str = APP_CLIENT,
+    new_client: bool = False,
+):
     """What `webex-broker service-app add` runs."""
     from webex_broker.core.clock import utc_now
     from webex_broker.core.grants import ServiceApp
     from webex_broker.flows import service_apps
     from webex_broker.flows.broker import current
 
-    app = ServiceApp(APP_ID, APP_CLIENT, secret, via=via)
+    app = ServiceApp(APP_ID, client, secret, via=via)
     return service_apps.add(
-        current(), name, app, org, refresh_token=refresh_token, now=utc_now(), remaining_ms=lambda: 20_000
+        current(),
+        name,
+        app,
+        org,
+        refresh_token=refresh_token,
+        new_client=new_client,
+        now=utc_now(),
+        remaining_ms=lambda: 20_000,
     )
 
 
@@ -90,12 +106,14 @@ def test_minted_through_a_connection_and_read_like_any_connection(apps):
     assert consumer["connection"] == BOT
     assert consumer["org_id"] == ORG
     assert consumer["token_type"] == "Bearer"
-    assert consumer["email"] == consumer["person_id"] == ""
     lifetime = datetime.fromisoformat(consumer["expires_at"]) - before
     assert 3590 <= lifetime.total_seconds() <= 3610, "expiry computed from the answer (3600 s)"
     answer = me(apps, consumer["access_token"])
     assert answer.status_code == 200, "a working machine-account token"
     assert answer.json()["orgId"] == ORG
+    assert (consumer["person_id"], consumer["email"]) == (answer.json()["id"], answer.json()["emails"][0]), (
+        "the machine account, as Webex named it"
+    )
     row = apps.connection(BOT)
     assert row["kind"] == "service_app"
     assert row["app_id"] == APP_ID
@@ -176,6 +194,127 @@ def test_a_person_cannot_take_a_service_app_connection_over_nor_another_app(apps
     assert page["statusCode"] == 409
     assert tokens(apps)["kind"] == "service_app"
     assert tokens(apps)["app_id"] == APP_ID
+
+
+# --- whose it is -----------------------------------------------------------------------------------
+
+OTHER_CLIENT, OTHER_SECRET = "Cother0client", "other-app-secret-never-shown"
+
+
+def other_app(broker, org: str, scopes: tuple[str, ...] = ("spark:people_read",)) -> str:
+    """Another Service App, authorized in `org`: a portal-generated refresh token of it."""
+    broker.webex.register_service_app(OTHER_APP_ID, OTHER_CLIENT, OTHER_SECRET, list(scopes))
+    broker.webex.authorize_service_app(OTHER_APP_ID, org)
+    return broker.webex.generate_service_app_tokens(OTHER_APP_ID, org)["refresh_token"]
+
+
+def kept(broker) -> tuple:
+    return tokens(broker)["access_token"], refresh_material(broker), broker.connection(BOT)
+
+
+def test_another_apps_client_and_token_from_another_org_cannot_replace_an_app(apps):
+    from webex_broker.core.errors import ServiceAppRefused
+
+    add()
+    before = kept(apps)
+    stolen = other_app(apps, OTHER_ORG)
+
+    with pytest.raises(ServiceAppRefused, match="client ID") as plain:
+        add(via="", refresh_token=stolen, client=OTHER_CLIENT, secret=OTHER_SECRET)
+    assert plain.value.conflict, "the command can say so: --new-client"
+    with pytest.raises(ServiceAppRefused, match="another org"):
+        add(via="", refresh_token=stolen, client=OTHER_CLIENT, secret=OTHER_SECRET, new_client=True)
+
+    assert kept(apps) == before, "nothing stored: the old app's token, credentials and via"
+    assert refresh_material(apps)["via"] == ALICE
+
+
+def test_another_apps_token_in_the_same_org_cannot_replace_an_app(apps):
+    from webex_broker.core.errors import ServiceAppRefused
+
+    add()  # minted: Webex told who its machine account is, and that was recorded
+    assert refresh_material(apps)["person_id"], "the machine account, asked of Webex"
+    before = kept(apps)
+    stolen = other_app(apps, ORG)
+
+    with pytest.raises(ServiceAppRefused, match="another Service App"):
+        add(via="", refresh_token=stolen, client=OTHER_CLIENT, secret=OTHER_SECRET, new_client=True)
+    assert kept(apps) == before
+
+
+def test_a_seeded_token_is_stored_only_once_webex_says_whom_it_acts_for(apps):
+    from webex_broker.core.errors import ServiceAppRefused
+
+    names = apps.secret_names()
+    mute = other_app(apps, ORG, scopes=("spark:kms",))  # an app that may not read /people/me
+    with pytest.raises(ServiceAppRefused, match="would not say whom"):
+        add("mute-bot", via="", refresh_token=mute, client=OTHER_CLIENT, secret=OTHER_SECRET)
+    with pytest.raises(ServiceAppRefused, match="another org"):
+        add(
+            "elsewhere",
+            via="",
+            refresh_token=apps.webex.generate_service_app_tokens(APP_ID, ORG)["refresh_token"],
+            org=OTHER_ORG,
+        )
+    assert apps.secret_names() == names
+
+
+def test_re_adding_an_app_keeps_its_via_and_rotates_only_its_secret(apps):
+    add()
+    owner = refresh_material(apps)["via_owner"]
+    assert owner == apps.connection(ALICE)["person_id"]
+    apps.webex.register_service_app(APP_ID, APP_CLIENT, "rotated-in-the-portal", ["spark:people_read"])
+    portal = apps.webex.generate_service_app_tokens(APP_ID, ORG)
+
+    add(via="", refresh_token=portal["refresh_token"], secret="rotated-in-the-portal")
+
+    material = refresh_material(apps)
+    assert (material["via"], material["via_owner"]) == (ALICE, owner), "--via not given: kept"
+    assert material["app_client_secret"] == "rotated-in-the-portal"
+    assert apps.connection(BOT)["via"] == ALICE
+
+
+def test_a_heal_mints_only_through_the_person_the_app_was_added_through(apps):
+    add()
+    apps.dynamodb.update_item(  # the via's name now belongs to someone else (a lost row, taken again)
+        TableName="ConnectionsTable",
+        Key={"connection": {"S": ALICE}},
+        UpdateExpression="SET person_id = :someone",
+        ExpressionAttributeValues={":someone": {"S": "someone-else"}},
+    )
+    apps.webex.revoke_grant(app_id=APP_ID, org_id=ORG)
+    minted = apps.webex.calls["applications_token"]
+    apps.events()
+    make_due(apps, BOT)
+
+    assert refresh_run()["failures"] == {BOT: "permanent"}
+    assert apps.webex.calls["applications_token"] == minted, "the other person's token is never used"
+    (ended,) = [e for e in apps.events() if e["detail-type"] == "Connection Reauthorization Required"]
+    assert ended["detail"]["heal"] == "not_possible"
+    assert "another person" in ended["detail"]["heal_error"]
+
+
+def test_a_via_whose_access_token_merely_lapsed_keeps_the_app_and_heals_later(apps):
+    add()
+    apps.dynamodb.update_item(
+        TableName="ConnectionsTable",
+        Key={"connection": {"S": ALICE}},
+        UpdateExpression="SET access_expires_at = :lapsed",
+        ExpressionAttributeValues={":lapsed": {"N": "1"}},
+    )
+    apps.webex.revoke_grant(app_id=APP_ID, org_id=ORG)
+    apps.events()
+    make_due(apps, BOT)
+
+    assert refresh_run()["failures"] == {BOT: "transient"}
+    row = apps.connection(BOT)
+    assert (row["status"], row["last_error"]) == ("active", "via_token_lapsed")
+    assert apps.events() == [], "not the end of the app"
+
+    make_due(apps, ALICE)
+    refresh_run()  # the via's own refresh
+    make_due(apps, BOT)
+    assert refresh_run()["outcomes"].get("healed") == 1
 
 
 # --- keeping it fresh ------------------------------------------------------------------------------

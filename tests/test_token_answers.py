@@ -5,12 +5,14 @@ a failed attempt (transient: retried, alarmed when it persists), never a write a
 import json
 
 import pytest
+import requests
 
 from devstack.lambda_runtime import LambdaContext
 from devstack.webex_simulator import OMIT
 from tests.conftest import PREFIX
 from tests.test_refresher import make_due
 from tests.test_refusals import no_sleep
+from webex_broker.core.token_documents import fingerprint
 
 __all__ = ["no_sleep"]  # the fixture: the run's backoff waits are not slept
 
@@ -106,10 +108,12 @@ def test_a_token_of_webexs_shape_and_lifetimes_is_kept():
     now = datetime(2026, 12, 6, tzinfo=UTC)
     token = "ZDI3MGEyYzQtNmFlNS00NDNhLWFlNzAtZGVjMjE2YzZjYjFhYmVlNWQ2MzQtYjBm_PF84_1eb65fdf-9643-417f-9974-ad72cae0e10f"
     answer = {"access_token": token, "expires_in": 1209600, "refresh_token": token, "refresh_token_expires_in": 5183999}
-    assert _grant_from(answer, now=now, refresh_token="").refresh_expires_at == datetime(
+    assert _grant_from(answer, now=now, refresh_token="", client_id="C").refresh_expires_at == datetime(
         2027, 2, 3, 23, 59, 59, tzinfo=UTC
     )
-    kept = _grant_from({"access_token": token, "expires_in": "3600"}, now=now, refresh_token="the-one-sent")
+    kept = _grant_from(
+        {"access_token": token, "expires_in": "3600"}, now=now, refresh_token="the-one-sent", client_id="C"
+    )
     assert kept.refresh_token == "the-one-sent"
     assert kept.access_expires_at == datetime(2026, 12, 6, 1, 0, tzinfo=UTC)
 
@@ -128,3 +132,83 @@ def test_a_redirect_from_webex_is_never_followed_with_the_secrets(connected, sta
     assert elsewhere.calls["access_token"] == 0, "nothing was sent to the other host"
     assert run["outcomes"] == {"transient": 1}
     assert broker.secret(TOKEN) == token
+
+
+# --- a slow answer (issue 21.6) ---------------------------------------------------------------------
+
+
+def test_a_trickled_answer_is_cut_at_the_calls_deadline_and_nothing_is_written(connected):
+    """Each read is quick, the whole answer would take 25 s: a read timeout alone never fires."""
+    import time
+
+    broker = connected
+    token = broker.secret(TOKEN)
+    broker.webex.trickle_answers(0.5, chunk_bytes=8, times=3)  # ~400 bytes: 50 chunks, 25 s each
+
+    started = time.monotonic()
+    run = broker.refresh()
+    took = time.monotonic() - started
+
+    assert run["outcomes"] == {"transient": 1}
+    assert broker.connection(ALICE)["last_error"] == "timeout"
+    assert broker.secret(TOKEN) == token
+    assert took < 3 * 2 + 4, f"three attempts of at most WEBEX_TIMEOUT_SECONDS (2 s) each, not 75 s: {took:.1f} s"
+
+
+def test_an_answer_that_outlives_the_lease_never_overwrites_a_login_made_meanwhile(connected, monkeypatch):
+    """A stalled invocation (frozen, or Webex slower than any deadline): by the time the answer is
+    in, the lease has run out and the person has logged in again. Their new grant stays."""
+    from datetime import timedelta
+
+    from tests.test_refresher import Clock, refresher, run
+    from webex_broker.adapters.webex import WebexClient
+
+    broker = connected
+    clock = Clock()
+    real_refresh = WebexClient.refresh
+
+    def slow_refresh(self, **kwargs):
+        answer = real_refresh(self, **kwargs)
+        clock.offset += timedelta(seconds=400)  # past the 300 s lease, for the refresher and for the login:
+        broker.dynamodb.update_item(
+            TableName="ConnectionsTable",
+            Key={"connection": {"S": ALICE}},
+            UpdateExpression="SET lease_expires_at = :past",
+            ExpressionAttributeValues={":past": {"N": "1"}},
+        )
+        assert broker.login(ALICE)["statusCode"] == 200
+        return answer
+
+    monkeypatch.setattr(WebexClient, "refresh", slow_refresh)
+    report = run(refresher(clock=clock))
+    login_token = broker.secret(TOKEN)["access_token"]
+
+    assert report.outcomes["skipped"] == 1
+    assert broker.connection(ALICE)["access_token_id"] == fingerprint(login_token)
+    monkeypatch.setattr(WebexClient, "refresh", real_refresh)
+    assert me(broker, login_token) == 200, "the consumer secret holds the new login's working token"
+
+
+def test_an_answer_after_a_stall_is_written_when_nobody_came_in_between(connected, monkeypatch):
+    from datetime import timedelta
+
+    from tests.test_refresher import Clock, refresher, run
+    from webex_broker.adapters.webex import WebexClient
+
+    broker = connected
+    before = broker.secret(TOKEN)["access_token"]
+    clock = Clock()
+    real_refresh = WebexClient.refresh
+
+    def stalled_refresh(self, **kwargs):
+        clock.offset += timedelta(seconds=400)
+        return real_refresh(self, **kwargs)
+
+    monkeypatch.setattr(WebexClient, "refresh", stalled_refresh)
+    assert run(refresher(clock=clock)).outcomes["refreshed"] == 1
+    assert broker.secret(TOKEN)["access_token"] != before
+
+
+def me(broker, access_token: str) -> int:
+    headers = {"Authorization": f"Bearer {access_token}"}
+    return requests.get(f"{broker.webex.url}/people/me", headers=headers, timeout=5).status_code

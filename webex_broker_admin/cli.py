@@ -197,6 +197,8 @@ def cmd_refresh(args, target: Target) -> None:
     print(json.dumps(body, indent=2))
     if status == 404:
         raise CommandError(f"No connection named {args.name!r}.", EXIT_NOT_FOUND)
+    if status == 400:  # a name no connection can have: asked of nothing
+        raise CommandError(body.get("message", "Not a connection name."), EXIT_USAGE)
     if status != 200:
         raise CommandError(body.get("message", "Refresh failed."), EXIT_REFRESH_FAILED)
 
@@ -269,7 +271,9 @@ def _admin(target: Target, action: str, **fields) -> dict:
     """An action of the broker's admin function (flows/administration.py), refused as a CommandError."""
     answer = target.invoke("AdminFunction", {"action": action, **fields})
     if not answer.get("ok"):
-        code = {"usage": EXIT_USAGE, "not_found": EXIT_NOT_FOUND}.get(answer.get("error"), EXIT_FAILED)
+        code = {"usage": EXIT_USAGE, "conflict": EXIT_USAGE, "not_found": EXIT_NOT_FOUND}.get(
+            answer.get("error"), EXIT_FAILED
+        )
         raise CommandError(answer.get("message", f"{action} failed."), code)
     return answer
 
@@ -281,7 +285,9 @@ def cmd_set_credentials(args, target: Target) -> None:
     secret = _client_secret("WEBEX_CLIENT_SECRET", "Client secret of the integration: ")
     if not (args.client_id.strip() and secret.strip()):
         raise CommandError("Both the client ID and the client secret are needed.", EXIT_USAGE)
-    answer = _admin(target, "set_credentials", client_id=args.client_id.strip(), client_secret=secret.strip())
+    answer = _admin(
+        target, "set_credentials", client_id=args.client_id.strip(), client_secret=secret.strip(), force=args.force
+    )
     print(answer["message"])
     print("The functions use them within 5 minutes.", file=sys.stderr)
 
@@ -310,6 +316,7 @@ def cmd_service_app_add(args, target: Target) -> None:
         org_id=args.org.strip(),
         via=args.via or "",
         refresh_token=refresh_token,
+        new_client=args.new_client,
     )
     print(f"Service App {_short(args.app_id.strip())} in org {_short(args.org.strip())} is connection '{args.name}'.")
     secret_name = target.broker.names.token_secret(args.name)
@@ -434,6 +441,11 @@ def parser() -> argparse.ArgumentParser:
         "Store the integration's client ID and secret (the secret from WEBEX_CLIENT_SECRET or a hidden prompt).",
     )
     credentials.add_argument("--client-id", required=True, help="the Webex integration's client ID")
+    credentials.add_argument(
+        "--force",
+        action="store_true",
+        help="store another client than the one people's connections were authorized with (they stop refreshing)",
+    )
     service_app = commands.add_parser(
         "service-app", help="Keep a Webex Service App's org-wide token fresh (see `service-app add -h`)."
     )
@@ -461,6 +473,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="seed from a refresh token generated in the developer portal, read from stdin",
     )
+    add.add_argument(
+        "--new-client",
+        action="store_true",
+        help="NAME exists: replace the client ID it was added with (otherwise only its secret may change)",
+    )
     command(
         "converge",
         cmd_converge,
@@ -481,6 +498,9 @@ def _library_logs_to_stderr() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if undecodable := _undecodable(args):
+        print(f"webex-broker: {undecodable} is not valid text (bytes that are no UTF-8).", file=sys.stderr)
+        return EXIT_USAGE
     try:
         target = stack_target(args.stack, args.region) if args.stack else local_target()
         target.connect()
@@ -512,6 +532,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"webex-broker: AWS call failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def _undecodable(args) -> str:
+    """The first argument that no AWS call or URL can carry: argv bytes that are no UTF-8 reach Python
+    as lone surrogates."""
+    for key, value in vars(args).items():
+        if isinstance(value, str):
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                return "NAME" if key == "name" else f"--{key.replace('_', '-')}"
+    return ""
 
 
 if __name__ == "__main__":

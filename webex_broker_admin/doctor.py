@@ -15,6 +15,7 @@ from webex_broker.adapters import aws
 from webex_broker.adapters.secret_store import same_key, secret_keys, secret_names
 from webex_broker.core.connection import ConnectionStatus
 from webex_broker.core.errors import AwsAccessDenied, ConfigurationError
+from webex_broker.core.settings import DEVELOPMENT_WEBEX_URL
 from webex_broker.flows.adoption import orphans
 from webex_broker.flows.broker import Broker
 from webex_broker.flows.service_apps import via_problem
@@ -42,6 +43,7 @@ def run_checks(target: Target) -> list[Check]:
         broker = target.broker
     except ConfigurationError as exc:  # checked once, when loaded: nothing below can work
         return [*checks, Check("configuration", FAIL, str(exc), "fix the stack's parameters and deploy again")]
+    checks.append(_webex_url(broker))
     checks.append(_credentials(target))
     checks.append(_scopes(broker))
     checks.append(_callback_page(target.broker_url))
@@ -54,6 +56,20 @@ def run_checks(target: Target) -> list[Check]:
         checks.append(_alarm_subscription(target.outputs.get("AlarmTopicArn", "")))
         checks.append(_concurrency())
     return checks
+
+
+def _webex_url(broker: Broker) -> Check:
+    """Settings refuse any other host unless the development setting allows it; a stack never should."""
+    url = broker.settings.webex_base_url
+    if broker.settings.webex_is_a_cloud:
+        return Check("webex api", OK, url)
+    return Check(
+        "webex api",
+        WARN,
+        f"{url} is not a Webex cloud: the client secret and every refresh token go there "
+        f"({DEVELOPMENT_WEBEX_URL}=true, a development setting)",
+        f"on a real deployment remove {DEVELOPMENT_WEBEX_URL} from the functions and deploy again",
+    )
 
 
 def _credentials(target: Target) -> Check:

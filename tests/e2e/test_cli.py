@@ -649,3 +649,39 @@ def test_commands_on_a_connection_whose_login_never_finished(broker, cli):
     assert token.returncode == 3
     assert refresh.returncode == 6
     assert json.loads(refresh.stdout)["status"] == "pending"
+
+
+# --- hostile input ----------------------------------------------------------------------------------
+
+UNDECODABLE = os.fsdecode(b"caf\xe9")  # argv bytes that are no UTF-8: Python hands the CLI a lone surrogate
+HOSTILE_NAMES = ["..", ".", "a/b", "x" * 3000, UNDECODABLE, "$(id)", "name with space", "\x1b[31mred"]
+
+
+def hostile_commands():
+    for name in HOSTILE_NAMES:
+        yield from (["show", name], ["refresh", name], ["token", name], ["reader-policy", name])
+        yield ["revoke", name, "--yes"]
+        yield ["invite", name]
+        yield ["uninvite", name]
+    yield ["invite", "cli-hostile", "--expires", "999999999999d"]
+    yield ["invite", "cli-hostile", "--expires", "1e9999d"]
+    yield ["invite", "cli-hostile", "--uses", "-1"]
+    yield ["invite", "cli-hostile", "--email", f"{UNDECODABLE}@example.com"]
+    yield ["service-app", "add", "cli-bot", "--app-id", "$", "--client-id", "c", "--org", "o", "--via", "x" * 3000]
+    yield ["set-credentials", "--client-id", UNDECODABLE]
+
+
+def test_hostile_arguments_exit_with_a_reason_and_change_nothing(cli, connected):
+    before = cli.json("list", "--json"), cli.json("invites", "--json")
+    commands = list(hostile_commands())
+    results = []
+    for start in range(0, len(commands), 8):
+        results += cli.parallel(*commands[start : start + 8])
+
+    wrong = [
+        f"{' '.join(command)[:60]!r}: exit {result.returncode}, {result.stderr.strip()[-300:]!r}"
+        for command, result in zip(commands, results, strict=True)
+        if result.returncode not in (2, 3) or "Traceback" in result.stderr or not result.stderr.strip()
+    ]
+    assert wrong == [], "each exits 2 (usage) or 3 (not found), saying why, without a traceback"
+    assert (cli.json("list", "--json"), cli.json("invites", "--json")) == before

@@ -6,6 +6,7 @@ secret, never overwrites one rotated in Secrets Manager, and no administrator ca
 """
 
 import json
+import time
 from dataclasses import dataclass
 from functools import cache
 
@@ -16,6 +17,9 @@ from webex_broker.adapters import aws
 from webex_broker.core.errors import AwsAccessDenied, ConfigurationError, NotConfigured
 
 CACHE_SECONDS = 300
+# The client ID, which is no secret (every consent URL carries it), also as a tag on the client secret:
+# the public authorize function reads it with DescribeSecret and may not read (decrypt) the secret.
+CLIENT_ID_TAG = "webex-token-broker:client-id"
 
 
 @dataclass(frozen=True)
@@ -52,13 +56,37 @@ def load_client_credentials(secret_arn: str, *, fresh: bool = False) -> ClientCr
 
 def store_client_credentials(secret_arn: str, credentials: ClientCredentials, *, key: str = "") -> None:
     """What `set-credentials` writes (the functions see it within CACHE_SECONDS): a new version, and
-    the secret under the broker `key` from then on, in one call."""
+    the secret under the broker `key` from then on, in one call; then the client ID tag."""
     document = json.dumps({"client_id": credentials.client_id, "client_secret": credentials.client_secret})
     sm = aws.client("secretsmanager")
     if key:
         sm.update_secret(SecretId=secret_arn, SecretString=document, KmsKeyId=key)
     else:
         sm.put_secret_value(SecretId=secret_arn, SecretString=document)
+    sm.tag_resource(SecretId=secret_arn, Tags=[{"Key": CLIENT_ID_TAG, "Value": credentials.client_id}])
+
+
+def load_client_id(secret_arn: str) -> str:
+    """The integration's client ID, from the client secret's tag, cached like the credentials."""
+    fetched_at, client_id = _client_ids().get(secret_arn, (0.0, ""))
+    if client_id and time.monotonic() - fetched_at < CACHE_SECONDS:
+        return client_id
+    client_id = client_id_tag(secret_arn)
+    if not client_id:
+        raise NotConfigured("The client secret carries no client ID tag: run `webex-broker set-credentials`.")
+    _client_ids()[secret_arn] = (time.monotonic(), client_id)
+    return client_id
+
+
+def client_id_tag(secret_arn: str) -> str:
+    described = aws.client("secretsmanager").describe_secret(SecretId=secret_arn)
+    return next((t["Value"] for t in described.get("Tags", []) if t["Key"] == CLIENT_ID_TAG), "")
+
+
+@cache
+def _client_ids() -> dict[str, tuple[float, str]]:
+    """This container's client IDs and when each was read (forgotten on a cold start)."""
+    return {}
 
 
 def client_secret_key(secret_arn: str) -> str:

@@ -138,6 +138,7 @@ class ConnectionsTable:
                 "display_name": record.person.display_name,
                 "org_id": record.person.org_id,
                 "scopes": list(record.grant.scopes),
+                "client_id": record.grant.client_id or None,
                 "status": ConnectionStatus.ACTIVE,
                 "schedule": SCHEDULED,
                 "consumer_secret_arn": consumer_secret_arn,
@@ -325,6 +326,7 @@ class ConnectionsTable:
             owner,
             {
                 **_service_app_fields(record),  # restores them on a row `adopt` rebuilt
+                "client_id": record.grant.client_id or None,
                 "status": ConnectionStatus.ACTIVE,
                 "schedule": SCHEDULED,
                 "access_expires_at": epoch(record.grant.access_expires_at),
@@ -451,6 +453,7 @@ _TEXTS = {
     "reauth_invite_id",
     "lease_owner",
     "sharing",
+    "client_id",
 }
 
 

@@ -214,6 +214,16 @@ def delete_secret(name: str, *, recovery_days: int) -> bool:
     return True
 
 
+def secret_exists(name: str) -> bool:
+    """A secret that holds a value now: not one scheduled for deletion (a write restores that one)."""
+    try:
+        return "DeletedDate" not in aws.client("secretsmanager").describe_secret(SecretId=name)
+    except ClientError as exc:
+        if aws.error_code(exc) == "ResourceNotFoundException":
+            return False
+        raise
+
+
 def secret_arn(name: str) -> str | None:
     try:
         return aws.client("secretsmanager").describe_secret(SecretId=name)["ARN"]

@@ -1,6 +1,10 @@
 """Webex's OAuth and identity endpoints, with both error shapes parsed and every Trackingid logged."""
 
+import json
 import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
@@ -19,6 +23,8 @@ BAD_ANSWER = "unusable_answer"  # a 2xx whose body is not a usable answer: a fai
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9._~+/=-]{20,4096}")
 MIN_ACCESS_SECONDS = 60  # a token that lives less is no token to keep (nor to write every minute)
 MAX_LIFETIME_SECONDS = 400 * 86400
+ANSWER_CHUNK_BYTES = 1024
+MAX_ANSWER_BYTES = 1024 * 1024  # Webex's answers are a few hundred bytes; more is no answer of Webex's
 OAUTH_ERROR_CODES = ("invalid_client", "invalid_grant", "invalid_request", "unauthorized_client", "invalid_scope")
 
 # The only proof that a grant is dead. Webex answers either `{"error": "invalid_grant"}` or, in its own
@@ -93,7 +99,12 @@ class WebexClient:
         self._base_url = base_url
         self._credentials = credentials
         self._timeout = (min(3.05, timeout), timeout)
+        self._deadline = timeout
         self._session = http_session()
+
+    @property
+    def client_id(self) -> str:
+        return self._credentials.client_id
 
     def exchange_code(self, *, code: str, redirect_uri: str, code_verifier: str, now: datetime) -> TokenGrant:
         return self._token_request(
@@ -148,20 +159,26 @@ class WebexClient:
             },
             headers={"Authorization": f"Bearer {bearer}"},
         )
-        return _grant_from(_json_object(body, "/applications/token"), now=now, refresh_token="")
+        return _grant_from(
+            _json_object(body, "/applications/token"), now=now, refresh_token="", client_id=self.client_id
+        )
 
     def _token_request(self, form: dict, *, now: datetime) -> TokenGrant:
         form = {"client_id": self._credentials.client_id, "client_secret": self._credentials.client_secret, **form}
         body = _json_object(self._call("POST", "/access_token", data=form), "/access_token")
-        return _grant_from(body, now=now, refresh_token=form.get("refresh_token", ""))
+        return _grant_from(body, now=now, refresh_token=form.get("refresh_token", ""), client_id=self.client_id)
 
-    def _call(self, method: str, path: str, **kwargs) -> requests.Response:
+    def _call(self, method: str, path: str, **kwargs) -> "Answer":
+        """The whole answer within the client's timeout, however slowly it trickles in: a read timeout
+        alone bounds each read, not the call, and a call must end well inside the refresher's lease."""
+        deadline = time.monotonic() + self._deadline
         try:
             # Never followed: a redirect would carry the client secret and the refresh token to another host.
-            response = self._session.request(
-                method, self._base_url + path, timeout=self._timeout, allow_redirects=False, **kwargs
-            )
-        except requests.Timeout:
+            with self._session.request(
+                method, self._base_url + path, timeout=self._timeout, allow_redirects=False, stream=True, **kwargs
+            ) as streamed:
+                response = Answer(streamed.status_code, streamed.headers, _read_by(streamed, deadline))
+        except (requests.Timeout, _PastDeadline):
             logger.warning("Webex call timed out", extra={"webex_path": path})
             raise WebexError(f"Webex did not answer {path} in time", code="timeout") from None
         except requests.RequestException as exc:
@@ -176,7 +193,35 @@ class WebexClient:
         raise _error_from(response, path, tracking_id)
 
 
-def _json_object(response: requests.Response, path: str) -> dict:
+@dataclass(frozen=True)
+class Answer:
+    """A Webex answer read in full: what the parsers below need of it."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    def json(self):
+        return json.loads(self.content)
+
+
+class _PastDeadline(Exception):
+    pass
+
+
+def _read_by(response: requests.Response, deadline: float) -> bytes:
+    """The body, or _PastDeadline once the call's time is up (checked after the headers and each chunk)."""
+    body = bytearray()
+    if time.monotonic() > deadline:
+        raise _PastDeadline
+    for chunk in response.iter_content(chunk_size=ANSWER_CHUNK_BYTES):
+        body += chunk
+        if time.monotonic() > deadline or len(body) > MAX_ANSWER_BYTES:
+            raise _PastDeadline
+    return bytes(body)
+
+
+def _json_object(response: Answer, path: str) -> dict:
     """A 2xx is not yet an answer: a gateway's HTML page or a JSON that is no object is an outage's
     symptom, retried like one, never a crash."""
     try:
@@ -189,7 +234,7 @@ def _json_object(response: requests.Response, path: str) -> dict:
     return body
 
 
-def _grant_from(body: dict, *, now: datetime, refresh_token: str) -> TokenGrant:
+def _grant_from(body: dict, *, now: datetime, refresh_token: str, client_id: str) -> TokenGrant:
     """Only a checked answer becomes a grant: a token of Webex's shape and lifetimes a token can have,
     computed from the answer. A refresh answer without a refresh token keeps the one sent. Anything
     else is a failed attempt (transient: retried, alarmed when it persists), so an empty token never
@@ -222,6 +267,7 @@ def _grant_from(body: dict, *, now: datetime, refresh_token: str) -> TokenGrant:
         refresh_expires_at=now + timedelta(seconds=refresh_in) if refresh_in is not None else None,
         token_type=str(body.get("token_type", "Bearer")),
         scopes=tuple(body.get("scope", "").split()),
+        client_id=client_id,
     )
 
 
@@ -243,7 +289,7 @@ def _lifetime(value, minimum: int) -> int | None:
     return int(seconds)
 
 
-def _error_from(response: requests.Response, path: str, tracking_id: str) -> WebexError:
+def _error_from(response: Answer, path: str, tracking_id: str) -> WebexError:
     """Webex answers errors in OAuth shape or in its own shape; both become one WebexError."""
     try:
         body = response.json()

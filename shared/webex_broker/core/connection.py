@@ -30,6 +30,7 @@ class Connection:
     display_name: str = ""
     org_id: str = ""
     scopes: tuple[str, ...] = ()
+    client_id: str = ""  # the OAuth client its grant was issued to ('' on rows written before it was recorded)
     app_id: str = ""  # a Service App's application id
     via: str = ""  # the connection that mints a Service App's tokens
     scheduled: bool = False  # in the schedule index: the refresher will find it when due

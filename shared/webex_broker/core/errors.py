@@ -91,8 +91,31 @@ class NotConfigured(ConfigurationError):
 
 
 class ViaUnavailable(BrokerError):
-    """A Service App's `--via` connection cannot mint its tokens now; `reason` says why (no secret in it)."""
+    """A Service App's `--via` connection cannot mint its tokens now; `reason` says why (no secret in it).
+    `lapsed`: only its access token has expired, which its own refresh mends, so a heal waits for it."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, *, lapsed: bool = False):
         super().__init__(reason)
         self.reason = reason
+        self.lapsed = lapsed
+
+
+class ServiceAppRefused(BrokerError):
+    """Adding a Service App as asked would store what is not proven to be that app's, or would change
+    what the operator did not say to change; `reason` says which, and nothing was stored. `conflict`:
+    the command can say so explicitly (a new client)."""
+
+    def __init__(self, reason: str, *, conflict: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.conflict = conflict
+
+
+class ClientChanged(ConfigurationError):
+    """A person's refresh token was issued to another client than the integration's stored one: Webex
+    would refuse it (invalid_grant), which proves nothing about the grant, so it is not even sent."""
+
+    def __init__(self, issued_to: str, stored: str):
+        super().__init__(f"granted to client {issued_to[:8]}…, but client {stored[:8]}… is stored")
+        self.issued_to = issued_to
+        self.stored = stored

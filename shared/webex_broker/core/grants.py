@@ -23,6 +23,7 @@ class TokenGrant:
     refresh_expires_at: datetime | None
     token_type: str
     scopes: tuple[str, ...]
+    client_id: str = ""  # the OAuth client it was issued to: Webex refreshes it for that client only
 
     def __repr__(self) -> str:
         return f"TokenGrant(access_expires_at={self.access_expires_at.isoformat()}, token=***)"
@@ -41,6 +42,7 @@ class ServiceApp:
     client_id: str
     client_secret: str
     via: str = ""
+    via_owner: str = ""  # whose connection `via` was when the app was added: a heal mints through that person only
 
     def __repr__(self) -> str:
         return f"ServiceApp(app_id={self.app_id!r}, client_id={self.client_id!r}, client_secret=***, via={self.via!r})"

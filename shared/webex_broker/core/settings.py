@@ -10,6 +10,10 @@ from webex_broker.core.errors import ConfigurationError
 from webex_broker.core.sharing import TokenSharing
 
 PEOPLE_SCOPES = frozenset({"spark:people_read", "spark:all"})
+# The broker sends its client secret and every refresh token to this host: only Webex's own clouds
+# (commercial, and Webex for Government), unless the development setting below says otherwise.
+WEBEX_CLOUDS = ("https://webexapis.com/v1", "https://api-usgov.webex.com/v1")
+DEVELOPMENT_WEBEX_URL = "ALLOW_DEVELOPMENT_WEBEX_URL"  # "true": any http(s) URL (a simulator); never in a stack
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class Settings:
     open_to_anyone: bool
     invitations_table: str
     sharing: TokenSharing
+    development_webex_url: bool = False
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> "Settings":
@@ -70,9 +75,26 @@ class Settings:
         return " ".join(self.scopes)
 
     def validate(self) -> None:
+        self.require_webex_cloud()
         self.require_safe_access_mode()
         self.require_people_scope()
         self.sharing.validate()
+
+    @property
+    def webex_is_a_cloud(self) -> bool:
+        return self.webex_base_url in WEBEX_CLOUDS
+
+    def require_webex_cloud(self) -> None:
+        """Whoever names this URL receives the client secret and the refresh tokens."""
+        if self.webex_is_a_cloud:
+            return
+        if not self.development_webex_url:
+            raise ConfigurationError(
+                f"WEBEX_API_BASE_URL must be one of Webex's clouds ({', '.join(WEBEX_CLOUDS)}), not "
+                f"{self.webex_base_url!r}: the client secret and every refresh token are sent there"
+            )
+        if not self.webex_base_url.startswith(("https://", "http://")):
+            raise ConfigurationError(f"WEBEX_API_BASE_URL must be an http(s) URL, not {self.webex_base_url!r}")
 
     def require_safe_access_mode(self) -> None:
         """Open mode with no allowlist lets any Webex user in the world create secrets here."""
@@ -136,6 +158,7 @@ def _read(environ: Mapping[str, str]) -> Settings:
         allowed_org_ids=_split(env("ALLOWED_ORG_IDS", "")),
         open_to_anyone=env("OPEN_TO_ANY_WEBEX_ACCOUNT", "false").lower() == "true",
         invitations_table=env("INVITATIONS_TABLE", ""),
+        development_webex_url=env(DEVELOPMENT_WEBEX_URL, "false").lower() == "true",
         sharing=TokenSharing(
             kms_key_id=env("TOKEN_KMS_KEY_ID", ""),
             reader_account_ids=_split(env("READER_ACCOUNT_IDS", "")),

@@ -45,6 +45,7 @@ class RefreshMaterial:
     scopes: tuple[str, ...]
     token_type: str = "Bearer"
     service_app: ServiceApp | None = None
+    client_id: str = ""  # the client the refresh token was issued to ('' when stored before it was recorded)
 
     def __repr__(self) -> str:
         return f"RefreshMaterial(connection={self.connection!r}, refresh_token=***)"
@@ -56,13 +57,14 @@ class RefreshMaterial:
             refresh_token=grant.refresh_token or self.refresh_token,
             refresh_expires_at=grant.refresh_expires_at or self.refresh_expires_at,
             scopes=grant.scopes or self.scopes,
+            client_id=grant.client_id or self.client_id,
         )
 
     def document(self, *, updated_at: datetime) -> dict:
         app = self.service_app
         return {
             **_kind_fields(app),
-            **({"app_client_id": app.client_id, "app_client_secret": app.client_secret, "via": app.via} if app else {}),
+            **(_app_fields(app) if app else {}),
             "refresh_token": self.refresh_token,
             "refresh_token_expires_at": iso(self.refresh_expires_at) if self.refresh_expires_at else None,
             "connection": self.connection,
@@ -73,6 +75,7 @@ class RefreshMaterial:
             "person_type": self.person.type,
             "scopes": list(self.scopes),
             "token_type": self.token_type,
+            **({"client_id": self.client_id} if self.client_id else {}),
             "updated_at": iso(updated_at),
         }
 
@@ -86,6 +89,7 @@ class RefreshMaterial:
                 client_id=document["app_client_id"],
                 client_secret=document["app_client_secret"],
                 via=document.get("via", ""),
+                via_owner=document.get("via_owner", ""),
             )
         return cls(
             connection=document["connection"],
@@ -101,6 +105,7 @@ class RefreshMaterial:
             scopes=tuple(document.get("scopes", ())),
             token_type=document.get("token_type", "Bearer"),
             service_app=app,
+            client_id=document.get("client_id", ""),
         )
 
 
@@ -132,6 +137,7 @@ class TokenRecord:
             scopes=self.grant.scopes,
             token_type=self.grant.token_type,
             service_app=self.service_app,
+            client_id=self.grant.client_id,
         )
 
     def consumer_document(self) -> dict:
@@ -157,3 +163,12 @@ def _kind(app: ServiceApp | None) -> ConnectionKind:
 def _kind_fields(app: ServiceApp | None) -> dict:
     """Workloads tell a Service App's token from a person's by `kind`, and the app by `app_id`."""
     return {"kind": _kind(app).value, **({"app_id": app.app_id} if app else {})}
+
+
+def _app_fields(app: ServiceApp) -> dict:
+    return {
+        "app_client_id": app.client_id,
+        "app_client_secret": app.client_secret,
+        "via": app.via,
+        **({"via_owner": app.via_owner} if app.via_owner else {}),
+    }

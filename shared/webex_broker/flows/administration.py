@@ -1,7 +1,7 @@
 """What `webex-broker` asks the broker's admin function for: every operator task that reads or
 writes what the broker key seals (the client secret, refresh material), which the operator's own AWS
 credentials cannot decrypt. Each action takes the invocation's JSON and answers JSON:
-{"ok": true, ...} or {"ok": false, "error": KIND, "message": ...} with KIND "usage", "not_found" or
+{"ok": true, ...} or {"ok": false, "error": KIND, "message": ...} with KIND "usage", "not_found", "conflict" or
 "failed". No secret or token is ever in an answer or a log line.
 """
 
@@ -12,18 +12,22 @@ from botocore.exceptions import BotoCoreError, ClientError
 from webex_broker.adapters import aws, webex
 from webex_broker.adapters.client_credentials import (
     ClientCredentials,
+    client_id_tag,
     client_secret_key,
     load_client_credentials,
     store_client_credentials,
 )
+from webex_broker.adapters.invitations import CONNECTION_NAME
 from webex_broker.adapters.secret_store import get_secret_document, same_key
 from webex_broker.core.clock import epoch, utc_now
+from webex_broker.core.connection import ConnectionStatus
 from webex_broker.core.errors import (
     AccessDenied,
     AwsAccessDenied,
     ConfigurationError,
     LoginBusy,
     NotConfigured,
+    ServiceAppRefused,
     ViaUnavailable,
 )
 from webex_broker.core.grants import ServiceApp
@@ -75,8 +79,15 @@ def _text(event: dict, key: str, *, required: bool = True) -> str:
 
 
 def set_credentials(broker: Broker, event: dict, remaining_ms) -> dict:
-    """Checked with Webex before anything is stored; stored sealed under the broker key."""
+    """Checked with Webex before anything is stored; stored sealed under the broker key. Another client
+    ID than the stored one is refused while people's grants were issued to it, unless `force`."""
     credentials = ClientCredentials(_text(event, "client_id"), _text(event, "client_secret"))
+    force = event.get("force", False)
+    if not isinstance(force, bool):
+        raise Refused("usage", "force must be true or false.")
+    others = _grants_of_other_clients(broker, credentials.client_id)
+    if others and not force:
+        raise Refused("conflict", _client_change_refusal(others, credentials.client_id))
     try:
         accepted = broker.webex_client(credentials).credentials_accepted()
     except webex.WebexError as exc:
@@ -85,7 +96,42 @@ def set_credentials(broker: Broker, event: dict, remaining_ms) -> dict:
         raise Refused("failed", "Webex refused this client ID and secret (invalid_client); nothing was stored.")
     arn = broker.settings.client_secret_arn
     store_client_credentials(arn, credentials, key=broker.settings.sharing.broker_key_id)
-    return {"message": f"Stored the credentials of client {credentials.client_id[:8]}… in {arn}."}
+    message = f"Stored the credentials of client {credentials.client_id[:8]}… in {arn}."
+    if others:
+        message += (
+            f" The {len(others)} connection(s) authorized with another client keep their status but are not "
+            "refreshed (each run alarms `client_changed`) until their people log in again, or their client is "
+            "stored again."
+        )
+    return {"message": message}
+
+
+def _grants_of_other_clients(broker: Broker, client_id: str) -> dict[str, str]:
+    """Each person's connection whose grant another client issued (as its row records, else the stored
+    client's): Webex refreshes a grant only for the client it was issued to."""
+    try:
+        stored = load_client_credentials(broker.settings.client_secret_arn, fresh=True).client_id
+    except ConfigurationError:  # empty or unreadable: no grant was issued through it
+        stored = ""
+    issued = {
+        c.name: c.client_id or stored
+        for c in broker.connections.all()
+        if not c.service_app and c.status != ConnectionStatus.PENDING
+    }
+    return {name: issuer for name, issuer in issued.items() if issuer and issuer != client_id}
+
+
+def _client_change_refusal(others: dict[str, str], client_id: str) -> str:
+    names = sorted(others)
+    named = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    issuers = ", ".join(f"{issuer[:8]}…" for issuer in sorted(set(others.values())))
+    return (
+        f"{len(names)} connection(s) ({named}) were authorized with client {issuers}. Webex refreshes a grant only "
+        f"for the client it was issued to, so with client {client_id[:8]}… none of them could be refreshed until "
+        "each person logs in again. Nothing was stored. To rotate the secret, give the same client ID; to replace "
+        "the integration anyway, add --force: those connections then keep their status, are not refreshed and "
+        "raise an alarm each run until their people log in again."
+    )
 
 
 def check_credentials(broker: Broker, event: dict, remaining_ms) -> dict:
@@ -104,6 +150,12 @@ def check_credentials(broker: Broker, event: dict, remaining_ms) -> dict:
     if not accepted:
         return _check("fail", "Webex refuses the client ID or secret (invalid_client)", SET_CREDENTIALS_FIX)
     accepted_detail = f"Webex accepts client ID {credentials.client_id[:8]}…"
+    if client_id_tag(arn) != credentials.client_id:
+        return _check(
+            "fail",
+            f"{accepted_detail}, but the secret's client ID tag differs: logins would ask consent for another client",
+            f"{SET_CREDENTIALS_FIX} (tags it again)",
+        )
     wanted = broker.settings.sharing.broker_key_id
     if wanted and not same_key(client_secret_key(arn), wanted):
         return _check(
@@ -144,14 +196,28 @@ def add_service_app(broker: Broker, event: dict, remaining_ms) -> dict:
     if not (via or refresh_token):
         raise Refused("usage", "Give a connection to mint through (via) or a portal-generated refresh token.")
     app = ServiceApp(_text(event, "app_id"), _text(event, "client_id"), _text(event, "client_secret"), via=via)
+    if via and not CONNECTION_NAME.fullmatch(via):
+        raise Refused("usage", "via must be a connection's name (1-128 of A-Z a-z 0-9 and _+=.@-).")
     if via and broker.connections.get(via) is None:
         raise Refused("not_found", f"No connection named {via!r} to mint through.")
+    new_client = event.get("new_client", False)
+    if not isinstance(new_client, bool):
+        raise Refused("usage", "new_client must be true or false.")
     try:
         record = service_apps.add(
-            broker, name, app, org_id, refresh_token=refresh_token, now=utc_now(), remaining_ms=remaining_ms
+            broker,
+            name,
+            app,
+            org_id,
+            refresh_token=refresh_token,
+            new_client=new_client,
+            now=utc_now(),
+            remaining_ms=remaining_ms,
         )
     except ValueError as exc:
         raise Refused("usage", str(exc)) from None
+    except ServiceAppRefused as exc:
+        raise Refused("conflict" if exc.conflict else "failed", f"{exc.reason}; nothing was stored.") from None
     except ViaUnavailable as exc:
         raise Refused("failed", f"Cannot mint through --via: {exc.reason}; nothing was stored.") from None
     except webex.WebexError as exc:

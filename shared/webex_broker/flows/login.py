@@ -12,7 +12,7 @@ from datetime import datetime
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker.adapters import webex
-from webex_broker.adapters.client_credentials import load_client_credentials
+from webex_broker.adapters.client_credentials import load_client_id
 from webex_broker.adapters.invitations import Invitation, InvitationStore
 from webex_broker.adapters.login_state import LoginResult, code_challenge, new_login_state
 from webex_broker.core import clock
@@ -38,7 +38,7 @@ def start_login(broker: Broker, callback_url: str, invite_token: str = "", *, br
     access.require_invitation(settings, invite_token)
     now = int(clock.utc_now().timestamp())
     invitation = broker.invitations.verify(invite_token, now=now) if invite_token else None
-    credentials = load_client_credentials(settings.client_secret_arn)
+    client_id = load_client_id(settings.client_secret_arn)  # the client secret itself is not this function's
     login = new_login_state(
         redirect_uri=callback_url,
         now=now,
@@ -49,7 +49,7 @@ def start_login(broker: Broker, callback_url: str, invite_token: str = "", *, br
     broker.states.save(login, now=now)
     return webex.authorize_url(
         settings.webex_base_url,
-        client_id=credentials.client_id,
+        client_id=client_id,
         redirect_uri=login.redirect_uri,
         scopes=settings.scope_string,
         state=login.state,

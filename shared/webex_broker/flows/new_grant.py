@@ -15,11 +15,11 @@ from collections.abc import Callable
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker.adapters.connections import ConnectionsTable
-from webex_broker.adapters.secret_store import SecretNames, delete_secret, write_tokens
+from webex_broker.adapters.secret_store import SecretNames, delete_secret, secret_exists, write_tokens
 from webex_broker.core import clock
 from webex_broker.core.clock import epoch
 from webex_broker.core.connection import Connection, ConnectionStatus
-from webex_broker.core.errors import LoginBusy
+from webex_broker.core.errors import AccessDenied, LoginBusy
 from webex_broker.core.observability import logger
 from webex_broker.core.schedule import next_refresh_at
 from webex_broker.core.token_documents import TokenRecord
@@ -38,6 +38,12 @@ def store_new_grant(broker: Broker, record: TokenRecord, *, login_base_url: str,
     owner = f"login-{uuid.uuid4()}"
     table, names = broker.connections, broker.names
     written: list[str] = []
+    if table.get(connection) is None and _kept_from_before(names, connection):
+        raise AccessDenied(
+            "This connection's tokens are kept from before, but the broker has lost its record of whose they "
+            "are. Ask the broker's operator to run `webex-broker adopt`, then log in again. Nothing was stored.",
+            status=409,
+        )
     try:
         if not table.claim(connection, person_id=owner_id, email=record.person.email, now=epoch(record.updated_at)):
             access.check_owner(table.get(connection), owner_id)  # someone else won a race for it
@@ -61,6 +67,12 @@ def store_new_grant(broker: Broker, record: TokenRecord, *, login_base_url: str,
     except BaseException:
         _undo(table, record, owner, names, written)
         raise
+
+
+def _kept_from_before(names: SecretNames, connection: str) -> bool:
+    """Live secrets without a row (a stack re-created before `adopt`): whose they are is only in them,
+    which a login may not read, so no login may claim the name, nor write, nor clean up over them."""
+    return any(secret_exists(name) for name in (names.token_secret(connection), names.refresh_secret(connection)))
 
 
 def _take_lease(table: ConnectionsTable, connection: str, owner: str, remaining_ms) -> Connection:

@@ -37,8 +37,8 @@ MESSAGES = {
     ),
     Outcome.CONFIGURATION: (
         502,
-        "The client credentials (the integration's, or the Service App's) are refused, unset or unreadable; "
-        "the broker's operator must act.",
+        "The client credentials (the integration's, or the Service App's) are refused, unset or unreadable, "
+        "or the connection was authorized with another client than the stored one; the broker's operator must act.",
     ),
     Outcome.DENIED: (
         502,

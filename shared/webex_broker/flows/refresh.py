@@ -17,7 +17,10 @@ dead refresh token) marks a connection `reauth_required`, once a Service App has
 new pair through its `via` connection (healed, it stays active); any other refusal is retried like
 an outage, alarmed, and ends a connection only when it repeats in separate runs over an hour while
 other connections refresh fine. A rejected client stops the run with one error, and so does a run in
-which most attempts are refused (Webex or the integration is at fault, not the people).
+which most attempts are refused, `invalid_grant` included (Webex or the integration is at fault, not
+the people): so a run ends grants only after it has finished and knows it was not such a run. A
+person's refresh token issued to another client than the stored one is never sent (Webex's
+`invalid_grant` would prove nothing): that connection fails as a configuration fault, status kept.
 
 AWS refusing one of the broker's own calls (AccessDenied from IAM or a key policy) proves a
 configuration fault, not an outage: that connection fails with the outcome `denied`, an alarm and an
@@ -35,7 +38,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, partial
 
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 from botocore.exceptions import BotoCoreError, ClientError
@@ -46,7 +49,7 @@ from webex_broker.adapters.secret_store import get_secret_document, scheduled_fo
 from webex_broker.core import schedule
 from webex_broker.core.clock import epoch, utc_now
 from webex_broker.core.connection import Connection, ConnectionStatus
-from webex_broker.core.errors import AwsAccessDenied, ConfigurationError, GrantEnd, ViaUnavailable
+from webex_broker.core.errors import AwsAccessDenied, ClientChanged, ConfigurationError, GrantEnd, ViaUnavailable
 from webex_broker.core.grants import TokenGrant
 from webex_broker.core.observability import logger, metrics
 from webex_broker.core.rate_limit import RateLimiter
@@ -57,6 +60,7 @@ from webex_broker.flows.broker import Broker, current
 
 REAUTH_LINK_SECONDS = 7 * 86400
 RETRY_TIME_MARGIN_SECONDS = 5
+LEASE_WRITE_MARGIN_SECONDS = 60  # a refresh's writes take seconds; with less of its lease left it takes it again
 
 
 class MissingRefreshSecret(Exception):
@@ -107,6 +111,7 @@ class RunReport:
     earliest_access_expiry: int | None = None
     earliest_refresh_expiry: int | None = None
     refused_long: dict[str, int] = field(default_factory=dict)  # connection → since when refused, an hour or more
+    dead_grants: dict[str, Connection] = field(default_factory=dict)  # invalid_grant, to end once the run is done
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, connection: str, outcome: "Outcome", row: Connection | None = None) -> None:
@@ -126,8 +131,9 @@ class RunReport:
         return sum(self.outcomes[o] for o in ATTEMPTED)
 
     def mostly_refused(self, policy: RefreshPolicy) -> bool:
-        """Unexplained refusals for much of a run say the fault is Webex's or the integration's, not the people's."""
-        refused = self.outcomes[Outcome.REFUSED]
+        """Refusals for much of a run, unexplained or `invalid_grant`, say the fault is Webex's or the
+        integration's (a changed client gets `invalid_grant` for every grant), not the people's."""
+        refused = self.outcomes[Outcome.REFUSED] + self.outcomes[Outcome.PERMANENT]
         return refused >= policy.breaker_min_refused and refused >= policy.breaker_refused_share * self.attempted
 
     def mostly_denied(self, action: str, policy: RefreshPolicy) -> bool:
@@ -150,7 +156,7 @@ class RunReport:
             "refreshed": self.succeeded,
             "failed": len(self.failures),
             "failures": dict(self.failures),
-            "outcomes": {k.value: v for k, v in sorted(self.outcomes.items())},
+            "outcomes": {k.value: v for k, v in sorted(self.outcomes.items()) if v},
             "stopped_early": self.stopped_early,
             "refusals_stopped_run": self.refusals_stopped_run,
             "denials_stopped_run": self.denials_stopped_run,
@@ -187,6 +193,7 @@ class Refresher:
         self._halted = threading.Event()
         self._remaining_ms: Callable[[], int] | None = None
         self._webex_timeout = settings.webex_timeout_seconds
+        self._client_change_reported = threading.Event()
 
     @cached_property
     def _client(self) -> webex.WebexClient:
@@ -218,9 +225,10 @@ class Refresher:
                 if self._halted.is_set() or remaining_ms() < margin_ms:
                     report.stopped_early = True
                     break
-                in_flight[pool.submit(self.refresh_one, name)] = name
+                in_flight[pool.submit(self.refresh_one, name, end_grants_later=True)] = name
             for future in wait(in_flight).done:
                 self._collect(report, in_flight[future], future)
+        self._end_dead_grants(report)
         self._confirm_long_refusals(report)
         upcoming = self._table.next_up(now)
         if upcoming:
@@ -240,6 +248,8 @@ class Refresher:
             )
             outcome, row = Outcome.ERROR, None
         report.add(connection, outcome, row)
+        if outcome == Outcome.PERMANENT and row:
+            report.dead_grants[connection] = row
         if outcome == Outcome.REFUSED and row and row.refused_since is not None:
             since = row.refused_since
             if epoch(self._clock()) - since >= self.policy.refusal_proof_seconds:
@@ -256,8 +266,12 @@ class Refresher:
         report.refusals_stopped_run = True
         report.stopped_early = True
         self._halted.set()
-        detail = {"refused": report.outcomes[Outcome.REFUSED], "attempted": report.attempted}
-        logger.error("Most refreshes in this run were refused without a reason; stopping the run", extra=detail)
+        detail = {
+            "refused": report.outcomes[Outcome.REFUSED],
+            "invalid_grant": report.outcomes[Outcome.PERMANENT],
+            "attempted": report.attempted,
+        }
+        logger.error("Most refreshes in this run were refused; stopping the run, no status changed", extra=detail)
         self._events.publish(events.RUN_STOPPED, detail)
 
     def _stop_for_denials(self, report: RunReport, action: str) -> None:
@@ -269,45 +283,85 @@ class Refresher:
         logger.error("AWS refuses the same action for most connections; stopping the run", extra=detail)
         self._events.publish(events.RUN_STOPPED, detail)
 
+    def _end_dead_grants(self, report: RunReport) -> None:
+        """Webex said `invalid_grant`, and the run was not mostly refusals: the grants are dead."""
+        if report.refusals_stopped_run:
+            return
+        for connection, seen in report.dead_grants.items():
+            self._end_after_run(connection, report, Outcome.PERMANENT, partial(self._still_dead, seen=seen))
+
+    def _still_dead(self, connection: str, row: Connection, now: datetime, *, seen: Connection):
+        if row.consecutive_failures != seen.consecutive_failures or row.last_error != seen.last_error:
+            return None  # a login or another refresher came in between: Webex's answer is about an old grant
+        refusal = webex.WebexError(
+            "Webex says the refresh token is dead",
+            code=row.last_error,
+            tracking_id=row.last_tracking_id,
+            kind=webex.FailureKind.PERMANENT,
+        )
+        return self._grant_dead(connection, row, refusal, now, reason=GrantEnd.INVALID_GRANT)
+
     def _confirm_long_refusals(self, report: RunReport) -> None:
         """The same refusal for an hour, in separate runs, while others refresh fine: the grant is dead."""
         if report.refusals_stopped_run or not report.succeeded:
             return
         for connection, since in report.refused_long.items():
-            now = self._clock()
-            row = self._table.acquire(
-                connection, owner=self._owner, now=epoch(now), lease_seconds=self.policy.lease_seconds
-            )
-            if row is None:
-                continue
-            with logger.append_context_keys(connection=connection):
-                try:
-                    self._confirm_dead(connection, row, since, now, report)
-                except Exception:
-                    logger.exception("Could not record a long refusal; the next run sees it again")
-                    self._table.release_if_held(connection, owner=self._owner)
+            self._end_after_run(connection, report, Outcome.REFUSED, partial(self._long_refused, since=since))
 
-    def _confirm_dead(self, connection: str, row: Connection, since: int, now: datetime, report: RunReport) -> None:
-        if not row.active or row.refused_since != since:
-            self._table.release(connection, owner=self._owner)  # it changed meanwhile: no proof any more
-            return
+    def _long_refused(self, connection: str, row: Connection, now: datetime, *, since: int):
+        if row.refused_since != since:
+            return None  # it changed meanwhile: no proof any more
         refusal = webex.WebexError(
             "Webex kept refusing this grant", code=row.refused_error, kind=webex.FailureKind.REFUSED
         )
         logger.warning("The same refusal for over an hour while others refresh: the grant is dead")
-        outcome, updated = self._grant_dead(connection, row, refusal, now, reason=GrantEnd.REFUSED_FOR_AN_HOUR)
-        report.outcomes[Outcome.REFUSED] -= 1
+        return self._grant_dead(connection, row, refusal, now, reason=GrantEnd.REFUSED_FOR_AN_HOUR)
+
+    def _end_after_run(
+        self,
+        connection: str,
+        report: RunReport,
+        counted_as: Outcome,
+        end: Callable[[str, Connection, datetime], tuple[Outcome, Connection] | None],
+    ) -> None:
+        """Under the lease again, if time allows and the row is as the run left it; what is left for
+        lack of time stays active and due, and the next run asks Webex again."""
+        if self._remaining_ms is not None and self._remaining_ms() < self.policy.time_margin_seconds * 1000:
+            return
+        now = self._clock()
+        row = self._table.acquire(
+            connection, owner=self._owner, now=epoch(now), lease_seconds=self.policy.lease_seconds
+        )
+        if row is None:
+            return
+        with logger.append_context_keys(connection=connection):
+            try:
+                ended = end(connection, row, now) if row.active else None
+            except Exception:
+                logger.exception("Could not end the grant; its lease expires and the next run asks Webex again")
+                self._table.release_if_held(connection, owner=self._owner)
+                ended = Outcome.ERROR, None
+            if ended is None:
+                self._table.release(connection, owner=self._owner)
+                return
+        report.outcomes[counted_as] -= 1
         report.failures.pop(connection, None)
-        report.add(connection, outcome, updated)
+        report.add(connection, *ended)
 
     # --- one connection -------------------------------------------------------------------------
 
     def refresh_one(
-        self, connection: str, *, force: bool = False, remaining_ms: Callable[[], int] | None = None
+        self,
+        connection: str,
+        *,
+        force: bool = False,
+        remaining_ms: Callable[[], int] | None = None,
+        end_grants_later: bool = False,
     ) -> tuple[Outcome, Connection | None]:
         """Refresh one connection under its lease. `force` (on-demand) skips the due check, not the lease,
         and is refused with CoolingDown within a minute of the previous forced refresh. A connection whose
-        first login has not finished (`pending`) has nothing to refresh."""
+        first login has not finished (`pending`) has nothing to refresh. `end_grants_later` (a run) only
+        records Webex's `invalid_grant`: the run ends the grant once it knows the run was not mostly refused."""
         if remaining_ms is not None:
             self._remaining_ms = remaining_ms
         cooldown = self.policy.forced_cooldown_seconds if force else 0
@@ -324,7 +378,7 @@ class Refresher:
                 return Outcome.SKIPPED, None
             with logger.append_context_keys(connection=connection):
                 try:
-                    result = self._attempt(connection, row, now, attempt=attempt, force=force)
+                    result = self._attempt(connection, row, now, attempt=attempt, force=force, later=end_grants_later)
                 except AwsAccessDenied as exc:  # met while handling another failure
                     result = self._denied(connection, row, exc, now)
                 except BaseException:
@@ -335,7 +389,7 @@ class Refresher:
         raise AssertionError("unreachable: the last attempt never retries")
 
     def _attempt(
-        self, connection: str, row: Connection, now: datetime, *, attempt: int, force: bool
+        self, connection: str, row: Connection, now: datetime, *, attempt: int, force: bool, later: bool
     ) -> tuple[Outcome, Connection | None] | None:
         """One try under the lease; None means: the lease was let go for a backoff, try again."""
         if row.status == ConnectionStatus.PENDING or (not row.due(epoch(now)) and not force):
@@ -345,6 +399,8 @@ class Refresher:
             return self._refresh_leased(connection, row, now)
         except AwsAccessDenied as exc:
             return self._denied(connection, row, exc, now)
+        except ClientChanged as exc:
+            return self._client_changed(connection, row, exc, now)
         except (ConfigurationError, GetParameterError, TransformParameterError) as exc:  # the client secret
             return self._stop_for_configuration(connection, row, type(exc).__name__, "")
         except MissingRefreshSecret:
@@ -355,7 +411,7 @@ class Refresher:
         except webex.WebexError as exc:
             delay = self._retry_delay(exc, attempt)
             if delay is None:
-                return self._handle_webex_failure(connection, row, exc, now)
+                return self._handle_webex_failure(connection, row, exc, now, end_grant_later=later)
             # Let go while waiting: a login finishing meanwhile must not be undone by an old token.
             self._table.release(connection, owner=self._owner)
             logger.info("Retrying Webex", extra={"attempt": attempt, "delay_s": round(delay, 2), "error": exc.code})
@@ -380,9 +436,28 @@ class Refresher:
             self._table.release_if_held(connection, owner=self._owner)
         return Outcome.DENIED, updated
 
+    def _client_changed(
+        self, connection: str, row: Connection, exc: ClientChanged, now: datetime
+    ) -> tuple[Outcome, Connection]:
+        """Its grant lives on with the client it was issued to: kept, alarmed once a run, never ended."""
+        logger.error("The connection was authorized with another client than the stored one", extra={"why": str(exc)})
+        if not self._client_change_reported.is_set():
+            self._client_change_reported.set()
+            detail = {"error": "client_changed", "issued_to": exc.issued_to[:8], "stored": exc.stored[:8]}
+            self._events.publish(events.CONFIGURATION_ERROR, detail)
+        return Outcome.CONFIGURATION, self._record_failure(
+            connection, row, Outcome.CONFIGURATION, "client_changed", "", now
+        )
+
     def _refresh_leased(self, connection: str, row: Connection, now: datetime) -> tuple[Outcome, Connection]:
         material = RefreshMaterial.from_document(self._refresh_document(connection))
-        client = service_apps.client_for(self._broker, material.service_app) if material.service_app else self._client
+        if material.service_app:
+            client = service_apps.client_for(self._broker, material.service_app)
+        else:
+            client = self._client
+            issued_to = material.client_id or row.client_id
+            if issued_to and issued_to != client.client_id:
+                raise ClientChanged(issued_to, client.client_id)
         grant = material.complete(client.refresh(refresh_token=material.refresh_token, now=self._clock()))
         return self._store(connection, row, material, grant, now)
 
@@ -397,6 +472,8 @@ class Refresher:
         healed: bool = False,
     ) -> tuple[Outcome, Connection]:
         """The refresh's writes, in the shared order; a healed Service App stores its whole new pair."""
+        if not self._still_leased(connection, row, since=now):
+            return Outcome.SKIPPED, None
         record = TokenRecord(
             connection=connection, person=material.person, grant=grant, updated_at=now, service_app=material.service_app
         )
@@ -432,6 +509,22 @@ class Refresher:
             return Outcome.HEALED, updated
         return (Outcome.REFRESHED if changed else Outcome.UNCHANGED), updated
 
+    def _still_leased(self, connection: str, row: Connection, *, since: datetime) -> bool:
+        """Writes happen under the lease taken at `since`. Webex answers within its deadline, far inside
+        the lease; should the lease still be close to running out (a stalled invocation), it is taken
+        again, and nothing is written if someone held it meanwhile or the connection changed (a login
+        stored a newer grant, which an older answer must not overwrite)."""
+        at = epoch(self._clock())
+        if at < epoch(since) + self.policy.lease_seconds - LEASE_WRITE_MARGIN_SECONDS:
+            return True
+        fresh = self._table.acquire(connection, owner=self._owner, now=at, lease_seconds=self.policy.lease_seconds)
+        if fresh and (fresh.status, fresh.access_token_id) == (row.status, row.access_token_id):
+            return True
+        if fresh:
+            self._table.release(connection, owner=self._owner)
+        logger.warning("The lease ran out while Webex answered and the connection changed meanwhile; nothing written")
+        return False
+
     def _refresh_document(self, connection: str) -> dict:
         """A missing secret is not an outage: retrying will not bring it back."""
         try:
@@ -461,11 +554,17 @@ class Refresher:
                 return None
         return delay
 
-    def _handle_webex_failure(self, connection: str, row: Connection, exc: webex.WebexError, now: datetime):
+    def _handle_webex_failure(
+        self, connection: str, row: Connection, exc: webex.WebexError, now: datetime, *, end_grant_later: bool
+    ):
         """Each failure class of the Webex client is the refresh outcome of the same name."""
         extra = {"error": exc.code, "status": exc.status, "tracking_id": exc.tracking_id, "failure": exc.kind.value}
         outcome = Outcome(exc.kind)
         match outcome:
+            case Outcome.PERMANENT if end_grant_later:
+                logger.warning(
+                    "Webex says the refresh token is dead; ended after the run unless most was refused", extra=extra
+                )
             case Outcome.PERMANENT:
                 logger.warning("Grant refused: Webex says the refresh token is dead", extra=extra)
                 return self._grant_dead(connection, row, exc, now, reason=GrantEnd.INVALID_GRANT)
@@ -497,6 +596,13 @@ class Refresher:
                 logger.warning("AWS failed while minting a new Service App pair; will retry", extra={"error": code})
                 return Outcome.TRANSIENT, self._record_failure(connection, row, Outcome.TRANSIENT, code, "", now)
             except ViaUnavailable as unavailable:
+                if unavailable.lapsed:  # its own refresh mends it: no reason to give the app up
+                    logger.warning(
+                        "The via's access token lapsed; the heal waits for it", extra={"why": unavailable.reason}
+                    )
+                    return Outcome.TRANSIENT, self._record_failure(
+                        connection, row, Outcome.TRANSIENT, "via_token_lapsed", "", now
+                    )
                 heal = {"heal": "not_possible", "heal_error": unavailable.reason}
             except webex.WebexError as refused:
                 if refused.kind == webex.FailureKind.TRANSIENT:
@@ -520,6 +626,8 @@ class Refresher:
         now: datetime,
     ) -> tuple[Outcome, Connection]:
         outcome, updated = self._store(connection, row, material, grant, now, healed=True)
+        if outcome == Outcome.SKIPPED:  # the connection changed while the pair was minted: the newer one stays
+            return outcome, updated
         via = material.service_app.via
         logger.info("Service App's dead refresh token replaced by a new pair", extra={"via": via})
         metrics.add_metric(name="ServiceAppsHealed", unit="Count", value=1)
@@ -616,7 +724,7 @@ class Refresher:
             retry_at=schedule.retry_at(failures, now=epoch(now), policy=self.policy),
             refused_since=refused_since,
         )
-        updated = replace(row, consecutive_failures=failures, last_error=code)
+        updated = replace(row, consecutive_failures=failures, last_error=code, last_tracking_id=tracking_id)
         if refused_since is not None:
             updated = replace(updated, refused_error=code, refused_since=refused_since)
         return updated
