@@ -195,6 +195,7 @@ class _BrokenAnswer:
 class _Trickle:
     seconds: float
     chunk_bytes: int
+    sized: bool
     remaining: int
 
 
@@ -433,14 +434,18 @@ class WebexSimulator:
         with self._lock:
             self._broken.append(_BrokenAnswer(changes, raw, times))
 
-    def trickle_answers(self, seconds_between_chunks: float, *, chunk_bytes: int = 8, times: int = 1) -> None:
+    def trickle_answers(
+        self, seconds_between_chunks: float, *, chunk_bytes: int = 8, sized: bool = False, times: int = 1
+    ) -> None:
         """Send the next ``times`` token answers (after the grant has advanced as usual) ``chunk_bytes``
         at a time, ``seconds_between_chunks`` apart: each read is quick, the whole answer is not (a
-        stalled proxy, a congested link). A client that bounds only each read waits for all of it."""
+        stalled proxy, a congested link). A client that bounds only each read waits for all of it.
+        ``sized`` announces the length (Content-Length) instead of sending HTTP chunks, so a client
+        reading a fixed number of bytes waits for them all before it can look at the clock."""
         if seconds_between_chunks <= 0 or chunk_bytes < 1 or times < 1:
             raise ValueError("a positive pause, at least one byte per chunk and one answer")
         with self._lock:
-            self._trickled.append(_Trickle(seconds_between_chunks, chunk_bytes, times))
+            self._trickled.append(_Trickle(seconds_between_chunks, chunk_bytes, sized, times))
 
     def set_latency(self, seconds: float, endpoint: str | None = None) -> None:
         """Delay answers from one endpoint, or from all (a per-endpoint delay wins); 0 removes it."""
@@ -891,7 +896,10 @@ class WebexSimulator:
                 time.sleep(trickle.seconds)
 
         response.response = chunks()
-        response.headers.pop("Content-Length", None)
+        if trickle.sized:
+            response.headers["Content-Length"] = str(len(data))
+        else:
+            response.headers.pop("Content-Length", None)
         return response
 
     def _fault_response(self, fault: _Fault) -> Response:

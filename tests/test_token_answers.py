@@ -137,13 +137,14 @@ def test_a_redirect_from_webex_is_never_followed_with_the_secrets(connected, sta
 # --- a slow answer (issue 21.6) ---------------------------------------------------------------------
 
 
-def test_a_trickled_answer_is_cut_at_the_calls_deadline_and_nothing_is_written(connected):
+@pytest.mark.parametrize("sized", [False, True], ids=["http-chunks", "content-length"])
+def test_a_trickled_answer_is_cut_at_the_calls_deadline_and_nothing_is_written(connected, sized):
     """Each read is quick, the whole answer would take 25 s: a read timeout alone never fires."""
     import time
 
     broker = connected
     token = broker.secret(TOKEN)
-    broker.webex.trickle_answers(0.5, chunk_bytes=8, times=3)  # ~400 bytes: 50 chunks, 25 s each
+    broker.webex.trickle_answers(0.5, chunk_bytes=8, sized=sized, times=3)  # ~400 bytes: 50 chunks, 25 s each
 
     started = time.monotonic()
     run = broker.refresh()

@@ -900,3 +900,31 @@ def test_latency_does_not_serialize_concurrent_clients(sim):
 
     assert results == [200 + 401] * 8
     assert 0.1 <= elapsed < 0.5
+
+
+@pytest.mark.parametrize("sized", [False, True])
+def test_a_trickled_token_answer_arrives_whole_and_slowly_once(sim, client, sized):
+    first = tokens(client)
+    sim.trickle_answers(0.02, chunk_bytes=32, sized=sized)
+    with sim.serve() as server:
+        started = time.monotonic()
+        slow = requests.post(
+            f"{server.url}/access_token",
+            data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+            auth=(CLIENT_ID, SECRET),
+            timeout=10,
+        )
+        took = time.monotonic() - started
+        assert slow.status_code == 200
+        assert ("Content-Length" in slow.headers) is sized
+        assert slow.json()["access_token"]
+        assert took >= 0.02 * (len(slow.content) // 32), "one pause per chunk"
+        started = time.monotonic()
+        again = requests.post(
+            f"{server.url}/access_token",
+            data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+            auth=(CLIENT_ID, SECRET),
+            timeout=10,
+        )
+        assert again.status_code == 200
+        assert time.monotonic() - started < 0.2, "only the next answer trickles"

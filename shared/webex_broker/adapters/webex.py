@@ -168,6 +168,11 @@ class WebexClient:
         body = _json_object(self._call("POST", "/access_token", data=form), "/access_token")
         return _grant_from(body, now=now, refresh_token=form.get("refresh_token", ""), client_id=self.client_id)
 
+    @property
+    def longest_call_seconds(self) -> float:
+        """A call's answer is complete by then, or the call failed: its total deadline."""
+        return self._deadline
+
     def _call(self, method: str, path: str, **kwargs) -> "Answer":
         """The whole answer within the client's timeout, however slowly it trickles in: a read timeout
         alone bounds each read, not the call, and a call must end well inside the refresher's lease."""
@@ -210,15 +215,19 @@ class _PastDeadline(Exception):
 
 
 def _read_by(response: requests.Response, deadline: float) -> bytes:
-    """The body, or _PastDeadline once the call's time is up (checked after the headers and each chunk)."""
+    """The body, or _PastDeadline once the call's time is up. Read as it arrives (`read1`: whatever one
+    receive brings, where `read(n)` would wait for n bytes), each receive allowed only the time left."""
     body = bytearray()
-    if time.monotonic() > deadline:
-        raise _PastDeadline
-    for chunk in response.iter_content(chunk_size=ANSWER_CHUNK_BYTES):
-        body += chunk
-        if time.monotonic() > deadline or len(body) > MAX_ANSWER_BYTES:
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or len(body) > MAX_ANSWER_BYTES:
             raise _PastDeadline
-    return bytes(body)
+        if (connection := response.raw.connection) is not None and connection.sock is not None:
+            connection.sock.settimeout(left)
+        chunk = response.raw.read1(ANSWER_CHUNK_BYTES, decode_content=True)
+        if not chunk:
+            return bytes(body)
+        body += chunk
 
 
 def _json_object(response: Answer, path: str) -> dict:
