@@ -14,6 +14,9 @@ PRICES = {
     "scheduler_per_million": 1.00,
     "put_events_per_million": 1.00,  # EventBridge custom events (only on reauth/recovery/expiry warnings)
     "kms_key_month": 1.00,  # each customer managed key: the token key and the broker key
+    "kms_rotation_month": 1.00,  # each of a key's first two (yearly) rotations adds this, for good
+    "metric_month": 0.30,  # CloudWatch, each custom metric (name and dimensions) published in the month
+    "alarm_month": 0.10,  # CloudWatch, each standard-resolution alarm
     "kms_per_10k": 0.03,  # KMS requests: Secrets Manager asks a secret's key for every write and read
 }
 
@@ -21,6 +24,7 @@ ASSUMPTIONS = {
     "secrets_per_connection": 2,  # <prefix>/tokens/<name> and <prefix>/refresh/<name>
     "stack_secrets": 1,  # the integration's client secret (when the stack creates it)
     "stack_keys": 2,  # TokenKey, BrokerKey
+    "key_age_years": 1,  # the stack's first year: no rotation yet (see key_months for the years after)
     "replica_regions": 0,  # ReplicaRegions: each adds one replica secret per connection ($0.40 a month)
     "logins_per_month": 1 / 3,  # one login per connection per quarter
     "refreshes_per_month": 30.44 / 7,  # RefreshMaxAgeDays=7 beats 14-day tokens' 48 h window: weekly
@@ -66,6 +70,8 @@ def model(
     run_ms: float,
     memory_mb: int,
     refresher_memory_mb: int,
+    custom_metrics: int,
+    alarms: int,
 ) -> dict:
     """Dollars per month: per connection (marginal) and per stack (fixed), by service. Logins run at
     memory_mb; refreshes and scheduled runs at the refresher's own MemorySize."""
@@ -107,8 +113,10 @@ def model(
         "API Gateway HTTP API": 0.0,
         "EventBridge": max(0, runs - p["scheduler_free"]) * p["scheduler_per_million"] / 1e6
         + runs * run["events"] * p["put_events_per_million"] / 1e6,
-        "KMS": a["stack_keys"] * p["kms_key_month"],
+        "KMS": a["stack_keys"] * key_month(a["key_age_years"]),
+        "CloudWatch": custom_metrics * p["metric_month"] + alarms * p["alarm_month"],
     }
+    per_connection["CloudWatch"] = 0.0
     rows = {
         service: {
             "per_connection": per_connection[service],
@@ -132,7 +140,16 @@ def model(
             "run_ms": run_ms,
             "memory_mb": memory_mb,
             "refresher_memory_mb": refresher_memory_mb,
+            "custom_metrics": custom_metrics,
+            "alarms": alarms,
         },
+        "keys_by_year": {year: a["stack_keys"] * key_month(year) for year in (1, 2, 3)},
         "prices": PRICES,
         "assumptions": ASSUMPTIONS,
     }
+
+
+def key_month(age_years: int) -> float:
+    """One key with yearly rotation: $1 a month, plus $1 for each of its first two rotations (KMS
+    pricing), so $1 in its first year, $2 in its second and $3 from its third on."""
+    return PRICES["kms_key_month"] + min(max(age_years - 1, 0), 2) * PRICES["kms_rotation_month"]

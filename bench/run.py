@@ -229,7 +229,16 @@ def build_cost(results: dict) -> dict:
         run_ms=invoke["refresher"]["first_invocation_ms"],
         memory_mb=recommended_memory(peak),
         refresher_memory_mb=on_lambda["template_mb"],
+        custom_metrics=len(invoke.get("_metric_names", [])),  # published every run: billed every month
+        alarms=template_alarms(),
     )
+
+
+def template_alarms() -> int:
+    """The stack's CloudWatch alarms, conditional ones included (the most a stack has)."""
+    from devstack.template import load_template
+
+    return sum(1 for r in load_template()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm")
 
 
 # --- the report --------------------------------------------------------------------------------------
@@ -677,13 +686,21 @@ def _cost(r: Report, model: dict | None, invoke: dict | None) -> None:
         f"   + {a['webex_ms_per_call']} ms for each of {inputs['login_webex_calls']} Webex calls, scheduled run "
         f"{inputs['run_ms']:.0f} ms (cold refresher); calls per run: {_calls(inputs['run_calls'])}"
     )
-    metrics = (invoke or {}).get("_metric_names", [])
+    years = model["keys_by_year"]
     out(
-        f"   not modelled: CloudWatch - the refresher emits {len(metrics)} custom metrics (~$0.30 each per month), "
-        "alarms ~$0.10 each per month,"
+        f"   CloudWatch: {inputs['custom_metrics']} custom metrics published every run "
+        f"(${p['metric_month']:.2f} each), {inputs['alarms']} alarms at most (${p['alarm_month']:.2f} each)"
     )
-    out("   logs $0.50/GB ingested; reads of the token secret by workloads are billed to them, except the KMS Decrypt")
-    out(f"   each read makes under the token key (${p['kms_per_10k']:.2f}/10,000, billed to the broker's account).")
+    out(
+        f"   KMS: {a['stack_keys']} keys with yearly rotation: ${years[1]:.2f} a month in year 1 (above), "
+        f"${years[2]:.2f} in year 2, ${years[3]:.2f} from year 3 (each of a key's first two rotations adds "
+        f"${p['kms_rotation_month']:.2f})"
+    )
+    out("   not modelled: logs $0.50/GB ingested; reads of the token secret by workloads are billed to them, except")
+    out(
+        f"   the KMS Decrypt each read makes under the token key (${p['kms_per_10k']:.2f}/10,000, "
+        "billed to the broker)."
+    )
 
 
 def main(argv=None) -> int:

@@ -127,6 +127,7 @@ def enforce() -> None:
             if identity.policy is not None:
                 service, parameters = get_service_model(self.boto3_service_name).signing_name, _parameters(self)
                 context = principal_context(identity.principal) | _service_context(service, parameters)
+                context["aws:RequestedRegion"] = self.region
                 for wanted, resource in _authorizations(service, action, parameters, self):
                     if refusal := _refusal(identity, wanted, resource, context):
                         return _access_denied(self, refusal)
@@ -141,6 +142,7 @@ def enforce() -> None:
         if identity is not None and identity.policy is not None:
             resource = _secret_arn(self, secret_id)
             context = principal_context(identity.principal) | _service_context("secretsmanager", {})
+            context["aws:RequestedRegion"] = self.region_name
             if refusal := _refusal(identity, "secretsmanager:GetSecretValue", resource, context):
                 raise SecretAccessDenied(refusal)
         return get_secret_value(self, secret_id, *args, **kwargs)

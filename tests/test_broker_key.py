@@ -79,9 +79,10 @@ def test_a_break_glass_role_is_added_only_when_given():
     assert not re.fullmatch(spec["AllowedPattern"], "arn:aws:iam::123456789012:user/alice"), "a role, not a user"
 
 
-def test_the_key_outlives_the_stack_like_the_secrets_it_seals():
-    key = load_template()["Resources"]["BrokerKey"]
-    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("Retain", "Retain")
+@pytest.mark.parametrize("logical_id", ["BrokerKey", "TokenKey"])
+def test_a_key_outlives_the_stack_like_the_secrets_it_seals_but_not_a_failed_first_create(logical_id):
+    key = load_template()["Resources"][logical_id]
+    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
     assert key["Properties"]["EnableKeyRotation"] is True
 
 

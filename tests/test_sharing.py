@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from devstack.template import LocalResolver, create_key, load_template
 from tests.conftest import PREFIX, count_aws_calls, reset_broker_caches
 from tests.test_refresher import make_due
+from webex_broker.core.errors import ConfigurationError
 
 ALICE = "alice@example.com"
 TOKEN = f"{PREFIX}/tokens/{ALICE}"
@@ -88,7 +89,10 @@ EXPECTED_POLICY = {
             "Principal": "*",
             "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
             "Resource": "*",
-            "Condition": {"StringEquals": {"aws:PrincipalOrgID": ORGANIZATION}},
+            "Condition": {
+                "StringEquals": {"aws:PrincipalOrgID": ORGANIZATION},
+                "StringNotEquals": {"aws:PrincipalAccount": "123456789012"},
+            },
         },
     ],
 }
@@ -303,3 +307,149 @@ def test_a_share_aws_refuses_never_fails_a_login(broker, monkeypatch):
     assert broker.secret(TOKEN)["access_token"]
     assert broker.connection(ALICE)["status"] == "active"
     assert "sharing" not in broker.connection(ALICE), "the next refresh brings it to the stack's sharing"
+
+
+# --- readers in every region and account get exactly what the docs promise (issue 22) -----------------
+
+WORKLOAD_KEY = "AKIAWORKLOADREADER01"
+
+
+def reader_policy_statements(**parameters: str) -> list[dict]:
+    """The stack's ReaderPolicy, as CloudFormation would create it with these parameters."""
+    resolver = LocalResolver(parameters={"SecretPrefix": PREFIX, **parameters}, resources={}, stack_name="test-broker")
+    return resolver.resolve(load_template()["Resources"]["ReaderPolicy"]["Properties"]["PolicyDocument"])["Statement"]
+
+
+def workload(region: str, statements: list[dict]):
+    """A workload role of the broker's account holding exactly `statements`, calling from `region`."""
+    from devstack import iam
+    from devstack.policy import Principal
+
+    role = "arn:aws:iam::123456789012:role/reports-job"
+    iam.register(WORKLOAD_KEY, iam.Identity(Principal(role, "123456789012"), "reports-job", lambda: statements))
+    return boto3.client("secretsmanager", region_name=region, aws_access_key_id=WORKLOAD_KEY, aws_secret_access_key="x")
+
+
+def refused(call) -> bool:
+    try:
+        call()
+    except ClientError as exc:
+        return exc.response["Error"]["Code"] == "AccessDeniedException"
+    return False
+
+
+def test_a_workload_in_a_replica_region_reads_its_replica_with_exactly_the_stacks_reader_policy(broker, monkeypatch):
+    share(monkeypatch)
+    assert broker.login(ALICE)["statusCode"] == 200
+    statements = reader_policy_statements(ReplicaRegions=REGIONS)
+    arn = described(broker)["ARN"]
+
+    for region in ("us-east-1", "eu-west-1", "ap-southeast-2"):
+        here = arn.replace(":us-east-1:", f":{region}:")
+        value = json.loads(workload(region, statements).get_secret_value(SecretId=here)["SecretString"])
+        assert value["access_token"] == broker.secret(TOKEN)["access_token"], region
+    elsewhere = boto3.client("secretsmanager", region_name="sa-east-1")
+    stray = elsewhere.create_secret(Name=f"{PREFIX}/tokens/not-ours", SecretString="{}")["ARN"]
+    assert refused(lambda: workload("sa-east-1", statements).get_secret_value(SecretId=stray)), "no other region"
+    assert refused(lambda: workload("us-east-1", statements).get_secret_value(SecretId=REFRESH)), "no refresh secret"
+
+
+def test_without_replicas_the_reader_policy_is_the_stacks_region_alone():
+    [statement] = reader_policy_statements()
+    assert statement["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}
+    [statement] = reader_policy_statements(ReplicaRegions=REGIONS)
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:RequestedRegion": ["us-east-1", "eu-west-1", "ap-southeast-2"]}
+    }
+
+
+def test_reader_policy_for_one_connection_names_its_replicas_too():
+    from webex_broker_admin.cli import replica_arns
+
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:p/tokens/alice@example.com-AbCdEf"
+    assert replica_arns(arn, ()) == arn
+    assert replica_arns(arn, ("eu-west-1",)) == [arn, arn.replace("us-east-1", "eu-west-1")]
+
+
+def evaluate_resource_policy(document: dict, account: str, org: str | None) -> bool:
+    from devstack.policy import Principal, Request, evaluate
+
+    principal = Principal(f"arn:aws:iam::{account}:role/anyone", account)
+    context = {"aws:PrincipalAccount": account, "aws:PrincipalOrgID": org}
+    request = Request("secretsmanager:GetSecretValue", "*", principal, context)
+    return evaluate(document["Statement"], request).allowed
+
+
+def test_the_organization_statement_gives_the_brokers_own_account_nothing():
+    from webex_broker.core.sharing import TokenSharing
+
+    sharing = TokenSharing(kms_key_id="k", reader_organization_id=ORGANIZATION, own_account="123456789012")
+    document = sharing.resource_policy()
+    assert not evaluate_resource_policy(document, "123456789012", ORGANIZATION), "the broker's own account"
+    assert evaluate_resource_policy(document, "111122223333", ORGANIZATION), "another account of the organization"
+    assert not evaluate_resource_policy(document, "999988887777", "o-someoneelse"), "outside the organization"
+
+
+def test_a_stack_with_an_organization_but_no_account_of_its_own_stops_before_it_writes(broker, monkeypatch):
+    share(monkeypatch)
+    monkeypatch.setenv("CLIENT_SECRET_ARN", "not-an-arn")
+    reset_broker_caches()
+    from webex_broker.core.settings import load_settings
+
+    with pytest.raises(ConfigurationError, match="own account"):
+        load_settings()
+
+
+def refusing_organization_statements(monkeypatch):
+    """AWS judging the organization's statement public under BlockPublicPolicy, as it may."""
+    from webex_broker.adapters import aws
+
+    real = aws.client
+
+    def client(service: str):
+        made = real(service)
+        if service == "secretsmanager" and not getattr(made, "_refuses_org", False):
+
+            def put(**kwargs):
+                if "aws:PrincipalOrgID" in kwargs["ResourcePolicy"]:
+                    raise ClientError(
+                        {"Error": {"Code": "PublicPolicyException", "Message": "broad access"}}, "PutResourcePolicy"
+                    )
+                return made.__class__.put_resource_policy(made, **kwargs)
+
+            made.put_resource_policy = put
+            made._refuses_org = True
+        return made
+
+    client.cache_clear = real.cache_clear  # a cold start still forgets the clients
+    monkeypatch.setattr(aws, "client", client)
+
+
+def test_a_refused_organization_statement_never_withholds_the_reader_accounts(broker, monkeypatch, capsys):
+    share(monkeypatch)
+    refusing_organization_statements(monkeypatch)
+    assert broker.login(ALICE)["statusCode"] == 200
+
+    [accounts] = policy(broker)["Statement"]
+    assert accounts["Sid"] == "ReaderAccounts", "the reader accounts have theirs"
+    assert "ReaderOrganization" not in json.dumps(policy(broker))
+    assert '"ReaderStatementsRefused"' in capsys.readouterr().out, "counted, for its alarm"
+    from webex_broker.flows.broker import current
+
+    wanted = current().settings.sharing.fingerprint()
+    assert broker.connection(ALICE).get("sharing") != wanted, "not recorded as converged: the next refresh tries again"
+
+    from webex_broker_admin.doctor import FAIL, _refused_statements
+
+    [check] = _refused_statements(current(), [ALICE])
+    assert (check.name, check.result) == ("reader statements", FAIL)
+    assert TOKEN in check.detail
+    assert "ReaderOrganization" in check.detail
+    assert "ReaderAccountIds" in check.fix
+
+
+def test_the_refusal_raises_an_alarm():
+    alarm = load_template()["Resources"]["ReaderStatementsRefusedAlarm"]
+    assert alarm["Condition"] == "HasReaderOrganization"
+    assert alarm["Properties"]["MetricName"] == "ReaderStatementsRefused"
+    assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]

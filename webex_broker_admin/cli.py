@@ -384,11 +384,18 @@ def cmd_reader_policy(args, target: Target) -> None:
                 "Sid": "ReadOneWebexToken",
                 "Effect": "Allow",
                 "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                "Resource": arn,
+                "Resource": replica_arns(arn, target.broker.settings.sharing.replica_regions),
             }
         ],
     }
     print(json.dumps(policy, indent=2))
+
+
+def replica_arns(arn: str, regions: tuple[str, ...]) -> str | list[str]:
+    """A secret's ARN, and its replicas' in `regions`: the same ARN with the replica's region."""
+    region = arn.split(":")[3]
+    replicas = [arn.replace(f":{region}:", f":{other}:", 1) for other in regions if other != region]
+    return [arn, *replicas] if replicas else arn
 
 
 def parser() -> argparse.ArgumentParser:

@@ -12,10 +12,11 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker.adapters import aws
-from webex_broker.adapters.secret_store import same_key, secret_keys, secret_names
+from webex_broker.adapters.secret_store import resource_policy_sids, same_key, secret_keys, secret_names
 from webex_broker.core.connection import ConnectionStatus
 from webex_broker.core.errors import AwsAccessDenied, ConfigurationError
 from webex_broker.core.settings import DEVELOPMENT_WEBEX_URL
+from webex_broker.core.sharing import ORGANIZATION_SID
 from webex_broker.flows.adoption import orphans
 from webex_broker.flows.broker import Broker
 from webex_broker.flows.service_apps import via_problem
@@ -26,6 +27,7 @@ from webex_broker_admin.target import FunctionFailed, Target
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 AWS_FAILURES = (ClientError, BotoCoreError, AwsAccessDenied)
 UNRESERVED_MINIMUM = 10  # Lambda keeps this much of the account's concurrency unreserved, always
+REFUSALS_ASKED = 20  # secrets not yet converged whose resource policy doctor reads, at most
 RUN_SLACK_SECONDS = 60  # "ran within two intervals", plus the time a run itself takes
 
 
@@ -55,6 +57,7 @@ def run_checks(target: Target) -> list[Check]:
     if target.outputs:
         checks.append(_alarm_subscription(target.outputs.get("AlarmTopicArn", "")))
         checks.append(_concurrency())
+        checks.append(_reader_policy(broker))
     return checks
 
 
@@ -217,12 +220,62 @@ def _connections(broker: Broker) -> list[Check]:
                 "webex-broker converge (or wait for their next refresh)",
             )
         )
+        checks += _refused_statements(broker, behind)
     adoptable = orphans(names, table)
     if adoptable:
         checks.append(
             Check("orphaned secrets", WARN, f"secrets without a row: {', '.join(adoptable)}", "webex-broker adopt")
         )
     return checks
+
+
+def _refused_statements(broker: Broker, behind: list[str]) -> list[Check]:
+    """Secrets left without the organization's statement: AWS refused it (BlockPublicPolicy), and gave
+    the reader accounts theirs. Only secrets not yet converged are asked about, a few at most."""
+    sharing = broker.settings.sharing
+    if not sharing.reader_organization_id:
+        return []
+    refused = []
+    for name in behind[:REFUSALS_ASKED]:
+        try:
+            sids = resource_policy_sids(broker.names.token_secret(name))
+        except AWS_FAILURES:
+            continue
+        if ORGANIZATION_SID not in sids:
+            refused.append(broker.names.token_secret(name))
+    if not refused:
+        return []
+    return [
+        Check(
+            "reader statements",
+            FAIL,
+            f"AWS refused the {ORGANIZATION_SID} statement (BlockPublicPolicy judged it public) on: "
+            f"{', '.join(refused)}; the reader accounts keep theirs",
+            f"name the organization's accounts in ReaderAccountIds instead of ReaderOrganizationId "
+            f"({sharing.reader_organization_id}), deploy, then webex-broker converge",
+        )
+    ]
+
+
+def _reader_policy(broker: Broker) -> Check:
+    """Asked of AWS before any secret carries it: would Secrets Manager accept the exact resource policy
+    the broker puts on every token secret (IAM Access Analyzer's checks and its public-access check)?"""
+    policy = broker.settings.sharing.resource_policy()
+    if policy is None:
+        return Check("reader policy", OK, "no readers in other accounts: token secrets carry no resource policy")
+    try:
+        answer = aws.client("secretsmanager").validate_resource_policy(ResourcePolicy=json.dumps(policy))
+    except AWS_FAILURES as exc:
+        return Check("reader policy", WARN, f"could not ask AWS to validate it ({_reason(exc)})")
+    if answer["PolicyValidationPassed"]:
+        return Check("reader policy", OK, "AWS validates the token secrets' resource policy (ValidateResourcePolicy)")
+    errors = "; ".join(f"{e.get('CheckName', '?')}: {e.get('ErrorMessage', '')}" for e in answer["ValidationErrors"])
+    return Check(
+        "reader policy",
+        FAIL,
+        f"AWS would refuse the token secrets' resource policy: {errors}",
+        "name the organization's accounts in ReaderAccountIds instead of ReaderOrganizationId, and deploy",
+    )
 
 
 def _token_key(broker: Broker) -> Check:

@@ -17,7 +17,7 @@ from datetime import datetime
 from botocore.exceptions import ClientError
 
 from webex_broker.adapters import aws
-from webex_broker.core.sharing import TokenSharing
+from webex_broker.core.sharing import ORGANIZATION_SID, TokenSharing
 from webex_broker.core.token_documents import RefreshMaterial, TokenRecord
 
 _TOKEN_NAMESPACE = uuid.UUID("6f1c1f0e-3a4b-4d0a-9a57-2b7f4a3c9e10")
@@ -138,10 +138,38 @@ def converge_sharing(name: str, sharing: TokenSharing) -> None:
         raise ReplicationFailed(name, {r: replicated[r].get("StatusMessage", "") for r in failed})
     if extra := sorted(set(replicated) - wanted):
         sm.remove_regions_from_replication(SecretId=name, RemoveReplicaRegions=extra)
-    if policy := sharing.resource_policy():
+    try:
+        _put_policy(name, sharing.resource_policy())
+    except ClientError as exc:
+        if aws.error_code(exc) != "PublicPolicyException" or not sharing.reader_organization_id:
+            raise
+        # AWS judged the organization's statement public: the reader accounts still get theirs.
+        _put_policy(name, sharing.resource_policy(organization=False))
+        raise StatementRefused(name, ORGANIZATION_SID, "PublicPolicyException") from None
+
+
+def _put_policy(name: str, policy: dict | None) -> None:
+    sm = aws.client("secretsmanager")
+    if policy:
         sm.put_resource_policy(SecretId=name, ResourcePolicy=json.dumps(policy), BlockPublicPolicy=True)
     elif sm.get_resource_policy(SecretId=name).get("ResourcePolicy"):
         sm.delete_resource_policy(SecretId=name)
+
+
+def resource_policy_sids(name: str) -> set[str]:
+    """The statements a secret's resource policy holds now (doctor's comparison with the stack's)."""
+    text = aws.client("secretsmanager").get_resource_policy(SecretId=name).get("ResourcePolicy")
+    return {statement.get("Sid", "") for statement in json.loads(text)["Statement"]} if text else set()
+
+
+class StatementRefused(Exception):
+    """AWS refused one statement of a token secret's resource policy (BlockPublicPolicy judged it
+    public); the secret has the others."""
+
+    def __init__(self, name: str, sid: str, code: str):
+        super().__init__(f"{name}: AWS refused the statement {sid} ({code})")
+        self.sid = sid
+        self.code = code
 
 
 class ReplicationFailed(Exception):

@@ -165,8 +165,15 @@ def _read(environ: Mapping[str, str]) -> Settings:
             reader_organization_id=env("READER_ORGANIZATION_ID", "").strip(),
             replica_regions=_split(env("REPLICA_REGIONS", "")),
             broker_key_id=env("BROKER_KMS_KEY_ID", ""),
+            own_account=_account_of(env("CLIENT_SECRET_ARN")),
         ),
     )
+
+
+def _account_of(arn: str) -> str:
+    """The account in an ARN (`arn:partition:service:region:account:...`), '' when it is no ARN."""
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 5 and parts[0] == "arn" else ""
 
 
 def _events_source(environ: Mapping[str, str]) -> str:

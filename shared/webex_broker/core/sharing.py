@@ -18,6 +18,7 @@ ACCOUNT_ID = re.compile(r"\d{12}")
 ORGANIZATION_ID = re.compile(r"o-[a-z0-9]{10,32}")
 REGION = re.compile(r"([a-z]+-)+\d+")  # Secrets Manager's own pattern for a replica region
 READ_ACTIONS = ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
+ACCOUNTS_SID, ORGANIZATION_SID = "ReaderAccounts", "ReaderOrganization"
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class TokenSharing:
     reader_organization_id: str = ""
     replica_regions: tuple[str, ...] = ()
     broker_key_id: str = ""  # seals refresh material; empty: Secrets Manager's AWS managed key
+    own_account: str = ""  # the broker's account, which the organization's statement must not open to
 
     def validate(self) -> None:
         bad = [a for a in self.reader_account_ids if not ACCOUNT_ID.fullmatch(a)]
@@ -41,30 +43,38 @@ class TokenSharing:
             raise ConfigurationError(f"ReplicaRegions must be region names such as eu-west-1, not {', '.join(bad)}")
         if (self.reader_account_ids or self.reader_organization_id) and not self.kms_key_id:
             raise ConfigurationError("Readers in other accounts need the stack's token key (TOKEN_KMS_KEY_ID)")
+        if self.reader_organization_id and not ACCOUNT_ID.fullmatch(self.own_account):
+            raise ConfigurationError("ReaderOrganizationId needs the broker's own account id (from CLIENT_SECRET_ARN)")
 
-    def resource_policy(self) -> dict | None:
+    def resource_policy(self, *, organization: bool = True) -> dict | None:
         """The token secrets' resource policy: the reader accounts and the organization may read them
-        (their roles still need their own IAM policy); None when nobody outside the account may."""
+        (their roles still need their own IAM policy); None when nobody outside the account may.
+        `organization=False`: without the organization's statement, which AWS may judge public."""
         statements = []
         if self.reader_account_ids:
             statements.append(
                 {
-                    "Sid": "ReaderAccounts",
+                    "Sid": ACCOUNTS_SID,
                     "Effect": "Allow",
                     "Principal": {"AWS": list(self.reader_account_ids)},
                     "Action": list(READ_ACTIONS),
                     "Resource": "*",
                 }
             )
-        if self.reader_organization_id:
+        if self.reader_organization_id and organization:
             statements.append(
                 {
-                    "Sid": "ReaderOrganization",
+                    "Sid": ORGANIZATION_SID,
                     "Effect": "Allow",
                     "Principal": "*",
                     "Action": list(READ_ACTIONS),
                     "Resource": "*",
-                    "Condition": {"StringEquals": {"aws:PrincipalOrgID": self.reader_organization_id}},
+                    # For a request from the broker's own account a resource policy's Allow is enough on
+                    # its own: without this, every role of the account would read every token.
+                    "Condition": {
+                        "StringEquals": {"aws:PrincipalOrgID": self.reader_organization_id},
+                        "StringNotEquals": {"aws:PrincipalAccount": self.own_account},
+                    },
                 }
             )
         return {"Version": "2012-10-17", "Statement": statements} if statements else None
@@ -75,12 +85,6 @@ class TokenSharing:
         if self == TokenSharing():
             return ""
         canonical = json.dumps(
-            [
-                self.kms_key_id,
-                sorted(self.reader_account_ids),
-                self.reader_organization_id,
-                sorted(self.replica_regions),
-                self.broker_key_id,
-            ]
+            [self.kms_key_id, self.resource_policy(), sorted(self.replica_regions), self.broker_key_id], sort_keys=True
         )
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

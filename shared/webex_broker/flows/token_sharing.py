@@ -9,7 +9,7 @@ login still counts, the error is logged and counted, and the next refresh tries 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker.adapters import aws
-from webex_broker.adapters.secret_store import ReplicationFailed, converge_sharing, seal
+from webex_broker.adapters.secret_store import ReplicationFailed, StatementRefused, converge_sharing, seal
 from webex_broker.core.connection import Connection, ConnectionStatus
 from webex_broker.core.errors import AwsAccessDenied
 from webex_broker.core.observability import logger, metrics
@@ -32,6 +32,13 @@ def converge(broker: Broker, connection: str, recorded: str) -> str | None:
             extra={"connection": connection, "action": exc.action, "resource": exc.resource},
         )
         metrics.add_metric(name="SharingNotApplied", unit="Count", value=1)
+        return None
+    except StatementRefused as exc:  # the other readers have theirs; this one needs an operator
+        logger.error(
+            "AWS refused a statement of the token secret's resource policy; the other readers keep theirs",
+            extra={"connection": connection, "statement": exc.sid, "error": exc.code},
+        )
+        metrics.add_metric(name="ReaderStatementsRefused", unit="Count", value=1)
         return None
     except (ClientError, BotoCoreError, ReplicationFailed) as exc:
         detail = exc.reasons if isinstance(exc, ReplicationFailed) else aws.error_code(exc) or type(exc).__name__
