@@ -431,3 +431,53 @@ def test_a_client_secret_without_its_client_id_tag_is_named_and_set_credentials_
 
 def _listed(value) -> list[str]:
     return value if isinstance(value, list) else [value]
+
+
+# --- the page within API Gateway's 30 s, cold or warm (issue 22.6) ----------------------------------------
+
+
+def callback_arrived(broker, seconds_ago: float) -> dict:
+    """A callback that API Gateway received `seconds_ago` (a cold start spent the rest)."""
+    from callback import handler
+    from devstack.lambda_runtime import LambdaContext
+
+    start = broker.authorize()
+    query = broker.consent(start["headers"]["Location"])
+    event = broker.event("callback", query)
+    event["requestContext"]["timeEpoch"] = int((time.time() - seconds_ago) * 1000)
+    return handler(event, LambdaContext(function_name="CallbackFunction", timeout_seconds=29))
+
+
+def test_after_a_long_cold_start_webex_is_not_asked_past_the_requests_30_seconds(broker):
+    exchanged = broker.webex.calls["access_token"]
+    started = time.monotonic()
+    page = callback_arrived(broker, 24)  # 5 s left, and the writes need 6
+
+    assert_page(page, 502, "Webex is not answering right now")
+    assert time.monotonic() - started < 3, "the broker's page, while API Gateway still waits for it"
+    assert broker.webex.calls["access_token"] == exchanged, "the code is not spent on an answer nobody gets"
+    assert broker.connection(ALICE) is None
+
+
+def test_a_slow_webex_call_is_cut_to_what_the_request_has_left(broker, monkeypatch):
+    monkeypatch.setenv("WEBEX_TIMEOUT_SECONDS", "8")
+    reset_broker_caches()
+    broker.webex.set_latency(5, "access_token")
+    started = time.monotonic()
+    page = callback_arrived(broker, 19)  # 10 s left: 4 s for Webex, 6 for the writes
+
+    took = time.monotonic() - started
+    assert_page(page, 502, "Webex is not answering right now")
+    assert 3.5 < took < 6, f"cut at the request's budget (4 s), not the call's own 8 s: {took:.1f} s"
+
+
+def test_a_sample_events_arrival_time_leaves_the_functions_own_budget(broker):
+    from devstack.lambda_runtime import LambdaContext
+    from webex_broker.edge.web import time_left_ms
+
+    context = LambdaContext(timeout_seconds=29)
+    for arrival in (0, int(time.time() * 1000) + 60_000, "soon", None):
+        left = time_left_ms({"requestContext": {"timeEpoch": arrival}}, context)()
+        assert 28_000 < left <= 29_000, arrival
+    recent = time_left_ms({"requestContext": {"timeEpoch": int(time.time() * 1000) - 10_000}}, context)()
+    assert 18_000 < recent <= 19_000

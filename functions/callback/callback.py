@@ -13,7 +13,7 @@ def _finish(event: dict, context) -> dict:
         this,
         web.query(event),
         browser_nonce=web.browser_nonce(event, site),
-        remaining_ms=context.get_remaining_time_in_millis,
+        remaining_ms=web.time_left_ms(event, context),
     )
     if result_id is None:  # the result page could not be kept: show the result here instead
         return _connected(result)

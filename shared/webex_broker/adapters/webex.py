@@ -3,7 +3,7 @@
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -24,6 +24,7 @@ TOKEN_SHAPE = re.compile(r"[A-Za-z0-9._~+/=-]{20,4096}")
 MIN_ACCESS_SECONDS = 60  # a token that lives less is no token to keep (nor to write every minute)
 MAX_LIFETIME_SECONDS = 400 * 86400
 ANSWER_CHUNK_BYTES = 1024
+MIN_CALL_SECONDS = 1.0  # less than this left for a call: not started
 MAX_ANSWER_BYTES = 1024 * 1024  # Webex's answers are a few hundred bytes; more is no answer of Webex's
 OAUTH_ERROR_CODES = ("invalid_client", "invalid_grant", "invalid_request", "unauthorized_client", "invalid_scope")
 
@@ -95,11 +96,20 @@ def http_session() -> requests.Session:
 
 
 class WebexClient:
-    def __init__(self, base_url: str, credentials: ClientCredentials, *, timeout: float):
+    def __init__(
+        self,
+        base_url: str,
+        credentials: ClientCredentials,
+        *,
+        timeout: float,
+        time_left_ms: Callable[[], int] | None = None,
+    ):
+        """`timeout` bounds each call, whole; `time_left_ms` (a request's own budget) can bound it further."""
         self._base_url = base_url
         self._credentials = credentials
         self._timeout = (min(3.05, timeout), timeout)
         self._deadline = timeout
+        self._time_left_ms = time_left_ms
         self._session = http_session()
 
     @property
@@ -176,11 +186,22 @@ class WebexClient:
     def _call(self, method: str, path: str, **kwargs) -> "Answer":
         """The whole answer within the client's timeout, however slowly it trickles in: a read timeout
         alone bounds each read, not the call, and a call must end well inside the refresher's lease."""
-        deadline = time.monotonic() + self._deadline
+        seconds = self._deadline
+        if self._time_left_ms is not None:
+            seconds = min(seconds, self._time_left_ms() / 1000)
+        if seconds < MIN_CALL_SECONDS:  # asking now could only end in API Gateway's error, not a page
+            logger.warning("No time left to ask Webex", extra={"webex_path": path})
+            raise WebexError(f"No time left to ask Webex {path}", code="timeout")
+        deadline = time.monotonic() + seconds
         try:
             # Never followed: a redirect would carry the client secret and the refresh token to another host.
             with self._session.request(
-                method, self._base_url + path, timeout=self._timeout, allow_redirects=False, stream=True, **kwargs
+                method,
+                self._base_url + path,
+                timeout=(min(self._timeout[0], seconds), min(self._timeout[1], seconds)),
+                allow_redirects=False,
+                stream=True,
+                **kwargs,
             ) as streamed:
                 response = Answer(streamed.status_code, streamed.headers, _read_by(streamed, deadline))
         except (requests.Timeout, _PastDeadline):

@@ -2,6 +2,8 @@
 the broker's errors into pages."""
 
 import json
+import time
+from collections.abc import Callable
 
 from webex_broker.adapters.login_state import browser_cookie_name, new_browser_nonce, well_formed
 from webex_broker.adapters.webex import FailureKind, WebexError
@@ -19,6 +21,9 @@ from webex_broker.core.errors import (
 )
 from webex_broker.core.observability import logger
 from webex_broker.edge import pages
+
+HTTP_API_TIMEOUT_MS = 30_000  # API Gateway's HTTP API integration timeout, fixed
+PAGE_MARGIN_MS = 1_000  # for the page itself and API Gateway's hop back to the browser
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -47,6 +52,24 @@ def base_url(event: dict, public_base_url: str) -> str:
     stage = context.get("stage", "$default")
     stage_path = "" if stage == "$default" else f"/{stage}"
     return f"https://{context['domainName']}{stage_path}"
+
+
+def time_left_ms(event: dict, context) -> Callable[[], int]:
+    """Milliseconds this request may still use: API Gateway gives the whole request 30 s from its
+    arrival (`requestContext.timeEpoch`), a cold start included, which the function's own timeout
+    does not count. An arrival time no request can have (a sample event's) leaves the function's."""
+    arrived = (event.get("requestContext") or {}).get("timeEpoch")
+
+    def left() -> int:
+        own = context.get_remaining_time_in_millis()
+        if not isinstance(arrived, int):
+            return own
+        elapsed = int(time.time() * 1000) - arrived
+        if not 0 <= elapsed <= HTTP_API_TIMEOUT_MS:
+            return own
+        return min(own, HTTP_API_TIMEOUT_MS - PAGE_MARGIN_MS - elapsed)
+
+    return left
 
 
 def query(event: dict) -> dict[str, str]:

@@ -2,6 +2,7 @@
 event publisher and the Webex client, handed to each flow (login, refresh, on-demand) instead of each
 rebuilding them."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -35,11 +36,18 @@ class Broker:
             events=EventPublisher(source=settings.events_source, bus=settings.event_bus),
         )
 
-    def webex_client(self, credentials: ClientCredentials | None = None) -> webex.WebexClient:
+    def webex_client(
+        self, credentials: ClientCredentials | None = None, *, time_left_ms: Callable[[], int] | None = None
+    ) -> webex.WebexClient:
         """A Webex client with the integration's stored credentials, or with ones not stored yet
-        (`set-credentials` checks them with Webex first)."""
+        (`set-credentials` checks them with Webex first); `time_left_ms` shortens each call's deadline."""
         credentials = credentials or load_client_credentials(self.settings.client_secret_arn)
-        return webex.WebexClient(self.settings.webex_base_url, credentials, timeout=self.settings.webex_timeout_seconds)
+        return webex.WebexClient(
+            self.settings.webex_base_url,
+            credentials,
+            timeout=self.settings.webex_timeout_seconds,
+            time_left_ms=time_left_ms,
+        )
 
 
 @cache

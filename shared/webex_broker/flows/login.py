@@ -29,7 +29,7 @@ from webex_broker.core.observability import logger
 from webex_broker.core.token_documents import TokenRecord
 from webex_broker.flows import access
 from webex_broker.flows.broker import Broker
-from webex_broker.flows.new_grant import store_new_grant
+from webex_broker.flows.new_grant import WRITE_TIME_SECONDS, store_new_grant
 
 
 def start_login(broker: Broker, callback_url: str, invite_token: str = "", *, browser_nonce: str) -> str:
@@ -64,7 +64,7 @@ def finish_login(
     connect before anything is written), persist (under the lease). Returns the result and the id of
     its page."""
     now = clock.utc_now()
-    login, person, grant = _identify(broker, params, browser_nonce, now)
+    login, person, grant = _identify(broker, params, browser_nonce, now, remaining_ms)
     connection, invitation = _admit(broker, person, login.invite_id, epoch(now))
     record = TokenRecord(connection=connection, person=person, grant=grant, updated_at=now)
     result = _persist(broker, record, login.redirect_uri, remaining_ms)
@@ -78,8 +78,9 @@ def finish_login(
         return result, None
 
 
-def _identify(broker: Broker, params: dict[str, str], browser_nonce: str, now: datetime):
-    """The state (once, in this browser), the code, and who Webex says authorized."""
+def _identify(broker: Broker, params: dict[str, str], browser_nonce: str, now: datetime, remaining_ms):
+    """The state (once, in this browser), the code, and who Webex says authorized: each Webex call
+    within the time the request has left, less what the writes after them need."""
     state = params.get("state", "")
     if not state:
         raise BadCallback("The request has no state parameter.")
@@ -89,7 +90,7 @@ def _identify(broker: Broker, params: dict[str, str], browser_nonce: str, now: d
     code = params.get("code", "")
     if not code:
         raise BadCallback("The request has neither a code nor an error.")
-    client = broker.webex_client()
+    client = broker.webex_client(time_left_ms=lambda: remaining_ms() - WRITE_TIME_SECONDS * 1000)
     grant = client.exchange_code(code=code, redirect_uri=login.redirect_uri, code_verifier=login.code_verifier, now=now)
     try:
         person = client.people_me(grant.access_token)
