@@ -6,7 +6,9 @@ client it uses against AWS."""
 
 import base64
 import json
+import logging
 import re
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -190,6 +192,9 @@ class LocalGateway:
                 "InvalidRequestContentException",
                 {"Type": "User", "message": f"Could not parse request body into json: {exc}"},
             )
+        if request.headers.get("X-Amz-Invocation-Type") == "Event":  # asynchronous: queued, answered 202
+            threading.Thread(target=_invoke_quietly, args=(function, event), daemon=True).start()
+            return Response(b"", 202)
         headers = {"X-Amz-Executed-Version": "$LATEST"}
         try:
             payload = json.dumps(function.invoke(event))
@@ -197,6 +202,14 @@ class LocalGateway:
             headers["X-Amz-Function-Error"] = "Unhandled"
             payload = json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__})
         return Response(payload, 200, headers=headers, content_type="application/json")
+
+
+def _invoke_quietly(function, event: dict) -> None:
+    """An asynchronous invocation: nobody waits for its answer, and a failure is the function's log's."""
+    try:
+        function.invoke(event)
+    except Exception:  # as Lambda: an async invocation's error goes to its log, never to the caller
+        logging.getLogger(__name__).exception("Asynchronous invocation of %s failed", function.logical_id)
 
 
 def function_name(name: str) -> str:

@@ -169,7 +169,7 @@ def test_a_lone_surrogate_in_a_client_secret_is_a_usage_error_that_stores_nothin
 HOSTILE_VALUES = {
     "none": None,
     "number": 12,
-    "list": ["x"],
+    "list": ["../x", 1],
     "object": {"x": 1},
     "empty": "",
     "blank": "   ",
@@ -194,6 +194,7 @@ ADMIN_ACTIONS = {  # each action's fields, valid but for the one a test makes ho
         "new_client": False,
     },
     "check_sealed": {"secrets": []},
+    "converge": {"connections": ["alice@example.com"]},
 }
 
 

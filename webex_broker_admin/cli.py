@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -40,6 +41,10 @@ from webex_broker_admin.target import (
 )
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFRESH_FAILED = 1, 2, 3, 6
+RUN_WAIT_SECONDS = 960  # the refresher's 900 s timeout, and a minute for Lambda to start it
+RUN_POLL_SECONDS = 1
+PROGRESS_SECONDS = 15
+CONVERGE_BATCH = 50  # connections per admin invocation: a few AWS calls each
 RECOVERY_DAYS = 7
 
 
@@ -184,7 +189,7 @@ def cmd_refresh(args, target: Target) -> None:
     if [bool(args.name), args.due, args.reauth_required].count(True) != 1:
         raise CommandError("Give a connection NAME, --due or --reauth-required.", EXIT_USAGE)
     if args.due:
-        report = target.invoke("RefresherFunction", {"source": "webex-broker"})
+        report = _follow_run(target)
         print(json.dumps(report, indent=2))
         if report["failed"]:
             raise CommandError(f"{report['failed']} connection(s) failed to refresh.", EXIT_REFRESH_FAILED)
@@ -201,6 +206,27 @@ def cmd_refresh(args, target: Target) -> None:
         raise CommandError(body.get("message", "Not a connection name."), EXIT_USAGE)
     if status != 200:
         raise CommandError(body.get("message", "Refresh failed."), EXIT_REFRESH_FAILED)
+
+
+def _follow_run(target: Target) -> dict:
+    """A refresh run of the scheduled refresher's own kind, started asynchronously and followed until
+    it leaves its report: no connection is held open for the run's up to 15 minutes. Progress on stderr."""
+    run_id = uuid.uuid4().hex
+    target.start("RefresherFunction", {"source": "webex-broker", "run_id": run_id})
+    started = time.monotonic()
+    shown = started
+    while (report := target.broker.connections.take_run_report(run_id)) is None:
+        waited = time.monotonic() - started
+        if waited > RUN_WAIT_SECONDS:
+            raise CommandError(
+                f"The refresher has not reported run {run_id} after {RUN_WAIT_SECONDS // 60} minutes: its log says "
+                "why (a crash, or throttling); the scheduled runs go on."
+            )
+        if time.monotonic() - shown >= PROGRESS_SECONDS:
+            print(f"Refreshing the due connections… {waited:.0f} s", file=sys.stderr)
+            shown = time.monotonic()
+        time.sleep(RUN_POLL_SECONDS)
+    return json.loads(report)
 
 
 def _refresh_one(target: Target, name: str) -> tuple[int, dict, int]:
@@ -342,7 +368,12 @@ def cmd_adopt(args, target: Target) -> None:
 def cmd_converge(args, target: Target) -> None:
     """After the stack's ReaderAccountIds, ReaderOrganizationId or ReplicaRegions changed, or an update
     added the broker key: every connection's secrets now, instead of at its next refresh."""
-    results = _admin(target, "converge")["results"]
+    names = [row.name for row in target.broker.connections.all() if row.status != ConnectionStatus.PENDING]
+    results: dict[str, str] = {}
+    for start in range(0, len(names), CONVERGE_BATCH):  # short invocations, each within seconds
+        results |= _admin(target, "converge", connections=names[start : start + CONVERGE_BATCH])["results"]
+        if len(names) > CONVERGE_BATCH:
+            print(f"Converged {len(results)} of {len(names)} connections…", file=sys.stderr)
     print(json.dumps(results, indent=2))
     counts = {outcome: list(results.values()).count(outcome) for outcome in ("converged", "unchanged", "failed")}
     print(", ".join(f"{n} {outcome}" for outcome, n in counts.items()), file=sys.stderr)

@@ -25,7 +25,7 @@ EXIT_CREDENTIALS = 5
 # The function whose environment is the broker's whole configuration (the Globals plus the refresh policy).
 CONFIGURED_FUNCTION = "RefresherFunction"
 # A refresh run may take the refresher's whole 900 s; an invocation is never retried on the CLI's say-so.
-_INVOKE_CONFIG = Config(read_timeout=930, connect_timeout=10, retries={"total_max_attempts": 1})
+_INVOKE_CONFIG = Config(read_timeout=930, connect_timeout=10, retries={"total_max_attempts": 1}, tcp_keepalive=True)
 
 
 class FunctionFailed(Exception):
@@ -63,6 +63,13 @@ class Target:
         if answer.get("FunctionError"):
             raise FunctionFailed(function, result.get("errorType", "?"), result.get("errorMessage", ""))
         return result
+
+    def start(self, function: str, event: dict) -> None:
+        """Invoke asynchronously: for a run that may take the function's whole 15 minutes, which one
+        HTTP connection held open and idle may not survive (AWS's Invoke documentation says so)."""
+        self._lambda.invoke(
+            FunctionName=self._physical_name(function), InvocationType="Event", Payload=json.dumps(event).encode()
+        )
 
     @cached_property
     def _lambda(self):

@@ -18,6 +18,7 @@ from webex_broker.core.token_documents import TokenRecord, fingerprint
 
 SCHEDULE_INDEX = "ScheduleIndex"
 RUN_RECORD = "#refresher"  # not a connection: '#' is outside every connection name; `doctor` reads it
+ASKED_RUN = "#run#"  # + a run id: the report of a run `webex-broker refresh --due` asked for, until it reads it
 SCHEDULED = "scheduled"
 _LEASE = ("lease_owner", "lease_expires_at")
 _ERROR = ("last_error", "last_error_class", "last_error_at", "last_tracking_id")
@@ -210,16 +211,32 @@ class ConnectionsTable:
 
     def all(self) -> list[Connection]:
         """Every connection, for operators' listings (a scan: not on any hot path)."""
-        rows = (_connection(item) for item in aws.scan(self._table) if item["connection"] != RUN_RECORD)
+        rows = (_connection(item) for item in aws.scan(self._table) if not item["connection"].startswith("#"))
         return sorted(rows, key=lambda row: row.name)
 
-    def record_run(self, *, finished_at: int, outcomes: dict[str, int]) -> None:
-        """When the refresher last finished a run, and how it went: what `webex-broker doctor` checks."""
+    def record_run(self, *, finished_at: int, outcomes: dict[str, int], run_id: str = "", report: str = "") -> None:
+        """When the refresher last finished a run, and how it went: what `webex-broker doctor` checks.
+        A run the CLI asked for (`run_id`) also leaves its whole `report` (JSON) for the CLI to read."""
         aws.client("dynamodb").update_item(
             TableName=self._table,
             Key={"connection": {"S": RUN_RECORD}},
             **_expression({"last_run_at": finished_at, "last_run_outcomes": outcomes}),
         )
+        if run_id:
+            aws.client("dynamodb").update_item(
+                TableName=self._table,
+                Key={"connection": {"S": ASKED_RUN + run_id}},
+                **_expression({"report": report, "finished_at": finished_at}),
+            )
+
+    def take_run_report(self, run_id: str) -> str | None:
+        """The report of the run asked for as `run_id`, once it finished (and then forgotten); else None."""
+        key = ASKED_RUN + run_id
+        item = aws.get_item(self._table, "connection", key)
+        if not item:
+            return None
+        aws.client("dynamodb").delete_item(TableName=self._table, Key={"connection": {"S": key}})
+        return str(item["report"])
 
     def last_run(self) -> tuple[int, dict[str, int]] | None:
         """When the last run finished, and its outcomes; None before the first."""

@@ -35,6 +35,7 @@ from webex_broker.core.observability import logger, metrics
 from webex_broker.flows import service_apps, token_sharing
 from webex_broker.flows.broker import Broker
 
+MAX_CONVERGE_BATCH = 200
 SET_CREDENTIALS_FIX = "webex-broker set-credentials --client-id <the integration's client ID>"
 
 
@@ -251,9 +252,17 @@ def _mint_refusal(exc: webex.WebexError, *, seeded: bool, org_id: str, via: str)
 
 
 def converge(broker: Broker, event: dict, remaining_ms) -> dict:
-    """Every connection's secrets to what the stack says now (token_sharing.converge_all)."""
+    """Connections' secrets to what the stack says now (token_sharing.converge_all): the `connections`
+    named (the CLI sends them a batch at a time, so no invocation runs long), or every one."""
+    names = event.get("connections")
+    if "connections" in event and not (
+        isinstance(names, list)
+        and len(names) <= MAX_CONVERGE_BATCH
+        and all(isinstance(n, str) and CONNECTION_NAME.fullmatch(n) for n in names)
+    ):
+        raise Refused("usage", f"connections must be a list of at most {MAX_CONVERGE_BATCH} connection names.")
     try:
-        return {"results": token_sharing.converge_all(broker)}
+        return {"results": token_sharing.converge_all(broker, names)}
     except (ClientError, BotoCoreError) as exc:
         reason = aws.error_code(exc) or type(exc).__name__
         raise Refused("failed", f"Could not list the connections ({reason}).") from None

@@ -28,6 +28,7 @@ event naming the action and the resource, and is never retried within the run; w
 is refused for most of a run (a role missing a permission), the run stops with one error.
 """
 
+import json
 import random
 import threading
 import time
@@ -203,8 +204,9 @@ class Refresher:
 
     # --- a whole run --------------------------------------------------------------------------
 
-    def run(self, *, remaining_ms: Callable[[], int]) -> RunReport:
-        """Refresh what is due with bounded concurrency; stop starting work when time runs short."""
+    def run(self, *, remaining_ms: Callable[[], int], run_id: str = "") -> RunReport:
+        """Refresh what is due with bounded concurrency; stop starting work when time runs short. A run
+        someone asked for by `run_id` leaves its report for them (`webex-broker refresh --due`)."""
         self._remaining_ms = remaining_ms
         now = epoch(self._clock())
         report = RunReport(risk_horizon=now + self.policy.run_interval_seconds + self.policy.safety_margin_seconds)
@@ -235,7 +237,9 @@ class Refresher:
             report.note_expiries(upcoming)
         self._emit_run_metrics(report, now)
         summary = report.as_dict()
-        self._table.record_run(finished_at=epoch(self._clock()), outcomes=summary["outcomes"])
+        self._table.record_run(
+            finished_at=epoch(self._clock()), outcomes=summary["outcomes"], run_id=run_id, report=json.dumps(summary)
+        )
         logger.info("Refresh run finished", extra=summary)
         return report
 

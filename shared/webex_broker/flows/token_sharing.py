@@ -52,14 +52,20 @@ def converge(broker: Broker, connection: str, recorded: str) -> str | None:
     return wanted
 
 
-def converge_all(broker: Broker) -> dict[str, str]:
-    """Every connection with a token secret, now: name → "converged", "unchanged" or "failed"."""
+def converge_all(broker: Broker, names: list[str] | None = None) -> dict[str, str]:
+    """Every connection with a token secret (or those of `names`), now: name → "converged",
+    "unchanged", "failed", or "missing" for a name without a row."""
     wanted = broker.settings.sharing.fingerprint()
+    if names is None:
+        rows = {row.name: row for row in broker.connections.all()}
+    else:
+        rows = {name: broker.connections.get(name) for name in names}
     results = {}
-    for row in broker.connections.all():
-        if row.status == ConnectionStatus.PENDING:
-            continue
-        results[row.name] = _converge_row(broker, row, wanted)
+    for name, row in rows.items():
+        if row is None:
+            results[name] = "missing"
+        elif row.status != ConnectionStatus.PENDING:
+            results[name] = _converge_row(broker, row, wanted)
     return results
 
 
