@@ -81,7 +81,7 @@ def cold_start() -> None:
 
     settings.load_settings.cache_clear()
     broker.current.cache_clear()
-    aws.client.cache_clear()
+    aws.forget_clients()
     client_credentials._provider.cache_clear()
     client_credentials._client_ids.cache_clear()
     webex.http_session.cache_clear()

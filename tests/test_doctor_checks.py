@@ -106,3 +106,27 @@ def test_doctor_asks_aws_about_the_exact_resource_policy_before_any_secret_carri
 
 def test_doctor_has_nothing_to_validate_without_readers(stubbed):
     assert _reader_policy(sharing_broker(organization="", accounts=())).result == OK
+
+
+def test_doctor_names_connections_authorized_before_the_scopes_grew():
+    from types import SimpleNamespace
+
+    from webex_broker.core.connection import Connection, ConnectionKind, ConnectionStatus
+    from webex_broker_admin.doctor import _scopes
+
+    wanted = ("spark:kms", "spark:people_read", "spark:applications_token")
+    rows = [
+        Connection("old", ConnectionStatus.ACTIVE, scopes=("spark:kms", "spark:people_read")),
+        Connection("new", ConnectionStatus.ACTIVE, scopes=wanted),
+        Connection("bot", ConnectionStatus.ACTIVE, kind=ConnectionKind.SERVICE_APP, scopes=("spark:kms",)),
+    ]
+    broker = SimpleNamespace(
+        settings=SimpleNamespace(scopes=wanted, scope_string=" ".join(wanted)),
+        connections=SimpleNamespace(all=lambda: rows),
+    )
+    check = _scopes(broker)
+    assert check.result == WARN
+    assert check.detail.endswith("old lacks spark:applications_token")
+    assert "invite NAME" in check.fix
+    rows.pop(0)
+    assert _scopes(broker).result == OK

@@ -421,7 +421,6 @@ def refusing_organization_statements(monkeypatch):
             made._refuses_org = True
         return made
 
-    client.cache_clear = real.cache_clear  # a cold start still forgets the clients
     monkeypatch.setattr(aws, "client", client)
 
 

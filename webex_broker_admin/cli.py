@@ -14,11 +14,13 @@ trouble, or the person must authorize again).
 import argparse
 import getpass
 import json
+import logging
 import os
 import re
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -26,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from webex_broker.adapters.invitations import invitation_link
 from webex_broker.adapters.secret_store import delete_secret, get_secret_document, secret_arn
-from webex_broker.core.connection import Connection, ConnectionStatus
+from webex_broker.core.connection import Connection, ConnectionKind, ConnectionStatus
 from webex_broker.core.errors import AwsAccessDenied, ConfigurationError
 from webex_broker.core.observability import logger
 from webex_broker.flows.adoption import adopt, orphans
@@ -78,7 +80,7 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 # --- commands ------------------------------------------------------------------------------------
 
 
-def cmd_invite(args, target: Target) -> None:
+def cmd_invite(args: argparse.Namespace, target: Target) -> None:
     try:
         invitation, token = target.broker.invitations.create(
             args.name, email=args.email, ttl_seconds=args.expires, max_uses=args.uses, now=int(time.time())
@@ -94,7 +96,7 @@ def cmd_invite(args, target: Target) -> None:
     )
 
 
-def cmd_invites(args, target: Target) -> None:
+def cmd_invites(args: argparse.Namespace, target: Target) -> None:
     invitations = target.broker.invitations.open_invitations(now=int(time.time()))
     if args.json:
         print(json.dumps([i.as_dict() for i in invitations], indent=2))
@@ -103,7 +105,7 @@ def cmd_invites(args, target: Target) -> None:
     print(table(rows, ["ID", "CONNECTION", "PERSON", "USES LEFT", "EXPIRES"]) if rows else "No open invitations.")
 
 
-def cmd_uninvite(args, target: Target) -> None:
+def cmd_uninvite(args: argparse.Namespace, target: Target) -> None:
     if not target.broker.invitations.revoke(args.id):
         raise CommandError(f"No invitation {args.id}.", EXIT_NOT_FOUND)
     print(f"Invitation {args.id} revoked.")
@@ -116,7 +118,7 @@ def _row(target: Target, name: str) -> Connection:
     return row
 
 
-def _summary(row) -> dict:
+def _summary(row: Connection) -> dict:
     return {
         "connection": row.name,
         "kind": row.kind.value,
@@ -133,7 +135,7 @@ def _summary(row) -> dict:
     }
 
 
-def cmd_list(args, target: Target) -> None:
+def cmd_list(args: argparse.Namespace, target: Target) -> None:
     rows = [_summary(row) for row in target.broker.connections.all()]
     if args.json:
         print(json.dumps(rows, indent=2, default=int))
@@ -141,7 +143,7 @@ def cmd_list(args, target: Target) -> None:
     lines = [
         [
             r["connection"],
-            "service app" if r["app_id"] else "person",
+            "service app" if r["kind"] == ConnectionKind.SERVICE_APP else "person",
             r["person"] or f"app {_short(r['app_id'])} in org {_short(r['org_id'])}",
             r["status"],
             when(r["access_expires_at"]),
@@ -159,7 +161,7 @@ def _short(webex_id: str | None) -> str:
     return f"…{webex_id[-10:]}" if webex_id and len(webex_id) > 12 else (webex_id or "-")
 
 
-def cmd_show(args, target: Target) -> None:
+def cmd_show(args: argparse.Namespace, target: Target) -> None:
     row = _row(target, args.name)
     secret_name = target.broker.names.token_secret(args.name)
     details = {
@@ -183,7 +185,7 @@ def cmd_show(args, target: Target) -> None:
         print(f"{key:>22}: {' '.join(shown) if isinstance(shown, list) else ('-' if shown is None else shown)}")
 
 
-def cmd_refresh(args, target: Target) -> None:
+def cmd_refresh(args: argparse.Namespace, target: Target) -> None:
     """Through the broker's own functions (the refresh material is sealed under the broker key): the
     scheduled refresher for --due, the on-demand refresh function for a name."""
     if [bool(args.name), args.due, args.reauth_required].count(True) != 1:
@@ -257,7 +259,7 @@ def _retry_reauth_required(target: Target) -> None:
         )
 
 
-def cmd_revoke(args, target: Target) -> None:
+def cmd_revoke(args: argparse.Namespace, target: Target) -> None:
     row = _row(target, args.name)
     if not args.yes:
         if not sys.stdin.isatty():
@@ -293,7 +295,7 @@ def _client_secret(variable: str, prompt: str) -> str:
         raise CommandError(f"Set {variable}: there is no terminal to ask for the secret on.", EXIT_USAGE) from None
 
 
-def _admin(target: Target, action: str, **fields) -> dict:
+def _admin(target: Target, action: str, **fields: object) -> dict:
     """An action of the broker's admin function (flows/administration.py), refused as a CommandError."""
     answer = target.invoke("AdminFunction", {"action": action, **fields})
     if not answer.get("ok"):
@@ -304,7 +306,7 @@ def _admin(target: Target, action: str, **fields) -> dict:
     return answer
 
 
-def cmd_set_credentials(args, target: Target) -> None:
+def cmd_set_credentials(args: argparse.Namespace, target: Target) -> None:
     """The client secret from the environment or a hidden prompt, never from the command line (which
     shell history and process listings keep); the admin function checks it with Webex, then stores
     it under the broker key."""
@@ -318,7 +320,7 @@ def cmd_set_credentials(args, target: Target) -> None:
     print("The functions use them within 5 minutes.", file=sys.stderr)
 
 
-def cmd_service_app_add(args, target: Target) -> None:
+def cmd_service_app_add(args: argparse.Namespace, target: Target) -> None:
     """The Service App's client secret from the environment or a hidden prompt, and a portal-generated
     refresh token from stdin: never from the command line, which shell history and process listings
     keep. The admin function stores nothing unless Webex hands out a working pair."""
@@ -352,7 +354,7 @@ def cmd_service_app_add(args, target: Target) -> None:
     )
 
 
-def cmd_adopt(args, target: Target) -> None:
+def cmd_adopt(args: argparse.Namespace, target: Target) -> None:
     names, table = target.broker.names, target.broker.connections
     found = orphans(names, table)
     if not found:
@@ -365,7 +367,7 @@ def cmd_adopt(args, target: Target) -> None:
         print(f"Skipped '{name}': it has no refresh secret, or a row appeared meanwhile.", file=sys.stderr)
 
 
-def cmd_converge(args, target: Target) -> None:
+def cmd_converge(args: argparse.Namespace, target: Target) -> None:
     """After the stack's ReaderAccountIds, ReaderOrganizationId or ReplicaRegions changed, or an update
     added the broker key: every connection's secrets now, instead of at its next refresh."""
     names = [row.name for row in target.broker.connections.all() if row.status != ConnectionStatus.PENDING]
@@ -384,7 +386,7 @@ def cmd_converge(args, target: Target) -> None:
         )
 
 
-def cmd_doctor(args, target: Target) -> None:
+def cmd_doctor(args: argparse.Namespace, target: Target) -> None:
     failed = 0
     for check in run_checks(target):
         print(f"{check.result:<5} {check.name}: {check.detail}")
@@ -395,14 +397,14 @@ def cmd_doctor(args, target: Target) -> None:
         raise CommandError(f"{failed} check(s) failed.", EXIT_FAILED)
 
 
-def cmd_token(args, target: Target) -> None:
+def cmd_token(args: argparse.Namespace, target: Target) -> None:
     row = _row(target, args.name)
     if row.status == ConnectionStatus.PENDING:
         raise CommandError(f"Connection {args.name!r} has no token yet.", EXIT_NOT_FOUND)
     print(get_secret_document(target.broker.names.token_secret(args.name))["access_token"])
 
 
-def cmd_reader_policy(args, target: Target) -> None:
+def cmd_reader_policy(args: argparse.Namespace, target: Target) -> None:
     """An IAM policy that lets a workload read one connection's token and nothing else."""
     _row(target, args.name)
     arn = secret_arn(target.broker.names.token_secret(args.name))
@@ -437,7 +439,9 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--region", help="the deployed stack's region (default: your AWS configuration's)")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, function, help_text: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, function: Callable[[argparse.Namespace, Target], None], help_text: str
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(function=function)
         return sub
@@ -531,7 +535,9 @@ def _library_logs_to_stderr() -> None:
     """stdout is for results scripts parse; the library's JSON log lines go to stderr, warnings and up
     unless WEBEX_BROKER_LOG_LEVEL says otherwise."""
     logger.setLevel(os.environ.get("WEBEX_BROKER_LOG_LEVEL", "WARNING"))
-    logger.registered_handler.setStream(sys.stderr)
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):  # Powertools' own: a stream handler on stdout
+        handler.setStream(sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -572,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _undecodable(args) -> str:
+def _undecodable(args: argparse.Namespace) -> str:
     """The first argument that no AWS call or URL can carry: argv bytes that are no UTF-8 reach Python
     as lone surrogates."""
     for key, value in vars(args).items():

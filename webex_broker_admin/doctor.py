@@ -131,8 +131,23 @@ def _sealed_secrets(target: Target, broker: Broker) -> list[Check]:
 
 
 def _scopes(broker: Broker) -> Check:
-    """Include spark:people_read or spark:all: the settings refuse to load otherwise."""
-    return Check("scopes", OK, broker.settings.scope_string)
+    """People who consented before WebexScopes grew hold grants without the new scopes: their
+    workloads' calls needing them are refused (403) until they log in again."""
+    wanted = set(broker.settings.scopes)
+    short = {
+        row.name: sorted(wanted - set(row.scopes))
+        for row in broker.connections.all()
+        if row.active and not row.service_app and row.scopes and not wanted <= set(row.scopes)
+    }
+    if not short:
+        return Check("scopes", OK, broker.settings.scope_string)
+    named = "; ".join(f"{name} lacks {' '.join(missing)}" for name, missing in sorted(short.items()))
+    return Check(
+        "scopes",
+        WARN,
+        f"connections authorized before WebexScopes grew: {named}",
+        "webex-broker invite NAME for each: their next login grants the stack's scopes",
+    )
 
 
 def _callback_page(broker_url: str) -> Check:

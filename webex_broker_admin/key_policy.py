@@ -102,7 +102,7 @@ def _same(a: dict, b: dict) -> bool:
     return _canonical(a) == _canonical(b)
 
 
-def _canonical(value):
+def _canonical(value: object) -> object:
     """One string or a list of them mean the same in a policy; order within a list does not matter."""
     if isinstance(value, dict):
         return {k: _canonical(v) for k, v in value.items()}

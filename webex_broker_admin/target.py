@@ -9,6 +9,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -18,6 +19,9 @@ from webex_broker.adapters import aws
 from webex_broker.core.settings import Settings
 from webex_broker.flows.broker import Broker
 from webex_broker_admin.local_state import local_state_path
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
 
 EXIT_NO_TARGET = 4
 EXIT_CREDENTIALS = 5
@@ -55,7 +59,7 @@ class Target:
         """Point the library's AWS clients at this target's account and region."""
         aws.connect(**self.aws_session)
 
-    def invoke(self, function: str, event: dict) -> dict | list | None:
+    def invoke(self, function: str, event: dict) -> Any:
         """Run one of the broker's functions (by logical id) on `event` and return its answer."""
         name = self._physical_name(function)
         answer = self._lambda.invoke(FunctionName=name, Payload=json.dumps(event).encode())
@@ -72,7 +76,7 @@ class Target:
         )
 
     @cached_property
-    def _lambda(self):
+    def _lambda(self) -> "LambdaClient":
         """One client for every invocation of a command (`refresh --reauth-required` makes one per connection)."""
         return boto3.client("lambda", endpoint_url=self.lambda_endpoint, config=_INVOKE_CONFIG)
 

@@ -1,6 +1,8 @@
 """GET /authorize: send the person to Webex's consent page with a fresh single-use state and PKCE,
 bound to this browser by a cookie."""
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from webex_broker.core.observability import logger, metrics
 from webex_broker.edge import web
 from webex_broker.flows import broker, login
@@ -16,5 +18,5 @@ def _authorize(event: dict) -> dict:
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict, context) -> dict:
+def handler(event: dict, context: LambdaContext) -> dict:
     return web.respond(lambda: _authorize(event))

@@ -1,12 +1,14 @@
 """GET /callback: consume the state, exchange the code, learn who it is and store the tokens, then
 send the browser on (303) to GET /connected, the result page, so code and state leave the address bar."""
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from webex_broker.core.observability import logger, metrics
 from webex_broker.edge import pages, web
 from webex_broker.flows import broker, login
 
 
-def _finish(event: dict, context) -> dict:
+def _finish(event: dict, context: LambdaContext) -> dict:
     this = broker.current()
     site = web.base_url(event, this.settings.public_base_url)
     result, result_id = login.finish_login(
@@ -20,7 +22,7 @@ def _finish(event: dict, context) -> dict:
     return web.redirect(f"{site}/connected?r={result_id}", status=303)
 
 
-def _result(event: dict, context) -> dict:
+def _result(event: dict, context: LambdaContext) -> dict:
     this = broker.current()
     site = web.base_url(event, this.settings.public_base_url)
     result = login.login_result(this, web.query(event).get("r", ""), browser_nonce=web.browser_nonce(event, site))
@@ -39,5 +41,5 @@ ROUTES = {"GET /callback": _finish, "GET /connected": _result}
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict, context) -> dict:
+def handler(event: dict, context: LambdaContext) -> dict:
     return web.respond(lambda: ROUTES[event["routeKey"]](event, context))

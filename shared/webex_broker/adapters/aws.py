@@ -12,13 +12,25 @@ a refusal is a configuration fault, and no `except ClientError` written for outa
 import re
 from collections.abc import Iterator
 from functools import cache
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
+from botocore.exceptions import ClientError
+from botocore.model import OperationModel
 
 from webex_broker.core.errors import AwsAccessDenied
 from webex_broker.core.observability import metrics
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sns import SNSClient
 
 # Enough pooled connections for the refresher's threads; "standard" retries back off on throttling.
 _CONFIG = Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 4})
@@ -31,15 +43,39 @@ _NAMED_RESOURCE = re.compile(r"on resource: (\S+)")
 _RESOURCE_PARAMETERS = ("SecretId", "Name", "TableName", "KeyId", "FunctionName")
 
 
+@overload
+def client(service: Literal["dynamodb"]) -> "DynamoDBClient": ...
+@overload
+def client(service: Literal["secretsmanager"]) -> "SecretsManagerClient": ...
+@overload
+def client(service: Literal["events"]) -> "EventBridgeClient": ...
+@overload
+def client(service: Literal["kms"]) -> "KMSClient": ...
+@overload
+def client(service: Literal["sns"]) -> "SNSClient": ...
+@overload
+def client(service: Literal["lambda"]) -> "LambdaClient": ...
+@overload
+def client(service: Literal["cloudformation"]) -> "CloudFormationClient": ...
+def client(service: str) -> Any:
+    """Typed for the type checker by the mypy-boto3 stubs (a development dependency only)."""
+    return _client(service)
+
+
 @cache
-def client(service: str):
-    made = boto3.client(service, config=_CONFIG, endpoint_url=_endpoint_url)
+def _client(service: str) -> Any:
+    made = boto3.client(service, config=_CONFIG, endpoint_url=_endpoint_url)  # type: ignore[call-overload]
     made.meta.events.register("before-parameter-build", _note_resource)
     made.meta.events.register("after-call", _refuse_denied)
     return made
 
 
-def _note_resource(params: dict, context: dict, **_) -> None:
+def forget_clients() -> None:
+    """A cold start (or the CLI aiming elsewhere): clients are made again at their next use."""
+    _client.cache_clear()
+
+
+def _note_resource(params: dict, context: dict, **_: object) -> None:
     """What the call is about, for a refusal that does not name it (a KMS key policy's)."""
     entries = params.get("Entries")
     named = next((params[p] for p in _RESOURCE_PARAMETERS if isinstance(params.get(p), str)), "")
@@ -48,7 +84,7 @@ def _note_resource(params: dict, context: dict, **_) -> None:
     context["broker_resource"] = named
 
 
-def _refuse_denied(parsed: dict, model, context: dict, **_) -> None:
+def _refuse_denied(parsed: dict, model: OperationModel, context: dict, **_: object) -> None:
     error = parsed.get("Error", {}) if isinstance(parsed, dict) else {}
     if error.get("Code") not in DENIED_CODES:
         return
@@ -62,9 +98,9 @@ def connect(*, region_name: str, endpoint_url: str | None = None, **credentials:
     """For the operator CLI, whose target (a deployed stack's region, or the local stack's endpoint
     and credentials) is not its own environment's: every client built from now on goes there."""
     global _endpoint_url
-    boto3.setup_default_session(region_name=region_name, **credentials)
+    boto3.setup_default_session(region_name=region_name, **credentials)  # type: ignore[arg-type]
     _endpoint_url = endpoint_url
-    client.cache_clear()
+    forget_clients()
 
 
 def to_item(values: dict) -> dict:
@@ -73,6 +109,11 @@ def to_item(values: dict) -> dict:
 
 def from_item(item: dict) -> dict:
     return {key: _deserializer.deserialize(value) for key, value in item.items()}
+
+
+def old_item(exc: ClientError) -> dict:
+    """The item a failed conditional write found (ReturnValuesOnConditionCheckFailure), as plain values."""
+    return from_item(cast(dict, exc.response.get("Item") or {}))
 
 
 def get_item(table: str, key: str, value: str) -> dict | None:

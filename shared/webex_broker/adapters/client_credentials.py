@@ -46,6 +46,8 @@ def load_client_credentials(secret_arn: str, *, fresh: bool = False) -> ClientCr
         if isinstance(exc.__context__, AwsAccessDenied):  # Powertools wraps every error in its own
             raise exc.__context__ from None
         raise
+    if not isinstance(document, dict):
+        raise ConfigurationError("The client secret must be JSON with the keys client_id and client_secret")
     if document == {}:
         raise NotConfigured("The client secret is empty: run `webex-broker set-credentials`.")
     try:

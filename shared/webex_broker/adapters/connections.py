@@ -7,6 +7,7 @@ stored. A lease on the row makes sure exactly one refresher works on a connectio
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -120,7 +121,7 @@ class ConnectionsTable:
         record: TokenRecord,
         *,
         owner: str,
-        consumer_secret_arn: str,
+        consumer_secret_arn: str | None,
         next_refresh_at: int,
         login_base_url: str,
         sharing: str | None,
@@ -170,7 +171,7 @@ class ConnectionsTable:
         display_name: str,
         org_id: str,
         scopes: list[str],
-        consumer_secret_arn: str,
+        consumer_secret_arn: str | None,
         access_expires_at: int,
         access_token_id: str,
         login_base_url: str,
@@ -317,7 +318,7 @@ class ConnectionsTable:
         except ClientError as exc:
             if not aws.condition_failed(exc):
                 raise
-            old = aws.from_item(exc.response.get("Item") or {})
+            old = aws.old_item(exc)
             held = int(old.get("lease_expires_at", 0)) >= now and old.get("lease_owner") != owner
             if old and cooldown_seconds and not held:
                 raise CoolingDown(int(old["forced_at"]) + cooldown_seconds - now) from None
@@ -476,6 +477,8 @@ _TEXTS = {
 
 def _connection(item: dict) -> Connection:
     """The row as the rest of the broker sees it: typed, every attribute name spelled only here."""
+    fields: dict[str, Any] = {key: int(item[key]) for key in _NUMBERS if item.get(key) is not None}
+    fields |= {key: str(item[key]) for key in _TEXTS if item.get(key) is not None}
     return Connection(
         name=item["connection"],
         status=ConnectionStatus(item.get("status", ConnectionStatus.PENDING)),
@@ -483,6 +486,5 @@ def _connection(item: dict) -> Connection:
         scopes=tuple(item.get("scopes", ())),
         scheduled=item.get("schedule") == SCHEDULED,
         consecutive_failures=int(item.get("consecutive_failures", 0)),
-        **{key: int(item[key]) for key in _NUMBERS if item.get(key) is not None},
-        **{key: str(item[key]) for key in _TEXTS if item.get(key) is not None},
+        **fields,
     )

@@ -29,7 +29,7 @@ RESULT_TTL_SECONDS = 900
 
 
 def well_formed(value: str | None) -> bool:
-    return bool(value) and TOKEN.fullmatch(value) is not None
+    return value is not None and TOKEN.fullmatch(value) is not None
 
 
 def browser_cookie_name(*, secure: bool) -> str:
@@ -128,7 +128,7 @@ class StateStore:
         except ClientError as exc:
             if not aws.condition_failed(exc):
                 raise
-            old = aws.from_item(exc.response.get("Item") or {})
+            old = aws.old_item(exc)
             if not old.get("code_verifier"):
                 raise StateRejected(StateProblem.UNKNOWN) from None
             raise StateRejected(

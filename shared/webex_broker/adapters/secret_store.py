@@ -11,8 +11,9 @@ that writes, and `seal` moves one that is not being written, with a new version 
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -95,10 +96,10 @@ def secret_keys(prefix: str) -> dict[str, str]:
 
 
 def _create(
-    name: str, secret_string: str, token: str, description: str, tags: dict[str, str], key: str, replicas
+    name: str, secret_string: str, token: str, description: str, tags: dict[str, str], key: str, replicas: Iterable[str]
 ) -> str:
     sm = aws.client("secretsmanager")
-    options = {}
+    options: dict[str, Any] = {}
     if key:
         options["KmsKeyId"] = key
     if regions := _replica_regions(replicas):
@@ -211,7 +212,7 @@ def under_key(name: str, key: str) -> bool | None:
     return None if "DeletedDate" in described else same_key(described.get("KmsKeyId", ""), key)
 
 
-def _replica_regions(regions) -> list[str]:
+def _replica_regions(regions: Iterable[str]) -> list[str]:
     """The stack's own region is where the primary lives, never a replica."""
     own = aws.client("secretsmanager").meta.region_name
     return [region for region in regions if region != own]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import requests
@@ -183,15 +184,16 @@ class WebexClient:
         """A call's answer is complete by then, or the call failed: its total deadline."""
         return self._deadline
 
-    def _call(self, method: str, path: str, **kwargs) -> "Answer":
+    def _call(self, method: str, path: str, **kwargs: Any) -> "Answer":
         """The whole answer within the client's timeout, however slowly it trickles in: a read timeout
         alone bounds each read, not the call, and a call must end well inside the refresher's lease."""
         seconds = self._deadline
         if self._time_left_ms is not None:
-            seconds = min(seconds, self._time_left_ms() / 1000)
-        if seconds < MIN_CALL_SECONDS:  # asking now could only end in API Gateway's error, not a page
-            logger.warning("No time left to ask Webex", extra={"webex_path": path})
-            raise WebexError(f"No time left to ask Webex {path}", code="timeout")
+            left = self._time_left_ms() / 1000
+            if left < MIN_CALL_SECONDS:  # asking now could only end in API Gateway's error, not a page
+                logger.warning("No time left to ask Webex", extra={"webex_path": path})
+                raise WebexError(f"No time left to ask Webex {path}", code="timeout")
+            seconds = min(seconds, left)
         deadline = time.monotonic() + seconds
         try:
             # Never followed: a redirect would carry the client secret and the refresh token to another host.
@@ -227,7 +229,7 @@ class Answer:
     headers: Mapping[str, str]
     content: bytes
 
-    def json(self):
+    def json(self) -> Any:
         return json.loads(self.content)
 
 
@@ -287,7 +289,7 @@ def _grant_from(body: dict, *, now: datetime, refresh_token: str, client_id: str
         bad.append("refresh_token_expires_in")
     if not isinstance(body.get("scope", ""), str):
         bad.append("scope")
-    if bad:
+    if bad or access_in is None or not isinstance(access_token, str):
         logger.warning("Webex answered a token request with an unusable token", extra={"unusable": bad})
         raise WebexError(f"Webex's token answer is unusable ({', '.join(bad)})", status=200, code=BAD_ANSWER)
     return TokenGrant(
@@ -301,11 +303,11 @@ def _grant_from(body: dict, *, now: datetime, refresh_token: str, client_id: str
     )
 
 
-def _token_shaped(value) -> bool:
+def _token_shaped(value: object) -> bool:
     return isinstance(value, str) and TOKEN_SHAPE.fullmatch(value) is not None
 
 
-def _lifetime(value, minimum: int) -> int | None:
+def _lifetime(value: object, minimum: int) -> int | None:
     """Seconds, if the answer's value is a whole number a token can live: from `minimum` up to
     MAX_LIFETIME_SECONDS (Webex documents 14 and 90 days; 1e12 is no lifetime)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):

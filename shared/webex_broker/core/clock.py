@@ -2,13 +2,19 @@
 with a Z in the secrets workloads read."""
 
 from datetime import UTC, datetime
+from typing import overload
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def epoch(moment: datetime) -> int: ...
+@overload
+def epoch(moment: datetime | None) -> int | None: ...
 def epoch(moment: datetime | None) -> int | None:
+    """Epoch seconds of a moment; None stays None (an unknown expiry)."""
     return int(moment.timestamp()) if moment else None
 
 

@@ -3,10 +3,17 @@ second per account, so the broker keeps its own writes under a configurable rate
 
 import threading
 import time
+from collections.abc import Callable
 
 
 class RateLimiter:
-    def __init__(self, rate_per_second: float, *, clock=time.monotonic, sleep=time.sleep):
+    def __init__(
+        self,
+        rate_per_second: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._interval = 1.0 / rate_per_second
         self._clock = clock
         self._sleep = sleep

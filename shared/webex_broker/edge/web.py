@@ -5,6 +5,8 @@ import json
 import time
 from collections.abc import Callable
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from webex_broker.adapters.login_state import browser_cookie_name, new_browser_nonce, well_formed
 from webex_broker.adapters.webex import FailureKind, WebexError
 from webex_broker.core.errors import (
@@ -54,7 +56,7 @@ def base_url(event: dict, public_base_url: str) -> str:
     return f"https://{context['domainName']}{stage_path}"
 
 
-def time_left_ms(event: dict, context) -> Callable[[], int]:
+def time_left_ms(event: dict, context: LambdaContext) -> Callable[[], int]:
     """Milliseconds this request may still use: API Gateway gives the whole request 30 s from its
     arrival (`requestContext.timeEpoch`), a cold start included, which the function's own timeout
     does not count. An arrival time no request can have (a sample event's) leaves the function's."""
@@ -221,7 +223,7 @@ def error_page(exc: Exception) -> dict:
     return html(500, pages.problem("Something went wrong", "Nothing was stored. Please start again."))
 
 
-def respond(action) -> dict:
+def respond(action: Callable[[], dict]) -> dict:
     """Run a handler's action; known failures become pages, unknown ones a generic 500 (logged)."""
     try:
         return action()

@@ -79,7 +79,7 @@ def _text(event: dict, key: str, *, required: bool = True) -> str:
     return value.strip()
 
 
-def set_credentials(broker: Broker, event: dict, remaining_ms) -> dict:
+def set_credentials(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> dict:
     """Checked with Webex before anything is stored; stored sealed under the broker key. Another client
     ID than the stored one is refused while people's grants were issued to it, unless `force`."""
     credentials = ClientCredentials(_text(event, "client_id"), _text(event, "client_secret"))
@@ -135,7 +135,7 @@ def _client_change_refusal(others: dict[str, str], client_id: str) -> str:
     )
 
 
-def check_credentials(broker: Broker, event: dict, remaining_ms) -> dict:
+def check_credentials(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> dict:
     """doctor's check: stored, accepted by Webex, and sealed under the broker key."""
     arn = broker.settings.client_secret_arn
     try:
@@ -167,7 +167,7 @@ def check_credentials(broker: Broker, event: dict, remaining_ms) -> dict:
     return _check("ok", f"{accepted_detail}; sealed under the broker key" if wanted else accepted_detail)
 
 
-def check_sealed(broker: Broker, event: dict, remaining_ms) -> dict:
+def check_sealed(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> dict:
     """doctor's proof that the functions can still decrypt what the broker key (or an older key) seals:
     each named refresh secret is read, and only whether AWS refused it is answered. A retained key that
     no longer trusts this stack's roles is found here before a refresh meets it."""
@@ -190,7 +190,7 @@ def _check(result: str, detail: str, fix: str = "") -> dict:
     return {"result": result, "detail": detail, "fix": fix}
 
 
-def add_service_app(broker: Broker, event: dict, remaining_ms) -> dict:
+def add_service_app(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> dict:
     """Nothing is stored unless Webex hands out a working pair (service_apps.add)."""
     name, org_id, via = _text(event, "connection"), _text(event, "org_id"), _text(event, "via", required=False)
     refresh_token = _text(event, "refresh_token", required=False)
@@ -251,7 +251,7 @@ def _mint_refusal(exc: webex.WebexError, *, seeded: bool, org_id: str, via: str)
     return f"Webex could not mint the tokens ({exc.code}){tracking}; nothing was stored. Try again later."
 
 
-def converge(broker: Broker, event: dict, remaining_ms) -> dict:
+def converge(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> dict:
     """Connections' secrets to what the stack says now (token_sharing.converge_all): the `connections`
     named (the CLI sends them a batch at a time, so no invocation runs long), or every one."""
     names = event.get("connections")

@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from webex_broker.adapters import webex
 from webex_broker.adapters.client_credentials import load_client_id
 from webex_broker.adapters.invitations import Invitation, InvitationStore
-from webex_broker.adapters.login_state import LoginResult, code_challenge, new_login_state
+from webex_broker.adapters.login_state import LoginResult, LoginState, code_challenge, new_login_state
 from webex_broker.core import clock
 from webex_broker.core.clock import epoch
 from webex_broker.core.errors import (
@@ -24,7 +24,7 @@ from webex_broker.core.errors import (
     InvitationProblem,
     InvitationRejected,
 )
-from webex_broker.core.grants import Person
+from webex_broker.core.grants import Person, TokenGrant
 from webex_broker.core.observability import logger
 from webex_broker.core.token_documents import TokenRecord
 from webex_broker.flows import access
@@ -78,7 +78,9 @@ def finish_login(
         return result, None
 
 
-def _identify(broker: Broker, params: dict[str, str], browser_nonce: str, now: datetime, remaining_ms):
+def _identify(
+    broker: Broker, params: dict[str, str], browser_nonce: str, now: datetime, remaining_ms: Callable[[], int]
+) -> tuple[LoginState, Person, TokenGrant]:
     """The state (once, in this browser), the code, and who Webex says authorized: each Webex call
     within the time the request has left, less what the writes after them need."""
     state = params.get("state", "")
@@ -126,7 +128,7 @@ def _usable_invitation(invitations: InvitationStore, invite_id: str | None, now:
     return invitation
 
 
-def _persist(broker: Broker, record: TokenRecord, redirect_uri: str, remaining_ms) -> LoginResult:
+def _persist(broker: Broker, record: TokenRecord, redirect_uri: str, remaining_ms: Callable[[], int]) -> LoginResult:
     login_base_url = redirect_uri.removesuffix("/callback")
     store_new_grant(broker, record, login_base_url=login_base_url, remaining_ms=remaining_ms)
     return LoginResult(

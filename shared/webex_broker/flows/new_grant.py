@@ -31,7 +31,9 @@ WRITE_TIME_SECONDS = 6  # left, after waiting for the lease, for two secret writ
 ORPHAN_RECOVERY_DAYS = 7
 
 
-def store_new_grant(broker: Broker, record: TokenRecord, *, login_base_url: str, remaining_ms: Callable[[], int]):
+def store_new_grant(
+    broker: Broker, record: TokenRecord, *, login_base_url: str, remaining_ms: Callable[[], int]
+) -> None:
     """Claim, lease, secrets, row. AccessDenied when the name belongs to someone else; LoginBusy when a
     refresh held the lease longer than `remaining_ms` allows. Nothing is left behind on failure."""
     connection, owner_id = record.connection, record.owner_id
@@ -75,7 +77,7 @@ def _kept_from_before(names: SecretNames, connection: str) -> bool:
     return any(secret_exists(name) for name in (names.token_secret(connection), names.refresh_secret(connection)))
 
 
-def _take_lease(table: ConnectionsTable, connection: str, owner: str, remaining_ms) -> Connection:
+def _take_lease(table: ConnectionsTable, connection: str, owner: str, remaining_ms: Callable[[], int]) -> Connection:
     """Wait for a refresh in flight to finish its one Webex call and its writes; it never holds the
     lease across a backoff. Give up, with nothing stored, when the function's time runs short. The
     login's own lease lasts no longer than the function can, so a crashed login blocks no one for long."""
@@ -99,7 +101,7 @@ def _undo(table: ConnectionsTable, record: TokenRecord, owner: str, names: Secre
     try:
         row = table.get(record.connection)
         ours = row is not None and row.lease_owner in (owner, "") and row.person_id == record.owner_id
-        if ours and row.status == ConnectionStatus.PENDING:
+        if ours and row is not None and row.status == ConnectionStatus.PENDING:
             for name in written:
                 delete_secret(name, recovery_days=ORPHAN_RECOVERY_DAYS)
             table.drop_pending_claim(record.connection, person_id=record.owner_id, owner=owner)

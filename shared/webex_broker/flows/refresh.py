@@ -35,7 +35,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -243,7 +243,7 @@ class Refresher:
         logger.info("Refresh run finished", extra=summary)
         return report
 
-    def _collect(self, report: RunReport, connection: str, future) -> None:
+    def _collect(self, report: RunReport, connection: str, future: Future) -> None:
         try:
             outcome, row = future.result()
         except Exception:
@@ -294,7 +294,9 @@ class Refresher:
         for connection, seen in report.dead_grants.items():
             self._end_after_run(connection, report, Outcome.PERMANENT, partial(self._still_dead, seen=seen))
 
-    def _still_dead(self, connection: str, row: Connection, now: datetime, *, seen: Connection):
+    def _still_dead(
+        self, connection: str, row: Connection, now: datetime, *, seen: Connection
+    ) -> tuple[Outcome, Connection | None] | None:
         if row.consecutive_failures != seen.consecutive_failures or row.last_error != seen.last_error:
             return None  # a login or another refresher came in between: Webex's answer is about an old grant
         refusal = webex.WebexError(
@@ -312,7 +314,9 @@ class Refresher:
         for connection, since in report.refused_long.items():
             self._end_after_run(connection, report, Outcome.REFUSED, partial(self._long_refused, since=since))
 
-    def _long_refused(self, connection: str, row: Connection, now: datetime, *, since: int):
+    def _long_refused(
+        self, connection: str, row: Connection, now: datetime, *, since: int
+    ) -> tuple[Outcome, Connection | None] | None:
         if row.refused_since != since:
             return None  # it changed meanwhile: no proof any more
         refusal = webex.WebexError(
@@ -326,7 +330,7 @@ class Refresher:
         connection: str,
         report: RunReport,
         counted_as: Outcome,
-        end: Callable[[str, Connection, datetime], tuple[Outcome, Connection] | None],
+        end: Callable[[str, Connection, datetime], tuple[Outcome, Connection | None] | None],
     ) -> None:
         """Under the lease again, if time allows and the row is as the run left it; what is left for
         lack of time stays active and due, and the next run asks Webex again."""
@@ -453,7 +457,7 @@ class Refresher:
             connection, row, Outcome.CONFIGURATION, "client_changed", "", now
         )
 
-    def _refresh_leased(self, connection: str, row: Connection, now: datetime) -> tuple[Outcome, Connection]:
+    def _refresh_leased(self, connection: str, row: Connection, now: datetime) -> tuple[Outcome, Connection | None]:
         material = RefreshMaterial.from_document(self._refresh_document(connection))
         if material.service_app:
             client = service_apps.client_for(self._broker, material.service_app)
@@ -474,7 +478,7 @@ class Refresher:
         now: datetime,
         *,
         healed: bool = False,
-    ) -> tuple[Outcome, Connection]:
+    ) -> tuple[Outcome, Connection | None]:
         """The refresh's writes, in the shared order; a healed Service App stores its whole new pair."""
         if not self._still_leased(connection, row, since=now):
             return Outcome.SKIPPED, None
@@ -560,7 +564,7 @@ class Refresher:
 
     def _handle_webex_failure(
         self, connection: str, row: Connection, exc: webex.WebexError, now: datetime, *, end_grant_later: bool
-    ):
+    ) -> tuple[Outcome, Connection | None]:
         """Each failure class of the Webex client is the refresh outcome of the same name."""
         extra = {"error": exc.code, "status": exc.status, "tracking_id": exc.tracking_id, "failure": exc.kind.value}
         outcome = Outcome(exc.kind)
@@ -586,11 +590,11 @@ class Refresher:
 
     def _grant_dead(
         self, connection: str, row: Connection, exc: webex.WebexError, now: datetime, *, reason: GrantEnd
-    ) -> tuple[Outcome, Connection]:
+    ) -> tuple[Outcome, Connection | None]:
         """A person must authorize again; a Service App first tries to mint a new pair through its
         `via`. A mint that fails for a reason that proves nothing (an outage) leaves the connection
         active and retried, with its dead refresh token still on file: nothing is lost by waiting."""
-        heal = {}
+        heal: dict[str, object] = {}
         if row.service_app:
             try:
                 material = RefreshMaterial.from_document(self._refresh_document(connection))
@@ -628,18 +632,20 @@ class Refresher:
         grant: TokenGrant,
         exc: webex.WebexError,
         now: datetime,
-    ) -> tuple[Outcome, Connection]:
+    ) -> tuple[Outcome, Connection | None]:
         outcome, updated = self._store(connection, row, material, grant, now, healed=True)
         if outcome == Outcome.SKIPPED:  # the connection changed while the pair was minted: the newer one stays
             return outcome, updated
-        via = material.service_app.via
+        via = material.service_app.via if material.service_app else ""
         logger.info("Service App's dead refresh token replaced by a new pair", extra={"via": via})
         metrics.add_metric(name="ServiceAppsHealed", unit="Count", value=1)
         detail = {**self._event_detail(row, status=ConnectionStatus.ACTIVE, exc=exc), "heal": "healed", "via": via}
         self._events.publish(events.SERVICE_APP_HEALED, detail)
         return outcome, updated
 
-    def _stop_for_configuration(self, connection: str, row: Connection, error: str, tracking_id: str):
+    def _stop_for_configuration(
+        self, connection: str, row: Connection, error: str, tracking_id: str
+    ) -> tuple[Outcome, Connection]:
         """No connection can refresh with these credentials: stop the run with one event, mark nobody."""
         self._table.release(connection, owner=self._owner)
         if not self._halted.is_set():
@@ -660,7 +666,7 @@ class Refresher:
     ) -> Connection:
         """Mark `reauth_required` with a link to re-authorize. While an earlier link is still open it is
         reused, and no new event is sent: asking again must not flood the person with links."""
-        invite_id = row.reauth_invite_id
+        invite_id: str | None = row.reauth_invite_id
         reuse = row.status == ConnectionStatus.REAUTH_REQUIRED and self._invitation_open(invite_id, now)
         link = None
         if not reuse:
@@ -780,7 +786,7 @@ class Refresher:
             metrics.add_metric(name=name, unit="Count", value=value)
         if report.earliest_access_expiry is not None:
             hours = (report.earliest_access_expiry - now) / 3600
-            metrics.add_metric(name="HoursToEarliestAccessExpiry", unit="Count", value=round(hours, 2))
+            metrics.add_metric(name="HoursToEarliestAccessExpiry", unit="None", value=round(hours, 2))
         if report.earliest_refresh_expiry is not None:
             days = (report.earliest_refresh_expiry - now) / 86400
-            metrics.add_metric(name="DaysToEarliestRefreshExpiry", unit="Count", value=round(days, 2))
+            metrics.add_metric(name="DaysToEarliestRefreshExpiry", unit="None", value=round(days, 2))

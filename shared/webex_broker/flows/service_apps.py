@@ -61,10 +61,12 @@ def _via_state(broker: Broker, via_name: str, *, now: int, owner: str = "") -> t
     return "", False
 
 
-def mint(broker: Broker, app: ServiceApp, org_id: str, *, now: datetime) -> TokenGrant:
+def mint(broker: Broker, app: ServiceApp | None, org_id: str, *, now: datetime) -> TokenGrant:
     """A new token pair for `org_id` through the app's `via` connection, whose integration token must
     be live and hold spark:applications_token (ViaUnavailable otherwise, before Webex is asked).
     WebexError when Webex refuses: 403 until a Full Admin of the org has authorized the app."""
+    if app is None:  # a Service App's row whose refresh secret lost its credentials
+        raise ViaUnavailable("no Service App credentials on file")
     problem, lapsed = _via_state(broker, app.via, now=epoch(now), owner=app.via_owner)
     if problem:
         raise ViaUnavailable(problem, lapsed=lapsed)

@@ -56,6 +56,7 @@ def converge_all(broker: Broker, names: list[str] | None = None) -> dict[str, st
     """Every connection with a token secret (or those of `names`), now: name → "converged",
     "unchanged", "failed", or "missing" for a name without a row."""
     wanted = broker.settings.sharing.fingerprint()
+    rows: dict[str, Connection | None]
     if names is None:
         rows = {row.name: row for row in broker.connections.all()}
     else:
