@@ -90,8 +90,9 @@ def test_reprs_hide_tokens(broker):
 
 def test_webex_error_text_carries_no_token(broker):
     from webex_broker.adapters.client_credentials import load_client_credentials
-    from webex_broker.adapters.webex import WebexClient, WebexError
+    from webex_broker.adapters.webex import WebexClient
     from webex_broker.core.clock import utc_now
+    from webex_broker.core.errors import WebexError
 
     client = WebexClient(broker.webex.url, load_client_credentials(os.environ["CLIENT_SECRET_ARN"]), timeout=2)
     with pytest.raises(WebexError) as caught:

@@ -130,7 +130,7 @@ def test_minted_through_a_connection_and_read_like_any_connection(apps):
 
 @pytest.mark.parametrize("shape", ["oauth", "webex"])
 def test_an_org_that_has_not_authorized_the_app_gets_403_and_nothing_is_stored(apps, shape):
-    from webex_broker.adapters.webex import WebexError
+    from webex_broker.core.errors import WebexError
 
     apps.webex.error_shape = shape
     names = apps.secret_names()
@@ -338,13 +338,14 @@ def test_the_refresher_refreshes_it_with_the_apps_own_credentials(apps):
 
 
 def test_the_on_demand_route_refreshes_it_too(apps):
-    from webex_broker.flows.on_demand import refresh_connection
+    from webex_broker.edge.refresh_route import answer as route_answer
+    from webex_broker.flows.on_demand import refresh_now
 
     add()
     first = tokens(apps)["access_token"]
-    answer = refresh_connection(BOT)
-    assert answer.http_status == 200, answer.body
-    assert answer.body["outcome"] == "refreshed"
+    answer = route_answer(refresh_now(BOT))
+    assert answer["statusCode"] == 200, answer["body"]
+    assert json.loads(answer["body"])["outcome"] == "refreshed"
     assert tokens(apps)["access_token"] != first
 
 
@@ -552,7 +553,7 @@ def test_doctor_warns_before_a_service_app_could_lapse_or_fail_to_heal(apps, mon
 def test_service_app_secrets_and_tokens_never_reach_logs_events_or_errors(apps, broker_log, capfd, caplog):
     """Adding, refreshing, healing and failing a Service App: its client secret, its tokens and the
     `via` connection's token it mints with stay out of every log line, event and exception text."""
-    from webex_broker.adapters.webex import WebexError
+    from webex_broker.core.errors import WebexError
 
     caplog.set_level("DEBUG", logger="webex-token-broker")
     broker = apps

@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from webex_broker.adapters import aws
 from webex_broker.core.clock import epoch
 from webex_broker.core.connection import Connection, ConnectionKind, ConnectionStatus
-from webex_broker.core.errors import AwsAccessDenied
+from webex_broker.core.errors import AwsAccessDenied, CoolingDown, LeaseLost
 from webex_broker.core.token_documents import TokenRecord, fingerprint
 
 SCHEDULE_INDEX = "ScheduleIndex"
@@ -24,18 +24,6 @@ SCHEDULED = "scheduled"
 _LEASE = ("lease_owner", "lease_expires_at")
 _ERROR = ("last_error", "last_error_class", "last_error_at", "last_tracking_id")
 _REFUSAL = ("refused_error", "refused_since")  # a streak of unexplained refusals, cleared by any success
-
-
-class LeaseLost(Exception):
-    """Another worker took the connection over (our lease expired); our write was refused."""
-
-
-class CoolingDown(Exception):
-    """A forced refresh came too soon after the last one; `retry_after` says when the next may start."""
-
-    def __init__(self, retry_after: int):
-        super().__init__(f"retry after {retry_after} s")
-        self.retry_after = retry_after
 
 
 def _service_app_fields(record: TokenRecord) -> dict:

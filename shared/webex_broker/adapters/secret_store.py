@@ -18,6 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from webex_broker.adapters import aws
+from webex_broker.core.errors import ReplicationFailed, StatementRefused
 from webex_broker.core.sharing import ORGANIZATION_SID, TokenSharing
 from webex_broker.core.token_documents import RefreshMaterial, TokenRecord
 
@@ -161,24 +162,6 @@ def resource_policy_sids(name: str) -> set[str]:
     """The statements a secret's resource policy holds now (doctor's comparison with the stack's)."""
     text = aws.client("secretsmanager").get_resource_policy(SecretId=name).get("ResourcePolicy")
     return {statement.get("Sid", "") for statement in json.loads(text)["Statement"]} if text else set()
-
-
-class StatementRefused(Exception):
-    """AWS refused one statement of a token secret's resource policy (BlockPublicPolicy judged it
-    public); the secret has the others."""
-
-    def __init__(self, name: str, sid: str, code: str):
-        super().__init__(f"{name}: AWS refused the statement {sid} ({code})")
-        self.sid = sid
-        self.code = code
-
-
-class ReplicationFailed(Exception):
-    """Secrets Manager could not create a replica (its status says why); the secret keeps the others."""
-
-    def __init__(self, name: str, reasons: dict[str, str]):
-        super().__init__(f"{name}: replication failed in {', '.join(reasons)}")
-        self.reasons = reasons
 
 
 def seal(name: str, key: str) -> None:

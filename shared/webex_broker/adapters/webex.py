@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from functools import cache
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -15,6 +14,7 @@ import requests
 
 from webex_broker.adapters.client_credentials import ClientCredentials
 from webex_broker.core.clock import utc_now
+from webex_broker.core.errors import FailureKind, WebexError
 from webex_broker.core.grants import Person, TokenGrant
 from webex_broker.core.observability import logger
 
@@ -36,34 +36,6 @@ DEAD_GRANT_PATTERNS = (
     re.compile(r"\brefresh[ _]token\b[^.;]*\b(invalid|expired|revoked)\b"),
     re.compile(r"\b(invalid|expired|revoked)\b[^.;]*\brefresh[ _]token\b"),
 )
-
-
-class FailureKind(StrEnum):
-    TRANSIENT = "transient"  # try again later: outage, throttling, timeout
-    PERMANENT = "permanent"  # Webex said the grant or code is dead: the person must authorize again
-    REFUSED = "refused"  # a 4xx that proves nothing about the grant: retried, alarmed, never ends a connection
-    CONFIGURATION = "configuration"  # the integration itself is wrong: an operator must act
-
-
-class WebexError(Exception):
-    """A failed Webex call. Carries what support needs (status, code, Trackingid), never a token."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str = "",
-        tracking_id: str = "",
-        retry_after: float | None = None,
-        kind: FailureKind = FailureKind.TRANSIENT,
-    ):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.tracking_id = tracking_id
-        self.retry_after = retry_after
-        self.kind = kind
 
 
 def authorize_url(

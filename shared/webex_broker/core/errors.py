@@ -1,7 +1,8 @@
-"""The failures a person, a workload or an operator can meet, each with its reason as an enum.
+"""The broker's own failures, all of them (one family under BrokerError): what a person, a workload
+or an operator can meet, each with its reason, and what the adapters raise for Webex and AWS.
 
 Modules raise these; `web.error_page` is the one place that turns them into pages, and
-`on_demand.refresh_connection` the one place that turns a refresh into the route's JSON.
+`refresh_route.answer` the one place that turns an on-demand refresh into the route's JSON.
 """
 
 from enum import StrEnum
@@ -119,3 +120,73 @@ class ClientChanged(ConfigurationError):
         super().__init__(f"granted to client {issued_to[:8]}…, but client {stored[:8]}… is stored")
         self.issued_to = issued_to
         self.stored = stored
+
+
+class LeaseLost(BrokerError):
+    """Another worker took the connection over (our lease expired); our write was refused."""
+
+
+class CoolingDown(BrokerError):
+    """A forced refresh came too soon after the last one; `retry_after` says when the next may start."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class FailureKind(StrEnum):
+    TRANSIENT = "transient"  # try again later: outage, throttling, timeout
+    PERMANENT = "permanent"  # Webex said the grant or code is dead: the person must authorize again
+    REFUSED = "refused"  # a 4xx that proves nothing about the grant: retried, alarmed, never ends a connection
+    CONFIGURATION = "configuration"  # the integration itself is wrong: an operator must act
+
+
+class WebexError(BrokerError):
+    """A failed Webex call. Carries what support needs (status, code, Trackingid), never a token."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str = "",
+        tracking_id: str = "",
+        retry_after: float | None = None,
+        kind: FailureKind = FailureKind.TRANSIENT,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.tracking_id = tracking_id
+        self.retry_after = retry_after
+        self.kind = kind
+
+
+class ReplicationFailed(BrokerError):
+    """Secrets Manager could not create a replica (its status says why); the secret keeps the others."""
+
+    def __init__(self, name: str, reasons: dict[str, str]):
+        super().__init__(f"{name}: replication failed in {', '.join(reasons)}")
+        self.reasons = reasons
+
+
+class StatementRefused(BrokerError):
+    """AWS refused one statement of a token secret's resource policy (BlockPublicPolicy judged it
+    public); the secret has the others."""
+
+    def __init__(self, name: str, sid: str, code: str):
+        super().__init__(f"{name}: AWS refused the statement {sid} ({code})")
+        self.sid = sid
+        self.code = code
+
+
+class MissingRefreshSecret(BrokerError):
+    """An active connection's refresh secret does not exist (a changed SecretPrefix, or deleted by hand)."""
+
+
+class Refused(BrokerError):
+    """An action that cannot be done as asked; its message is for the operator."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind

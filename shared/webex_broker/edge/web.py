@@ -8,18 +8,19 @@ from collections.abc import Callable
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from webex_broker.adapters.login_state import browser_cookie_name, new_browser_nonce, well_formed
-from webex_broker.adapters.webex import FailureKind, WebexError
 from webex_broker.core.errors import (
     AccessDenied,
     BadCallback,
     ConfigurationError,
     ConsentDeclined,
+    FailureKind,
     InvitationProblem,
     InvitationRejected,
     LoginBusy,
     NotConfigured,
     StateProblem,
     StateRejected,
+    WebexError,
 )
 from webex_broker.core.observability import logger
 from webex_broker.edge import pages

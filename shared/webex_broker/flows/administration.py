@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from webex_broker.adapters import aws, webex
+from webex_broker.adapters import aws
 from webex_broker.adapters.client_credentials import (
     ClientCredentials,
     client_id_tag,
@@ -25,10 +25,13 @@ from webex_broker.core.errors import (
     AccessDenied,
     AwsAccessDenied,
     ConfigurationError,
+    FailureKind,
     LoginBusy,
     NotConfigured,
+    Refused,
     ServiceAppRefused,
     ViaUnavailable,
+    WebexError,
 )
 from webex_broker.core.grants import ServiceApp
 from webex_broker.core.observability import logger, metrics
@@ -37,14 +40,6 @@ from webex_broker.flows.broker import Broker
 
 MAX_CONVERGE_BATCH = 200
 SET_CREDENTIALS_FIX = "webex-broker set-credentials --client-id <the integration's client ID>"
-
-
-class Refused(Exception):
-    """An action that cannot be done as asked; its message is for the operator."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
 
 
 def handle(broker: Broker, event: dict, *, remaining_ms: Callable[[], int]) -> dict:
@@ -91,7 +86,7 @@ def set_credentials(broker: Broker, event: dict, remaining_ms: Callable[[], int]
         raise Refused("conflict", _client_change_refusal(others, credentials.client_id))
     try:
         accepted = broker.webex_client(credentials).credentials_accepted()
-    except webex.WebexError as exc:
+    except WebexError as exc:
         raise Refused("failed", f"Could not check them with Webex ({exc.code}); nothing was stored.") from None
     if not accepted:
         raise Refused("failed", "Webex refused this client ID and secret (invalid_client); nothing was stored.")
@@ -146,7 +141,7 @@ def check_credentials(broker: Broker, event: dict, remaining_ms: Callable[[], in
         return _check("fail", str(exc), SET_CREDENTIALS_FIX)
     try:
         accepted = broker.webex_client(credentials).credentials_accepted()
-    except webex.WebexError as exc:
+    except WebexError as exc:
         return _check("fail", f"could not ask Webex ({exc.code or exc.status})", "check WebexApiBaseUrl and Webex")
     if not accepted:
         return _check("fail", "Webex refuses the client ID or secret (invalid_client)", SET_CREDENTIALS_FIX)
@@ -221,19 +216,19 @@ def add_service_app(broker: Broker, event: dict, remaining_ms: Callable[[], int]
         raise Refused("conflict" if exc.conflict else "failed", f"{exc.reason}; nothing was stored.") from None
     except ViaUnavailable as exc:
         raise Refused("failed", f"Cannot mint through --via: {exc.reason}; nothing was stored.") from None
-    except webex.WebexError as exc:
+    except WebexError as exc:
         raise Refused("failed", _mint_refusal(exc, seeded=bool(refresh_token), org_id=org_id, via=via)) from None
     except (AccessDenied, LoginBusy) as exc:
         raise Refused("failed", f"{exc}; nothing was stored.") from None
     return {"access_expires_at": epoch(record.grant.access_expires_at)}
 
 
-def _mint_refusal(exc: webex.WebexError, *, seeded: bool, org_id: str, via: str) -> str:
+def _mint_refusal(exc: WebexError, *, seeded: bool, org_id: str, via: str) -> str:
     """What the operator can do about Webex's answer; every path stored nothing."""
     tracking = f" (Trackingid {exc.tracking_id})" if exc.tracking_id else ""
-    if exc.kind == webex.FailureKind.CONFIGURATION:
+    if exc.kind == FailureKind.CONFIGURATION:
         return f"Webex refused the Service App's client ID or secret (invalid_client){tracking}; nothing was stored."
-    if seeded and exc.kind == webex.FailureKind.PERMANENT:
+    if seeded and exc.kind == FailureKind.PERMANENT:
         return (
             "Webex says this refresh token is invalid, expired or revoked (or belongs to another app); generate a "
             f"new one in the developer portal{tracking}. Nothing was stored."

@@ -23,6 +23,7 @@ from webex_broker.core.errors import (
     ConsentDeclined,
     InvitationProblem,
     InvitationRejected,
+    WebexError,
 )
 from webex_broker.core.grants import Person, TokenGrant
 from webex_broker.core.observability import logger
@@ -96,7 +97,7 @@ def _identify(
     grant = client.exchange_code(code=code, redirect_uri=login.redirect_uri, code_verifier=login.code_verifier, now=now)
     try:
         person = client.people_me(grant.access_token)
-    except webex.WebexError as exc:
+    except WebexError as exc:
         if exc.status == 403:
             raise ConfigurationError(
                 "Webex refused /people/me: the integration needs the spark:people_read (or spark:all) scope."

@@ -50,7 +50,16 @@ from webex_broker.adapters.secret_store import get_secret_document, scheduled_fo
 from webex_broker.core import schedule
 from webex_broker.core.clock import epoch, utc_now
 from webex_broker.core.connection import Connection, ConnectionStatus
-from webex_broker.core.errors import AwsAccessDenied, ClientChanged, ConfigurationError, GrantEnd, ViaUnavailable
+from webex_broker.core.errors import (
+    AwsAccessDenied,
+    ClientChanged,
+    ConfigurationError,
+    FailureKind,
+    GrantEnd,
+    MissingRefreshSecret,
+    ViaUnavailable,
+    WebexError,
+)
 from webex_broker.core.grants import TokenGrant
 from webex_broker.core.observability import logger, metrics
 from webex_broker.core.rate_limit import RateLimiter
@@ -62,10 +71,6 @@ from webex_broker.flows.broker import Broker, current
 REAUTH_LINK_SECONDS = 7 * 86400
 RETRY_TIME_MARGIN_SECONDS = 5
 LEASE_WRITE_MARGIN_SECONDS = 60  # a refresh's writes take seconds; with less of its lease left it takes it again
-
-
-class MissingRefreshSecret(Exception):
-    """An active connection's refresh secret does not exist (a changed SecretPrefix, or deleted by hand)."""
 
 
 class Outcome(StrEnum):
@@ -299,11 +304,11 @@ class Refresher:
     ) -> tuple[Outcome, Connection | None] | None:
         if row.consecutive_failures != seen.consecutive_failures or row.last_error != seen.last_error:
             return None  # a login or another refresher came in between: Webex's answer is about an old grant
-        refusal = webex.WebexError(
+        refusal = WebexError(
             "Webex says the refresh token is dead",
             code=row.last_error,
             tracking_id=row.last_tracking_id,
-            kind=webex.FailureKind.PERMANENT,
+            kind=FailureKind.PERMANENT,
         )
         return self._grant_dead(connection, row, refusal, now, reason=GrantEnd.INVALID_GRANT)
 
@@ -319,9 +324,7 @@ class Refresher:
     ) -> tuple[Outcome, Connection | None] | None:
         if row.refused_since != since:
             return None  # it changed meanwhile: no proof any more
-        refusal = webex.WebexError(
-            "Webex kept refusing this grant", code=row.refused_error, kind=webex.FailureKind.REFUSED
-        )
+        refusal = WebexError("Webex kept refusing this grant", code=row.refused_error, kind=FailureKind.REFUSED)
         logger.warning("The same refusal for over an hour while others refresh: the grant is dead")
         return self._grant_dead(connection, row, refusal, now, reason=GrantEnd.REFUSED_FOR_AN_HOUR)
 
@@ -416,7 +419,7 @@ class Refresher:
             return Outcome.MISSING_SECRET, self._record_failure(
                 connection, row, Outcome.MISSING_SECRET, "missing_refresh_secret", "", now
             )
-        except webex.WebexError as exc:
+        except WebexError as exc:
             delay = self._retry_delay(exc, attempt)
             if delay is None:
                 return self._handle_webex_failure(connection, row, exc, now, end_grant_later=later)
@@ -542,12 +545,12 @@ class Refresher:
                 raise MissingRefreshSecret(connection) from None
             raise
 
-    def _retry_delay(self, exc: webex.WebexError, attempt: int) -> float | None:
+    def _retry_delay(self, exc: WebexError, attempt: int) -> float | None:
         """How long to wait before trying again within this invocation, or None to stop trying now.
         Outages and unexplained refusals are retried with exponential backoff and jitter, honouring
         Retry-After, only while waiting and one more call still fit in the invocation with room to record
         the outcome: a Lambda killed mid-retry would leave nothing recorded."""
-        if exc.kind not in (webex.FailureKind.TRANSIENT, webex.FailureKind.REFUSED):
+        if exc.kind not in (FailureKind.TRANSIENT, FailureKind.REFUSED):
             return None
         if attempt >= self.policy.max_attempts or self._halted.is_set():
             return None
@@ -563,7 +566,7 @@ class Refresher:
         return delay
 
     def _handle_webex_failure(
-        self, connection: str, row: Connection, exc: webex.WebexError, now: datetime, *, end_grant_later: bool
+        self, connection: str, row: Connection, exc: WebexError, now: datetime, *, end_grant_later: bool
     ) -> tuple[Outcome, Connection | None]:
         """Each failure class of the Webex client is the refresh outcome of the same name."""
         extra = {"error": exc.code, "status": exc.status, "tracking_id": exc.tracking_id, "failure": exc.kind.value}
@@ -589,7 +592,7 @@ class Refresher:
         return outcome, self._record_failure(connection, row, outcome, exc.code, exc.tracking_id, now)
 
     def _grant_dead(
-        self, connection: str, row: Connection, exc: webex.WebexError, now: datetime, *, reason: GrantEnd
+        self, connection: str, row: Connection, exc: WebexError, now: datetime, *, reason: GrantEnd
     ) -> tuple[Outcome, Connection | None]:
         """A person must authorize again; a Service App first tries to mint a new pair through its
         `via`. A mint that fails for a reason that proves nothing (an outage) leaves the connection
@@ -612,8 +615,8 @@ class Refresher:
                         connection, row, Outcome.TRANSIENT, "via_token_lapsed", "", now
                     )
                 heal = {"heal": "not_possible", "heal_error": unavailable.reason}
-            except webex.WebexError as refused:
-                if refused.kind == webex.FailureKind.TRANSIENT:
+            except WebexError as refused:
+                if refused.kind == FailureKind.TRANSIENT:
                     logger.warning("Could not mint a new Service App pair; will retry", extra={"error": refused.code})
                     return Outcome.TRANSIENT, self._record_failure(
                         connection, row, Outcome.TRANSIENT, refused.code, refused.tracking_id, now
@@ -630,7 +633,7 @@ class Refresher:
         row: Connection,
         material: RefreshMaterial,
         grant: TokenGrant,
-        exc: webex.WebexError,
+        exc: WebexError,
         now: datetime,
     ) -> tuple[Outcome, Connection | None]:
         outcome, updated = self._store(connection, row, material, grant, now, healed=True)
@@ -658,7 +661,7 @@ class Refresher:
         self,
         connection: str,
         row: Connection,
-        exc: webex.WebexError,
+        exc: WebexError,
         now: datetime,
         *,
         reason: GrantEnd,
@@ -753,7 +756,7 @@ class Refresher:
             )
 
     @staticmethod
-    def _event_detail(row: Connection, *, status: str, exc: webex.WebexError | None = None) -> dict:
+    def _event_detail(row: Connection, *, status: str, exc: WebexError | None = None) -> dict:
         detail = {
             "connection": row.name,
             "kind": row.kind,

@@ -22,7 +22,7 @@ from webex_broker.adapters.invitations import CONNECTION_NAME
 from webex_broker.adapters.secret_store import get_secret_document, scheduled_for_deletion
 from webex_broker.core.clock import epoch
 from webex_broker.core.connection import ConnectionStatus
-from webex_broker.core.errors import ServiceAppRefused, ViaUnavailable
+from webex_broker.core.errors import FailureKind, ServiceAppRefused, ViaUnavailable, WebexError
 from webex_broker.core.grants import APPLICATIONS_TOKEN_SCOPE, Person, ServiceApp, TokenGrant, machine_account
 from webex_broker.core.token_documents import RefreshMaterial, TokenRecord, service_app_owner_id
 from webex_broker.flows import access
@@ -143,8 +143,8 @@ def _proven_account(client: webex.WebexClient, grant: TokenGrant, org_id: str, *
     one as before on a re-add), or ServiceAppRefused."""
     try:
         account = client.people_me(grant.access_token)
-    except webex.WebexError as exc:
-        if exc.kind == webex.FailureKind.TRANSIENT:
+    except WebexError as exc:
+        if exc.kind == FailureKind.TRANSIENT:
             raise
         raise ServiceAppRefused(
             f"Webex would not say whom this token acts for ({exc.status or exc.code}); the app needs "
@@ -162,7 +162,7 @@ def _told_account(client: webex.WebexClient, grant: TokenGrant, org_id: str) -> 
     recorded so that a later seeded re-add can be compared with it."""
     try:
         account = client.people_me(grant.access_token)
-    except webex.WebexError:  # the app need not hold spark:people_read
+    except WebexError:  # the app need not hold spark:people_read
         return None
     return account if same_org(account.org_id, org_id) else None
 

@@ -9,9 +9,9 @@ login still counts, the error is logged and counted, and the next refresh tries 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker.adapters import aws
-from webex_broker.adapters.secret_store import ReplicationFailed, StatementRefused, converge_sharing, seal
+from webex_broker.adapters.secret_store import converge_sharing, seal
 from webex_broker.core.connection import Connection, ConnectionStatus
-from webex_broker.core.errors import AwsAccessDenied
+from webex_broker.core.errors import AwsAccessDenied, ReplicationFailed, StatementRefused
 from webex_broker.core.observability import logger, metrics
 from webex_broker.flows.broker import Broker
 
