@@ -73,7 +73,17 @@ def install() -> None:
         service = self.meta.service_model.service_name
         try:
             check(service, operation_name, api_params, service_model=self.meta.service_model)
-        except ClientError as refused:  # as the client's modeled exception, so `except client.exceptions.X` works
+        except ClientError as refused:
+            # As AWS's own error answer: through the client's after-call handlers (the broker's turn
+            # it into its own error), else as the client's modeled exception (`except client.exceptions.X`).
+            service_id = self.meta.service_model.service_id.hyphenize()
+            self.meta.events.emit(
+                f"after-call.{service_id}.{operation_name}",
+                http_response=None,
+                parsed=refused.response,
+                model=self.meta.service_model.operation_model(operation_name),
+                context={},
+            )
             raise self.exceptions.from_code(refused.response["Error"]["Code"])(
                 refused.response, operation_name
             ) from None

@@ -67,3 +67,15 @@ def test_the_operator_cli_does_not_depend_on_the_dev_stack():
         if module.split(".")[0] in ("devstack", "moto", "flask", "yaml")
     ]
     assert found == []
+
+
+def test_flows_catch_only_the_brokers_own_errors():
+    """The adapters translate AWS's and Powertools' errors (core/errors.py): no flow imports them."""
+    foreign = ("botocore", "boto3", "aws_lambda_powertools.utilities.parameters", "requests")
+    found = [
+        f"flows/{path.name} imports {module}"
+        for path in sorted((LIBRARY / "flows").glob("*.py"))
+        for module in imported(path)
+        if module.startswith(foreign)
+    ]
+    assert found == []

@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from tests.conftest import CALLBACK_URL, CLIENT_ID, CLIENT_SECRET, PREFIX, reset_broker_caches
+from webex_broker.adapters.aws import AwsCallFailed
 from webex_broker.adapters.login_state import code_challenge
 
 ALICE = "alice@example.com"
@@ -372,12 +373,11 @@ def test_people_me_forbidden_names_the_missing_scope_in_the_log(broker, caplog):
 
 
 def test_secrets_manager_failure_leaves_no_connection(broker, monkeypatch):
-    from botocore.exceptions import ClientError
 
     from webex_broker.adapters import secret_store
 
     def refuse(*args, **kwargs):
-        raise ClientError({"Error": {"Code": "InternalServiceError", "Message": "boom"}}, "PutSecretValue")
+        raise AwsCallFailed({"Error": {"Code": "InternalServiceError", "Message": "boom"}}, "PutSecretValue")
 
     start = broker.authorize()
     query = broker.consent(start["headers"]["Location"])

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from devstack.lambda_runtime import LambdaContext
 from tests.conftest import PREFIX
 from tests.test_refresher import ALICE, BOB, HOUR, material, refresher, short_lived, tokens
+from webex_broker.adapters.aws import AwsCallFailed
 from webex_broker.core.token_documents import fingerprint
 
 __all__ = ["short_lived"]
@@ -260,7 +261,7 @@ def test_secrets_manager_refusing_the_consumer_secret_does_not_spend_the_invitat
     real = secret_store.write_consumer_secret
 
     def throttled(*args, **kwargs):
-        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutSecretValue")
+        raise AwsCallFailed({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutSecretValue")
 
     monkeypatch.setattr(secret_store, "write_consumer_secret", throttled)
     first = broker.login(ALICE, invite=link)
@@ -277,7 +278,7 @@ def test_a_login_whose_result_page_cannot_be_kept_still_says_connected(broker, m
     from webex_broker.adapters.login_state import StateStore
 
     def throttled(*args, **kwargs):
-        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutItem")
+        raise AwsCallFailed({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutItem")
 
     monkeypatch.setattr(StateStore, "save_result", throttled)
     start = broker.authorize()

@@ -7,6 +7,7 @@ import pytest
 
 from devstack.lambda_runtime import LambdaContext
 from tests.conftest import PREFIX
+from webex_broker.adapters.aws import AwsCallFailed
 
 ALICE = "alice@example.com"
 
@@ -146,10 +147,9 @@ def refresh_route_response(broker, name: str) -> dict:
 
 
 def throttled(operation: str):
-    from botocore.exceptions import ClientError
 
     def fail(*args, **kwargs):
-        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, operation)
+        raise AwsCallFailed({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, operation)
 
     return fail
 

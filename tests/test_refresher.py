@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from tests.conftest import PREFIX, reset_broker_caches
+from webex_broker.adapters.aws import AwsCallFailed
 from webex_broker.core.token_documents import fingerprint
 
 HOUR, DAY = 3600, 86400
@@ -464,7 +465,6 @@ def test_recovery_after_failures_emits_a_recovered_event(short_lived, sleeps):
 
 
 def test_secrets_manager_throttling_is_transient(short_lived, webex_clock, monkeypatch):
-    from botocore.exceptions import ClientError
 
     from webex_broker.adapters import secret_store
 
@@ -473,7 +473,7 @@ def test_secrets_manager_throttling_is_transient(short_lived, webex_clock, monke
     webex_clock.advance(25 * HOUR)
 
     def throttled(*args, **kwargs):
-        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutSecretValue")
+        raise AwsCallFailed({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutSecretValue")
 
     monkeypatch.setattr(secret_store, "write_consumer_secret", throttled)
     assert broker.refresh()["failures"] == {ALICE: "transient"}
@@ -568,7 +568,6 @@ def test_consecutive_failures_feed_the_failure_alarm(short_lived, sleeps, capsys
 
 
 def test_reauth_event_is_published_even_when_no_link_can_be_made(short_lived, monkeypatch):
-    from botocore.exceptions import ClientError
 
     from webex_broker.adapters.invitations import InvitationStore
 
@@ -583,7 +582,7 @@ def test_reauth_event_is_published_even_when_no_link_can_be_made(short_lived, mo
     broker.events()
 
     def refuse(*args, **kwargs):
-        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "PutItem")
+        raise AwsCallFailed({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "PutItem")
 
     monkeypatch.setattr(InvitationStore, "create", refuse)
     broker.webex.inject("access_token", 400, error="invalid_grant")
@@ -639,17 +638,17 @@ def test_due_connections_with_an_emptied_client_secret_stop_the_run_with_one_err
 def test_an_unreadable_client_secret_stops_the_run_with_one_configuration_error(short_lived, monkeypatch):
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-    from webex_broker.flows import broker as wiring
+    from webex_broker.adapters import client_credentials
 
     broker = short_lived
     broker.login(ALICE)
     broker.login(BOB)
     broker.events()
 
-    def denied(secret_arn):
-        raise GetParameterError("AccessDeniedException")
+    def unreadable(*args, **kwargs):
+        raise GetParameterError("the secret could not be read")
 
-    monkeypatch.setattr(wiring, "load_client_credentials", denied)
+    monkeypatch.setattr(client_credentials.SecretsProvider, "get", unreadable)
     result = broker.refresh()
     assert set(result["failures"].values()) == {"configuration"}, "not a crash per connection: an alarmed fault"
     assert [e["detail-type"] for e in broker.events()] == ["Integration Configuration Error"]

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from devstack.template import LocalResolver, create_key, load_template
 from tests.conftest import PREFIX, count_aws_calls, reset_broker_caches
 from tests.test_refresher import make_due
+from webex_broker.adapters.aws import AwsCallFailed
 from webex_broker.core.errors import ConfigurationError
 
 ALICE = "alice@example.com"
@@ -200,7 +201,7 @@ def test_a_share_aws_refuses_never_fails_the_refresh_and_is_tried_again(broker, 
     real = token_sharing.converge_sharing
 
     def refused(*args, **kwargs):
-        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutResourcePolicy")
+        raise AwsCallFailed({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutResourcePolicy")
 
     monkeypatch.setattr(token_sharing, "converge_sharing", refused)
     make_due(broker, ALICE)
@@ -300,7 +301,7 @@ def test_a_share_aws_refuses_never_fails_a_login(broker, monkeypatch):
     share(monkeypatch)
 
     def refused(*args, **kwargs):
-        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutResourcePolicy")
+        raise AwsCallFailed({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutResourcePolicy")
 
     monkeypatch.setattr(token_sharing, "converge_sharing", refused)
     assert broker.login(ALICE)["statusCode"] == 200
@@ -412,7 +413,7 @@ def refusing_organization_statements(monkeypatch):
 
             def put(**kwargs):
                 if "aws:PrincipalOrgID" in kwargs["ResourcePolicy"]:
-                    raise ClientError(
+                    raise AwsCallFailed(
                         {"Error": {"Code": "PublicPolicyException", "Message": "broad access"}}, "PutResourcePolicy"
                     )
                 return made.__class__.put_resource_policy(made, **kwargs)

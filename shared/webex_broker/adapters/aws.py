@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Literal, cast, overload
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from botocore.model import OperationModel
 
-from webex_broker.core.errors import AwsAccessDenied
+from webex_broker.core.errors import AwsAccessDenied, AwsUnavailable
 from webex_broker.core.observability import metrics
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ def _client(service: str) -> Any:
     made = boto3.client(service, config=_CONFIG, endpoint_url=_endpoint_url)  # type: ignore[call-overload]
     made.meta.events.register("before-parameter-build", _note_resource)
     made.meta.events.register("after-call", _refuse_denied)
+    made.meta.events.register("after-call-error", _unreachable)
     return made
 
 
@@ -85,13 +86,38 @@ def _note_resource(params: dict, context: dict, **_: object) -> None:
 
 
 def _refuse_denied(parsed: dict, model: OperationModel, context: dict, **_: object) -> None:
+    """AWS's error answers as the broker's errors: a refusal is AwsAccessDenied, anything else
+    AwsCallFailed (still a ClientError, for the adapters that tell codes apart)."""
     error = parsed.get("Error", {}) if isinstance(parsed, dict) else {}
-    if error.get("Code") not in DENIED_CODES:
+    code = error.get("Code")
+    if not code:
         return
+    if code not in DENIED_CODES:
+        raise AwsCallFailed(parsed, model.name)
     named = _NAMED_RESOURCE.search(error.get("Message", ""))
     action = f"{model.service_model.signing_name}:{model.name}"
     metrics.add_metric(name="AwsAccessDenied", unit="Count", value=1)
     raise AwsAccessDenied(action, named.group(1) if named else context.get("broker_resource", ""))
+
+
+def _unreachable(exception: Exception, **_: object) -> None:
+    """A call that got no answer at all (no connection, a read timeout): AwsUnreachable."""
+    if isinstance(exception, BotoCoreError) and not isinstance(exception, AwsUnavailable):
+        raise AwsUnreachable(type(exception).__name__) from exception
+
+
+class AwsCallFailed(AwsUnavailable, ClientError):
+    """An error answer from AWS: the broker's AwsUnavailable, and botocore's ClientError (its response,
+    its code) for the adapters that act on particular codes."""
+
+    def __init__(self, error_response: Any, operation_name: str):
+        ClientError.__init__(self, error_response, operation_name)
+        self.code = error_code(self)
+
+
+class AwsUnreachable(AwsUnavailable):
+    def __init__(self, name: str):
+        super().__init__(f"AWS could not be reached ({name})", code=name)
 
 
 def connect(*, region_name: str, endpoint_url: str | None = None, **credentials: str) -> None:

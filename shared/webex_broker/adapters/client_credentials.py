@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 
 from webex_broker.adapters import aws
 from webex_broker.core.errors import AwsAccessDenied, ConfigurationError, NotConfigured
@@ -45,7 +45,9 @@ def load_client_credentials(secret_arn: str, *, fresh: bool = False) -> ClientCr
     except GetParameterError as exc:
         if isinstance(exc.__context__, AwsAccessDenied):  # Powertools wraps every error in its own
             raise exc.__context__ from None
-        raise
+        raise ConfigurationError(f"The client secret cannot be read ({type(exc.__context__).__name__})") from None
+    except TransformParameterError:
+        raise ConfigurationError("The client secret is not JSON") from None
     if not isinstance(document, dict):
         raise ConfigurationError("The client secret must be JSON with the keys client_id and client_secret")
     if document == {}:

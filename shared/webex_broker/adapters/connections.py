@@ -164,8 +164,8 @@ class ConnectionsTable:
         access_token_id: str,
         login_base_url: str,
         now: int,
-    ) -> None:
-        """A row for secrets that outlived theirs, due at once; never over an existing row."""
+    ) -> bool:
+        """A row for secrets that outlived theirs, due at once; never over an existing row (False)."""
         item = {
             "connection": connection,
             "kind": kind,
@@ -187,12 +187,18 @@ class ConnectionsTable:
             "created_at": now,
             "updated_at": now,
         }
-        aws.client("dynamodb").put_item(
-            TableName=self._table,
-            Item=aws.to_item(item),
-            ConditionExpression="attribute_not_exists(#c)",
-            ExpressionAttributeNames={"#c": "connection"},
-        )
+        try:
+            aws.client("dynamodb").put_item(
+                TableName=self._table,
+                Item=aws.to_item(item),
+                ConditionExpression="attribute_not_exists(#c)",
+                ExpressionAttributeNames={"#c": "connection"},
+            )
+        except ClientError as exc:
+            if aws.condition_failed(exc):
+                return False
+            raise
+        return True
 
     def get(self, connection: str) -> Connection | None:
         item = aws.get_item(self._table, "connection", connection)

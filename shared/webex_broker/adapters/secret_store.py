@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from webex_broker.adapters import aws
-from webex_broker.core.errors import ReplicationFailed, StatementRefused
+from webex_broker.core.errors import MissingRefreshSecret, ReplicationFailed, StatementRefused
 from webex_broker.core.sharing import ORGANIZATION_SID, TokenSharing
 from webex_broker.core.token_documents import RefreshMaterial, TokenRecord
 
@@ -247,6 +247,17 @@ def secret_arn(name: str) -> str | None:
 
 def get_secret_document(name: str) -> dict:
     return json.loads(aws.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
+
+
+def get_refresh_material(name: str) -> RefreshMaterial:
+    """A connection's refresh material; MissingRefreshSecret when the secret does not exist or is
+    being deleted (retrying will not bring it back: not an outage)."""
+    try:
+        return RefreshMaterial.from_document(get_secret_document(name))
+    except ClientError as exc:
+        if aws.error_code(exc) == "ResourceNotFoundException" or scheduled_for_deletion(exc):
+            raise MissingRefreshSecret(name) from None
+        raise
 
 
 def write_refresh_material(material: RefreshMaterial, names: SecretNames, *, now: datetime, key: str = "") -> str:

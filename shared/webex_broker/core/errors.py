@@ -190,3 +190,13 @@ class Refused(BrokerError):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+class AwsUnavailable(BrokerError):
+    """An AWS call failed for a reason that is not a refusal (throttled, unreachable, a lost
+    conditional write, a missing resource): `code` is AWS's error code, or the client-side failure's
+    name. The adapters raise it for every such failure, so flows never catch botocore's errors."""
+
+    def __init__(self, message: str, *, code: str):
+        super().__init__(message)
+        self.code = code

@@ -7,9 +7,6 @@ credentials cannot decrypt. Each action takes the invocation's JSON and answers 
 
 from collections.abc import Callable
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from webex_broker.adapters import aws
 from webex_broker.adapters.client_credentials import (
     ClientCredentials,
     client_id_tag,
@@ -24,6 +21,7 @@ from webex_broker.core.connection import ConnectionStatus
 from webex_broker.core.errors import (
     AccessDenied,
     AwsAccessDenied,
+    AwsUnavailable,
     ConfigurationError,
     FailureKind,
     LoginBusy,
@@ -176,8 +174,10 @@ def check_sealed(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -
             get_secret_document(name)
         except AwsAccessDenied as exc:
             refused[name] = exc.action
-        except (ClientError, BotoCoreError, ValueError) as exc:
-            refused[name] = aws.error_code(exc) or type(exc).__name__
+        except AwsUnavailable as exc:
+            refused[name] = exc.code
+        except ValueError:  # not JSON: no refusal of AWS's, but no readable secret either
+            refused[name] = "ValueError"
     return {"refused": refused}
 
 
@@ -258,9 +258,8 @@ def converge(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> di
         raise Refused("usage", f"connections must be a list of at most {MAX_CONVERGE_BATCH} connection names.")
     try:
         return {"results": token_sharing.converge_all(broker, names)}
-    except (ClientError, BotoCoreError) as exc:
-        reason = aws.error_code(exc) or type(exc).__name__
-        raise Refused("failed", f"Could not list the connections ({reason}).") from None
+    except AwsUnavailable as exc:
+        raise Refused("failed", f"Could not list the connections ({exc.code}).") from None
 
 
 ACTIONS = {

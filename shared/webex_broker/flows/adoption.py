@@ -7,9 +7,6 @@ until when) and made due at once, so the next refresh shows whether the grant st
 a Service App's `via` back on the row); the refresh token is never read.
 """
 
-from botocore.exceptions import ClientError
-
-from webex_broker.adapters import aws
 from webex_broker.adapters.connections import ConnectionsTable
 from webex_broker.adapters.secret_store import SecretNames, get_secret_document, secret_arn, secret_names
 from webex_broker.core.clock import parse_iso
@@ -32,24 +29,18 @@ def adopt(connection: str, names: SecretNames, table: ConnectionsTable, *, login
     kind = ConnectionKind(consumer.get("kind", ConnectionKind.PERSON))
     app_id = consumer.get("app_id", "")
     owner = service_app_owner_id(app_id, consumer["org_id"]) if kind == ConnectionKind.SERVICE_APP else None
-    try:
-        table.record_adoption(
-            connection,
-            kind=kind,
-            app_id=app_id,
-            person_id=owner or consumer["person_id"],
-            email=consumer["email"],
-            display_name=consumer.get("display_name", ""),
-            org_id=consumer.get("org_id", ""),
-            scopes=list(consumer.get("scopes", [])),
-            consumer_secret_arn=secret_arn(names.token_secret(connection)),
-            access_expires_at=int(parse_iso(consumer["expires_at"]).timestamp()),
-            access_token_id=fingerprint(consumer["access_token"]),
-            login_base_url=login_base_url,
-            now=now,
-        )
-    except ClientError as exc:
-        if aws.condition_failed(exc):
-            return False
-        raise
-    return True
+    return table.record_adoption(
+        connection,
+        kind=kind,
+        app_id=app_id,
+        person_id=owner or consumer["person_id"],
+        email=consumer["email"],
+        display_name=consumer.get("display_name", ""),
+        org_id=consumer.get("org_id", ""),
+        scopes=list(consumer.get("scopes", [])),
+        consumer_secret_arn=secret_arn(names.token_secret(connection)),
+        access_expires_at=int(parse_iso(consumer["expires_at"]).timestamp()),
+        access_token_id=fingerprint(consumer["access_token"]),
+        login_base_url=login_base_url,
+        now=now,
+    )

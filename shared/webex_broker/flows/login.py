@@ -9,8 +9,6 @@ failed or crashed write never spends the person's invitation.
 from collections.abc import Callable
 from datetime import datetime
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from webex_broker.adapters import webex
 from webex_broker.adapters.client_credentials import load_client_id
 from webex_broker.adapters.invitations import Invitation, InvitationStore
@@ -18,6 +16,7 @@ from webex_broker.adapters.login_state import LoginResult, LoginState, code_chal
 from webex_broker.core import clock
 from webex_broker.core.clock import epoch
 from webex_broker.core.errors import (
+    AwsUnavailable,
     BadCallback,
     ConfigurationError,
     ConsentDeclined,
@@ -74,8 +73,8 @@ def finish_login(
     logger.info("Connection authorized", extra={"connection": connection, "invite_id": login.invite_id})
     try:
         return result, broker.states.save_result(result, browser_hash=login.browser_hash, now=epoch(now))
-    except (ClientError, BotoCoreError) as exc:  # the connection is stored: say so, even without that page
-        logger.warning("Could not keep the result page", extra={"error": type(exc).__name__})
+    except AwsUnavailable as exc:  # the connection is stored: say so, even without that page
+        logger.warning("Could not keep the result page", extra={"error": exc.code})
         return result, None
 
 
@@ -145,5 +144,5 @@ def _count_use(invitations: InvitationStore, invitation: Invitation, now: int) -
     counted (a concurrent login of the same person, a revoke in between) does not undo that."""
     try:
         invitations.use(invitation.id, now=now)
-    except (InvitationRejected, ClientError, BotoCoreError) as exc:
+    except (InvitationRejected, AwsUnavailable) as exc:
         logger.warning("The invitation's use could not be counted", extra={"error": type(exc).__name__})

@@ -12,14 +12,12 @@ import time
 import uuid
 from collections.abc import Callable
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from webex_broker.adapters.connections import ConnectionsTable
 from webex_broker.adapters.secret_store import SecretNames, delete_secret, secret_exists, write_tokens
 from webex_broker.core import clock
 from webex_broker.core.clock import epoch
 from webex_broker.core.connection import Connection, ConnectionStatus
-from webex_broker.core.errors import AccessDenied, LoginBusy
+from webex_broker.core.errors import AccessDenied, AwsUnavailable, LoginBusy
 from webex_broker.core.observability import logger
 from webex_broker.core.schedule import next_refresh_at
 from webex_broker.core.token_documents import TokenRecord
@@ -107,5 +105,5 @@ def _undo(table: ConnectionsTable, record: TokenRecord, owner: str, names: Secre
             table.drop_pending_claim(record.connection, person_id=record.owner_id, owner=owner)
         else:
             table.release_if_held(record.connection, owner=owner)
-    except (ClientError, BotoCoreError) as exc:
-        logger.error("Could not clean up after a failed login", extra={"error": type(exc).__name__})
+    except AwsUnavailable as exc:
+        logger.error("Could not clean up after a failed login", extra={"error": exc.code})

@@ -9,13 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
-from botocore.exceptions import BotoCoreError, ClientError
-
-from webex_broker.adapters import aws
 from webex_broker.adapters.invitations import CONNECTION_NAME
 from webex_broker.core.connection import Connection, ConnectionStatus
-from webex_broker.core.errors import AwsAccessDenied, ConfigurationError, CoolingDown, LeaseLost
+from webex_broker.core.errors import AwsAccessDenied, AwsUnavailable, ConfigurationError, CoolingDown, LeaseLost
 from webex_broker.core.observability import logger, metrics
 from webex_broker.flows.broker import Broker, current
 from webex_broker.flows.refresh import Outcome, Refresher
@@ -56,11 +52,11 @@ def refresh_now(name: str, *, remaining_ms: Callable[[], int] | None = None) -> 
     except AwsAccessDenied as exc:
         logger.error("AWS refused the broker's call", extra={"action": exc.action, "resource": exc.resource})
         return OnDemandResult(name, not_refreshed=NotRefreshed.DENIED)
-    except (ConfigurationError, GetParameterError, TransformParameterError) as exc:
+    except ConfigurationError as exc:
         logger.error("The broker cannot read its configuration", extra={"error_type": type(exc).__name__})
         return OnDemandResult(name, not_refreshed=NotRefreshed.UNCONFIGURED)
-    except (ClientError, BotoCoreError) as exc:
-        logger.warning("AWS call failed during an on-demand refresh", extra={"error": aws.error_code(exc)})
+    except AwsUnavailable as exc:
+        logger.warning("AWS call failed during an on-demand refresh", extra={"error": exc.code})
         return OnDemandResult(name, not_refreshed=NotRefreshed.AWS_UNAVAILABLE)
 
 

@@ -41,17 +41,18 @@ from datetime import datetime
 from enum import StrEnum
 from functools import cached_property, partial
 
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
-from botocore.exceptions import BotoCoreError, ClientError
-
-from webex_broker.adapters import aws, events, webex
+from webex_broker.adapters import events, webex
 from webex_broker.adapters.invitations import invitation_link
-from webex_broker.adapters.secret_store import get_secret_document, scheduled_for_deletion, write_tokens
+from webex_broker.adapters.secret_store import (
+    get_refresh_material,
+    write_tokens,
+)
 from webex_broker.core import schedule
 from webex_broker.core.clock import epoch, utc_now
 from webex_broker.core.connection import Connection, ConnectionStatus
 from webex_broker.core.errors import (
     AwsAccessDenied,
+    AwsUnavailable,
     ClientChanged,
     ConfigurationError,
     FailureKind,
@@ -412,7 +413,7 @@ class Refresher:
             return self._denied(connection, row, exc, now)
         except ClientChanged as exc:
             return self._client_changed(connection, row, exc, now)
-        except (ConfigurationError, GetParameterError, TransformParameterError) as exc:  # the client secret
+        except ConfigurationError as exc:  # the client secret: unset, unreadable or refused
             return self._stop_for_configuration(connection, row, type(exc).__name__, "")
         except MissingRefreshSecret:
             logger.error("Active connection without its refresh secret (SecretPrefix changed, or deleted)")
@@ -428,10 +429,9 @@ class Refresher:
             logger.info("Retrying Webex", extra={"attempt": attempt, "delay_s": round(delay, 2), "error": exc.code})
             self._sleep(delay)
             return None
-        except (ClientError, BotoCoreError) as exc:
-            code = aws.error_code(exc) or type(exc).__name__
-            logger.warning("AWS call failed during refresh", extra={"error": code})
-            return Outcome.TRANSIENT, self._record_failure(connection, row, Outcome.TRANSIENT, code, "", now)
+        except AwsUnavailable as exc:
+            logger.warning("AWS call failed during refresh", extra={"error": exc.code})
+            return Outcome.TRANSIENT, self._record_failure(connection, row, Outcome.TRANSIENT, exc.code, "", now)
 
     def _denied(
         self, connection: str, row: Connection, exc: AwsAccessDenied, now: datetime
@@ -461,7 +461,7 @@ class Refresher:
         )
 
     def _refresh_leased(self, connection: str, row: Connection, now: datetime) -> tuple[Outcome, Connection | None]:
-        material = RefreshMaterial.from_document(self._refresh_document(connection))
+        material = self._material(connection)
         if material.service_app:
             client = service_apps.client_for(self._broker, material.service_app)
         else:
@@ -536,14 +536,8 @@ class Refresher:
         logger.warning("The lease ran out while Webex answered and the connection changed meanwhile; nothing written")
         return False
 
-    def _refresh_document(self, connection: str) -> dict:
-        """A missing secret is not an outage: retrying will not bring it back."""
-        try:
-            return get_secret_document(self._names.refresh_secret(connection))
-        except ClientError as exc:
-            if aws.error_code(exc) == "ResourceNotFoundException" or scheduled_for_deletion(exc):
-                raise MissingRefreshSecret(connection) from None
-            raise
+    def _material(self, connection: str) -> RefreshMaterial:
+        return get_refresh_material(self._names.refresh_secret(connection))
 
     def _retry_delay(self, exc: WebexError, attempt: int) -> float | None:
         """How long to wait before trying again within this invocation, or None to stop trying now.
@@ -600,12 +594,13 @@ class Refresher:
         heal: dict[str, object] = {}
         if row.service_app:
             try:
-                material = RefreshMaterial.from_document(self._refresh_document(connection))
+                material = self._material(connection)
                 grant = service_apps.mint(self._broker, material.service_app, material.person.org_id, now=now)
-            except (ClientError, BotoCoreError) as failed:
-                code = aws.error_code(failed) or type(failed).__name__
-                logger.warning("AWS failed while minting a new Service App pair; will retry", extra={"error": code})
-                return Outcome.TRANSIENT, self._record_failure(connection, row, Outcome.TRANSIENT, code, "", now)
+            except AwsUnavailable as failed:
+                logger.warning(
+                    "AWS failed while minting a new Service App pair; will retry", extra={"error": failed.code}
+                )
+                return Outcome.TRANSIENT, self._record_failure(connection, row, Outcome.TRANSIENT, failed.code, "", now)
             except ViaUnavailable as unavailable:
                 if unavailable.lapsed:  # its own refresh mends it: no reason to give the app up
                     logger.warning(
@@ -712,8 +707,8 @@ class Refresher:
         except ValueError as exc:  # no link can be made for this person (say, a non-ASCII address)
             logger.warning("No reauthorization link can be made; the event goes without one", extra={"why": str(exc)})
             return None, None
-        except (ClientError, BotoCoreError, AwsAccessDenied) as exc:  # the event matters more than its link
-            error = exc.action if isinstance(exc, AwsAccessDenied) else aws.error_code(exc)
+        except (AwsUnavailable, AwsAccessDenied) as exc:  # the event matters more than its link
+            error = exc.action if isinstance(exc, AwsAccessDenied) else exc.code
             logger.error("Could not create a reauthorization link", extra={"error": error})
             return None, None
         return invitation.id, invitation_link(base, token)

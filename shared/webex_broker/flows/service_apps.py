@@ -14,15 +14,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from botocore.exceptions import ClientError
-
-from webex_broker.adapters import aws, webex
+from webex_broker.adapters import webex
 from webex_broker.adapters.client_credentials import ClientCredentials
 from webex_broker.adapters.invitations import CONNECTION_NAME
-from webex_broker.adapters.secret_store import get_secret_document, scheduled_for_deletion
+from webex_broker.adapters.secret_store import get_refresh_material, get_secret_document
 from webex_broker.core.clock import epoch
 from webex_broker.core.connection import ConnectionStatus
-from webex_broker.core.errors import FailureKind, ServiceAppRefused, ViaUnavailable, WebexError
+from webex_broker.core.errors import FailureKind, MissingRefreshSecret, ServiceAppRefused, ViaUnavailable, WebexError
 from webex_broker.core.grants import APPLICATIONS_TOKEN_SCOPE, Person, ServiceApp, TokenGrant, machine_account
 from webex_broker.core.token_documents import RefreshMaterial, TokenRecord, service_app_owner_id
 from webex_broker.flows import access
@@ -115,11 +113,9 @@ def _existing(broker: Broker, name: str, owner_id: str) -> RefreshMaterial | Non
         return None
     access.check_owner(row, owner_id)
     try:
-        return RefreshMaterial.from_document(get_secret_document(broker.names.refresh_secret(name)))
-    except ClientError as exc:
-        if aws.error_code(exc) == "ResourceNotFoundException" or scheduled_for_deletion(exc):
-            return None
-        raise
+        return get_refresh_material(broker.names.refresh_secret(name))
+    except MissingRefreshSecret:
+        return None
 
 
 def _as_added(broker: Broker, app: ServiceApp, known: RefreshMaterial | None, *, new_client: bool) -> ServiceApp:

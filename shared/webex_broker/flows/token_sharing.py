@@ -6,12 +6,9 @@ has converged. Converging never stands in the way of a token: if AWS refuses a s
 login still counts, the error is logged and counted, and the next refresh tries again.
 """
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from webex_broker.adapters import aws
 from webex_broker.adapters.secret_store import converge_sharing, seal
 from webex_broker.core.connection import Connection, ConnectionStatus
-from webex_broker.core.errors import AwsAccessDenied, ReplicationFailed, StatementRefused
+from webex_broker.core.errors import AwsAccessDenied, AwsUnavailable, ReplicationFailed, StatementRefused
 from webex_broker.core.observability import logger, metrics
 from webex_broker.flows.broker import Broker
 
@@ -40,8 +37,8 @@ def converge(broker: Broker, connection: str, recorded: str) -> str | None:
         )
         metrics.add_metric(name="ReaderStatementsRefused", unit="Count", value=1)
         return None
-    except (ClientError, BotoCoreError, ReplicationFailed) as exc:
-        detail = exc.reasons if isinstance(exc, ReplicationFailed) else aws.error_code(exc) or type(exc).__name__
+    except (AwsUnavailable, ReplicationFailed) as exc:
+        detail = exc.reasons if isinstance(exc, ReplicationFailed) else exc.code
         logger.error(
             "Could not bring the secrets to what the stack says; the next refresh tries again",
             extra={"connection": connection, "error": detail},
