@@ -10,11 +10,12 @@ PYTHON313 ?= $(shell for p in $$(command -v python3.13) $${PYENV_ROOT:-$$HOME/.p
 export PATH := $(CURDIR)/$(BIN):$(dir $(PYTHON313)):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv run test lint unit validate build bench bench-smoke clean browser-deps
+.PHONY: help venv run test test-fast lint unit validate build bench bench-smoke clean browser-deps
 
 help:
 	@echo "make run    - the whole broker locally (embedded AWS + Webex simulator)"
-	@echo "make test   - every check: ruff, pytest, sam validate (both forms), cfn-lint, sam build, bench-smoke"
+	@echo "make test   - every check: ruff, mypy, pytest, sam validate (both forms), cfn-lint, sam build, bench-smoke"
+	@echo "make test-fast - after each change: ruff, mypy and every test but the end-to-end ones (~2 min)"
 	@echo "make bench  - performance figures: cold start, warm overhead, refresh throughput, size, memory, cost (~14 min)"
 	@echo "make bench-smoke - the same benchmark at tiny sizes (< 1 min): proves it still runs"
 	@echo "make browser-deps - Debian's headless Chromium for the browser test (apt-get install chromium)"
@@ -33,8 +34,15 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Two workers, each test file on one of them (a file's module-scoped stacks are made once).
 unit: venv
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
+
+# The loop to run after each change: lint, types and every test but the end-to-end ones.
+test-fast: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -n 2 --dist loadfile -m "not e2e and not browser"
 
 validate: venv
 	$(BIN)/sam validate --lint

@@ -604,8 +604,12 @@ def test_a_dead_grant_of_a_person_no_link_can_name_still_ends_with_its_event(sho
         broker.dynamodb.update_item(
             TableName="ConnectionsTable",
             Key={"connection": {"S": who}},
-            UpdateExpression="SET email = :email, login_base_url = :url",
-            ExpressionAttributeValues={":email": {"S": "jörg@exämple.com"}, ":url": {"S": "https://broker.example"}},
+            UpdateExpression="SET email = :email, login_base_url = :url, next_refresh_at = :later",
+            ExpressionAttributeValues={
+                ":email": {"S": "jörg@exämple.com"},
+                ":url": {"S": "https://broker.example"},
+                ":later": {"N": str(10**10)},  # only the one made due below is refreshed on schedule
+            },
         )
     broker.events()
     broker.webex.inject("access_token", 400, error="invalid_grant")

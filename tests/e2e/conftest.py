@@ -228,3 +228,12 @@ def create_stack(broker: RunningBroker, name: str, outputs: dict[str, str]) -> N
 
 def local_environment(broker: RunningBroker) -> dict[str, str]:
     return json.loads(Path(broker.state_file).read_text())["environment"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything in this folder is end-to-end (real stacks on loopback), marked here so no file can
+    forget it: `make test-fast` leaves it out with `-m "not e2e"`."""
+    folder = Path(__file__).parent
+    for item in items:
+        if folder in Path(item.path).parents:
+            item.add_marker(pytest.mark.e2e)

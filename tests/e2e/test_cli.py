@@ -32,8 +32,6 @@ from tests.e2e.conftest import (
     stop_local_broker,
 )
 
-pytestmark = pytest.mark.e2e
-
 COMMANDS = [
     "invite",
     "invites",

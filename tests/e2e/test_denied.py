@@ -7,12 +7,9 @@ import re
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.e2e.conftest import PREFIX, login, start_local_broker, stop_local_broker
 from tests.e2e.test_cli import Cli
 
-pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -10,8 +10,6 @@ from botocore.exceptions import ClientError
 from tests.e2e.conftest import PREFIX, RunningBroker, login, start_local_broker, stop_local_broker
 from tests.e2e.test_cli import Cli, clean_env, run_cli
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[RunningBroker]:

@@ -21,8 +21,6 @@ import requests
 
 from tests.e2e.conftest import PREFIX, ROOT, RunningBroker, consent, start_local_broker, stop_local_broker
 
-pytestmark = pytest.mark.e2e
-
 CONNECTION = "demo"
 PERSON, DISPLAY_NAME = "carol@partner.example.org", "Carol Chen"
 # Every snippet the docs mark, and only these: renaming or removing one fails the tests below.

@@ -27,8 +27,6 @@ from tests.e2e.conftest import (
     stop_local_broker,
 )
 
-pytestmark = pytest.mark.e2e
-
 FORBIDDEN = {"message": "Forbidden"}
 ANSWER_FIELDS = {"connection", "outcome", "status", "expires_at", "message"}
 

@@ -24,8 +24,6 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.test_cli import Cli, clean_env, run_cli
 
-pytestmark = pytest.mark.e2e
-
 SCOPES = "spark:kms spark:people_read spark:applications_token"
 APP_SECRET = "local-service-app-secret"  # the README's default for the simulated app
 ANNOUNCED = re.compile(r"--app-id (\S+) --client-id (\S+) --org (\S+) \(authorized; (\S+) is not\)")

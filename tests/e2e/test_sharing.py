@@ -11,8 +11,6 @@ import pytest
 from tests.e2e.conftest import PREFIX, RunningBroker, login, start_local_broker, stop_local_broker
 from tests.e2e.test_cli import Cli
 
-pytestmark = pytest.mark.e2e
-
 SECRET = f"{PREFIX}/tokens/demo"
 
 
