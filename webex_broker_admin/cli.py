@@ -31,6 +31,7 @@ from webex_broker.adapters.secret_store import delete_secret, get_secret_documen
 from webex_broker.core.connection import Connection, ConnectionKind, ConnectionStatus
 from webex_broker.core.errors import AwsAccessDenied, ConfigurationError
 from webex_broker.core.observability import logger
+from webex_broker.core.sharing import READ_ACTIONS
 from webex_broker.flows.adoption import adopt, orphans
 from webex_broker_admin.doctor import FAIL, run_checks
 from webex_broker_admin.target import (
@@ -416,7 +417,7 @@ def cmd_reader_policy(args: argparse.Namespace, target: Target) -> None:
             {
                 "Sid": "ReadOneWebexToken",
                 "Effect": "Allow",
-                "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                "Action": list(READ_ACTIONS),
                 "Resource": replica_arns(arn, target.broker.settings.sharing.replica_regions),
             }
         ],
