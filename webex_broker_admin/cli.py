@@ -27,11 +27,12 @@ from urllib.parse import quote
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from webex_broker.adapters.invitations import invitation_link
-from webex_broker.adapters.secret_store import delete_secret, get_secret_document, secret_arn
+from webex_broker.adapters.secret_store import get_secret_document, secret_arn
 from webex_broker.core.connection import Connection, ConnectionKind, ConnectionStatus
 from webex_broker.core.errors import AwsAccessDenied, ConfigurationError
 from webex_broker.core.observability import logger
 from webex_broker.core.sharing import READ_ACTIONS
+from webex_broker.flows import revocation
 from webex_broker.flows.adoption import adopt, orphans
 from webex_broker_admin.doctor import FAIL, run_checks
 from webex_broker_admin.target import (
@@ -48,7 +49,6 @@ RUN_WAIT_SECONDS = 960  # the refresher's 900 s timeout, and a minute for Lambda
 RUN_POLL_SECONDS = 1
 PROGRESS_SECONDS = 15
 CONVERGE_BATCH = 50  # connections per admin invocation: a few AWS calls each
-RECOVERY_DAYS = 7
 
 
 class CommandError(Exception):
@@ -267,15 +267,12 @@ def cmd_revoke(args: argparse.Namespace, target: Target) -> None:
             raise CommandError("Refusing to revoke without --yes (not a terminal).", EXIT_USAGE)
         if input(f"Delete the secrets and record of '{args.name}'? [y/N] ").strip().lower() not in ("y", "yes"):
             raise CommandError("Nothing revoked.", EXIT_FAILED)
-    names = target.broker.names
-    for secret in (names.token_secret(args.name), names.refresh_secret(args.name)):
-        if delete_secret(secret, recovery_days=RECOVERY_DAYS):
-            print(f"Scheduled {secret} for deletion (restorable for {RECOVERY_DAYS} days).")
-    target.broker.connections.delete(args.name)
-    withdrawn = target.broker.invitations.revoke_for_connection(args.name)
+    revoked = revocation.revoke(target.broker, args.name)
+    for secret in revoked.scheduled_for_deletion:
+        print(f"Scheduled {secret} for deletion (restorable for {revocation.RECOVERY_DAYS} days).")
     print(f"Connection '{args.name}' removed; workloads can no longer read its token.")
-    if withdrawn:
-        print(f"Withdrew {withdrawn} invitation(s) for '{args.name}'.")
+    if revoked.invitations_withdrawn:
+        print(f"Withdrew {revoked.invitations_withdrawn} invitation(s) for '{args.name}'.")
     if row.service_app:
         print(
             "The Service App itself stays authorized in its org: a Full Admin of that org can remove it in "
