@@ -79,3 +79,31 @@ def test_flows_catch_only_the_brokers_own_errors():
         if module.startswith(foreign)
     ]
     assert found == []
+
+
+def test_no_import_cycle():
+    """Calls go one way within a floor too: no module reaches itself through its imports."""
+    modules = {
+        "webex_broker." + ".".join(path.relative_to(LIBRARY).with_suffix("").parts): path
+        for path in LIBRARY.rglob("*.py")
+        if path.name != "__init__.py"
+    }
+    edges = {
+        name: {m for m in imported(path) if m in modules} | {m.rsplit(".", 1)[0] for m in imported(path)} & set(modules)
+        for name, path in modules.items()
+    }
+    cycles, state = [], {}
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(edges[module] - {module}):
+            if state.get(target) == "open":
+                cycles.append(" -> ".join([*trail[trail.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*trail, target])
+        state[module] = "done"
+
+    for module in sorted(modules):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []

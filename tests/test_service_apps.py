@@ -491,6 +491,7 @@ def test_an_hour_of_the_same_unexplained_refusal_heals_too(apps, monkeypatch):
     """Proof by persistence ends a person's grant; for a Service App it first mints a new pair."""
     from tests.test_refresher import Clock
     from webex_broker.adapters import webex
+    from webex_broker.flows import connection_refresh
     from webex_broker.flows.refresh import Refresher
 
     real_refresh = webex.WebexClient.refresh
@@ -502,7 +503,7 @@ def test_an_hour_of_the_same_unexplained_refusal_heals_too(apps, monkeypatch):
 
     add()
     monkeypatch.setattr(webex.WebexClient, "refresh", refused_for_the_app)
-    monkeypatch.setattr(Refresher, "_retry_delay", lambda *a, **k: None)
+    monkeypatch.setattr(connection_refresh, "retry_delay", lambda *a, **k: None)  # no retries within a run
     make_due(apps, BOT)
     assert Refresher().run(remaining_ms=lambda: 900_000).failures == {BOT: "refused"}
     make_due(apps, BOT)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from webex_broker.core.clock import iso
 from webex_broker.edge import web
 from webex_broker.flows.on_demand import NotRefreshed, OnDemandResult
-from webex_broker.flows.refresh import SUCCEEDED, Outcome
+from webex_broker.flows.refresh_report import SUCCEEDED, Outcome
 
 OUTCOMES = {
     Outcome.SKIPPED: (409, "A refresh or login of this connection is in progress; read the secret again shortly."),

@@ -14,7 +14,8 @@ from webex_broker.core.connection import Connection, ConnectionStatus
 from webex_broker.core.errors import AwsAccessDenied, AwsUnavailable, ConfigurationError, CoolingDown, LeaseLost
 from webex_broker.core.observability import logger, metrics
 from webex_broker.flows.broker import Broker, current
-from webex_broker.flows.refresh import Outcome, Refresher
+from webex_broker.flows.refresh import Refresher
+from webex_broker.flows.refresh_report import Outcome
 
 
 class NotRefreshed(StrEnum):
