@@ -7,25 +7,15 @@ credentials cannot decrypt. Each action takes the invocation's JSON and answers 
 
 from collections.abc import Callable
 
-from webex_broker.adapters.client_credentials import (
-    ClientCredentials,
-    client_id_tag,
-    client_secret_key,
-    load_client_credentials,
-    store_client_credentials,
-)
 from webex_broker.adapters.invitations import CONNECTION_NAME
-from webex_broker.adapters.secret_store import get_secret_document, same_key
+from webex_broker.adapters.secret_store import get_secret_document
 from webex_broker.core.clock import epoch, utc_now
-from webex_broker.core.connection import ConnectionStatus
 from webex_broker.core.errors import (
     AccessDenied,
     AwsAccessDenied,
     AwsUnavailable,
-    ConfigurationError,
     FailureKind,
     LoginBusy,
-    NotConfigured,
     Refused,
     ServiceAppRefused,
     ViaUnavailable,
@@ -33,11 +23,11 @@ from webex_broker.core.errors import (
 )
 from webex_broker.core.grants import ServiceApp
 from webex_broker.core.observability import logger, metrics
-from webex_broker.flows import service_apps, token_sharing
+from webex_broker.flows import credentials, service_apps, token_sharing
+from webex_broker.flows.admin_requests import flag, text
 from webex_broker.flows.broker import Broker
 
 MAX_CONVERGE_BATCH = 200
-SET_CREDENTIALS_FIX = "webex-broker set-credentials --client-id <the integration's client ID>"
 
 
 def handle(broker: Broker, event: dict, *, remaining_ms: Callable[[], int]) -> dict:
@@ -61,105 +51,6 @@ def _refusal(exc: Refused) -> dict:
     return {"ok": False, "error": exc.kind, "message": str(exc)}
 
 
-def _text(event: dict, key: str, *, required: bool = True) -> str:
-    value = event.get(key, "")
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise Refused("usage", f"{key} must be a non-empty string.")
-    try:
-        value.encode()
-    except UnicodeEncodeError:  # a lone surrogate: no secret store or HTTP request can carry it
-        raise Refused("usage", f"{key} is not valid text (a lone surrogate).") from None
-    return value.strip()
-
-
-def set_credentials(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> dict:
-    """Checked with Webex before anything is stored; stored sealed under the broker key. Another client
-    ID than the stored one is refused while people's grants were issued to it, unless `force`."""
-    credentials = ClientCredentials(_text(event, "client_id"), _text(event, "client_secret"))
-    force = event.get("force", False)
-    if not isinstance(force, bool):
-        raise Refused("usage", "force must be true or false.")
-    others = _grants_of_other_clients(broker, credentials.client_id)
-    if others and not force:
-        raise Refused("conflict", _client_change_refusal(others, credentials.client_id))
-    try:
-        accepted = broker.webex_client(credentials).credentials_accepted()
-    except WebexError as exc:
-        raise Refused("failed", f"Could not check them with Webex ({exc.code}); nothing was stored.") from None
-    if not accepted:
-        raise Refused("failed", "Webex refused this client ID and secret (invalid_client); nothing was stored.")
-    arn = broker.settings.client_secret_arn
-    store_client_credentials(arn, credentials, key=broker.settings.sharing.broker_key_id)
-    message = f"Stored the credentials of client {credentials.client_id[:8]}… in {arn}."
-    if others:
-        message += (
-            f" The {len(others)} connection(s) authorized with another client keep their status but are not "
-            "refreshed (each run alarms `client_changed`) until their people log in again, or their client is "
-            "stored again."
-        )
-    return {"message": message}
-
-
-def _grants_of_other_clients(broker: Broker, client_id: str) -> dict[str, str]:
-    """Each person's connection whose grant another client issued (as its row records, else the stored
-    client's): Webex refreshes a grant only for the client it was issued to."""
-    try:
-        stored = load_client_credentials(broker.settings.client_secret_arn, fresh=True).client_id
-    except ConfigurationError:  # empty or unreadable: no grant was issued through it
-        stored = ""
-    issued = {
-        c.name: c.client_id or stored
-        for c in broker.connections.all()
-        if not c.service_app and c.status != ConnectionStatus.PENDING
-    }
-    return {name: issuer for name, issuer in issued.items() if issuer and issuer != client_id}
-
-
-def _client_change_refusal(others: dict[str, str], client_id: str) -> str:
-    names = sorted(others)
-    named = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    issuers = ", ".join(f"{issuer[:8]}…" for issuer in sorted(set(others.values())))
-    return (
-        f"{len(names)} connection(s) ({named}) were authorized with client {issuers}. Webex refreshes a grant only "
-        f"for the client it was issued to, so with client {client_id[:8]}… none of them could be refreshed until "
-        "each person logs in again. Nothing was stored. To rotate the secret, give the same client ID; to replace "
-        "the integration anyway, add --force: those connections then keep their status, are not refreshed and "
-        "raise an alarm each run until their people log in again."
-    )
-
-
-def check_credentials(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> dict:
-    """doctor's check: stored, accepted by Webex, and sealed under the broker key."""
-    arn = broker.settings.client_secret_arn
-    try:
-        credentials = load_client_credentials(arn, fresh=True)
-    except NotConfigured:
-        return _check("fail", "not set yet: the stack created the client secret empty", SET_CREDENTIALS_FIX)
-    except ConfigurationError as exc:
-        return _check("fail", str(exc), SET_CREDENTIALS_FIX)
-    try:
-        accepted = broker.webex_client(credentials).credentials_accepted()
-    except WebexError as exc:
-        return _check("fail", f"could not ask Webex ({exc.code or exc.status})", "check WebexApiBaseUrl and Webex")
-    if not accepted:
-        return _check("fail", "Webex refuses the client ID or secret (invalid_client)", SET_CREDENTIALS_FIX)
-    accepted_detail = f"Webex accepts client ID {credentials.client_id[:8]}…"
-    if client_id_tag(arn) != credentials.client_id:
-        return _check(
-            "fail",
-            f"{accepted_detail}, but the secret's client ID tag differs: logins would ask consent for another client",
-            f"{SET_CREDENTIALS_FIX} (tags it again)",
-        )
-    wanted = broker.settings.sharing.broker_key_id
-    if wanted and not same_key(client_secret_key(arn), wanted):
-        return _check(
-            "warn",
-            f"{accepted_detail}, but the secret is not under the broker key: an account administrator can read it",
-            f"{SET_CREDENTIALS_FIX} (stores it again, under the broker key)",
-        )
-    return _check("ok", f"{accepted_detail}; sealed under the broker key" if wanted else accepted_detail)
-
-
 def check_sealed(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> dict:
     """doctor's proof that the functions can still decrypt what the broker key (or an older key) seals:
     each named refresh secret is read, and only whether AWS refused it is answered. A retained key that
@@ -181,24 +72,18 @@ def check_sealed(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -
     return {"refused": refused}
 
 
-def _check(result: str, detail: str, fix: str = "") -> dict:
-    return {"result": result, "detail": detail, "fix": fix}
-
-
 def add_service_app(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> dict:
     """Nothing is stored unless Webex hands out a working pair (service_apps.add)."""
-    name, org_id, via = _text(event, "connection"), _text(event, "org_id"), _text(event, "via", required=False)
-    refresh_token = _text(event, "refresh_token", required=False)
+    name, org_id, via = text(event, "connection"), text(event, "org_id"), text(event, "via", required=False)
+    refresh_token = text(event, "refresh_token", required=False)
     if not (via or refresh_token):
         raise Refused("usage", "Give a connection to mint through (via) or a portal-generated refresh token.")
-    app = ServiceApp(_text(event, "app_id"), _text(event, "client_id"), _text(event, "client_secret"), via=via)
+    app = ServiceApp(text(event, "app_id"), text(event, "client_id"), text(event, "client_secret"), via=via)
     if via and not CONNECTION_NAME.fullmatch(via):
         raise Refused("usage", "via must be a connection's name (1-128 of A-Z a-z 0-9 and _+=.@-).")
     if via and broker.connections.get(via) is None:
         raise Refused("not_found", f"No connection named {via!r} to mint through.")
-    new_client = event.get("new_client", False)
-    if not isinstance(new_client, bool):
-        raise Refused("usage", "new_client must be true or false.")
+    new_client = flag(event, "new_client")
     try:
         record = service_apps.add(
             broker,
@@ -263,8 +148,8 @@ def converge(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> di
 
 
 ACTIONS = {
-    "set_credentials": set_credentials,
-    "check_credentials": check_credentials,
+    "set_credentials": credentials.set_credentials,
+    "check_credentials": credentials.check_credentials,
     "check_sealed": check_sealed,
     "add_service_app": add_service_app,
     "converge": converge,
