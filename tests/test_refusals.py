@@ -238,6 +238,7 @@ def test_a_dead_grant_is_still_ended_at_once(short_lived, no_sleep):
 def test_forced_refresh_restores_a_connection_whose_grant_still_works(short_lived, no_sleep):
     """What `webex-broker refresh --reauth-required` does for each such connection."""
     from webex_broker.edge.refresh_route import answer as route_answer
+    from webex_broker.flows.broker import current
     from webex_broker.flows.on_demand import refresh_now
 
     broker = short_lived
@@ -249,7 +250,7 @@ def test_forced_refresh_restores_a_connection_whose_grant_still_works(short_live
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":r": {"S": "reauth_required"}},
     )
-    answer = route_answer(refresh_now(ALICE))
+    answer = route_answer(refresh_now(current, ALICE))
     assert answer["statusCode"] == 200
     row = broker.connection(ALICE)
     assert (row["status"], row["schedule"]) == ("active", "scheduled")

@@ -339,11 +339,12 @@ def test_the_refresher_refreshes_it_with_the_apps_own_credentials(apps):
 
 def test_the_on_demand_route_refreshes_it_too(apps):
     from webex_broker.edge.refresh_route import answer as route_answer
+    from webex_broker.flows.broker import current
     from webex_broker.flows.on_demand import refresh_now
 
     add()
     first = tokens(apps)["access_token"]
-    answer = route_answer(refresh_now(BOT))
+    answer = route_answer(refresh_now(current, BOT))
     assert answer["statusCode"] == 200, answer["body"]
     assert json.loads(answer["body"])["outcome"] == "refreshed"
     assert tokens(apps)["access_token"] != first

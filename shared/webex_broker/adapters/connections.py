@@ -7,6 +7,7 @@ stored. A lease on the row makes sure exactly one refresher works on a connectio
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import fields
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -148,39 +149,24 @@ class ConnectionsTable:
             remove=(*_LEASE, *_ERROR, *_REFUSAL, "reauth_invite_id"),
         )
 
-    def record_adoption(
-        self,
-        connection: str,
-        *,
-        kind: ConnectionKind,
-        app_id: str,
-        person_id: str,
-        email: str,
-        display_name: str,
-        org_id: str,
-        scopes: list[str],
-        consumer_secret_arn: str | None,
-        access_expires_at: int,
-        access_token_id: str,
-        login_base_url: str,
-        now: int,
-    ) -> bool:
-        """A row for secrets that outlived theirs, due at once; never over an existing row (False)."""
+    def record_adoption(self, row: Connection, *, now: int) -> bool:
+        """A row for secrets that outlived theirs (who, scopes, expiry: what its consumer secret says),
+        active and due at once; never over an existing row (False)."""
         item = {
-            "connection": connection,
-            "kind": kind,
-            "app_id": app_id or None,
-            "person_id": person_id,
-            "email": email,
-            "display_name": display_name,
-            "org_id": org_id,
-            "scopes": scopes,
+            "connection": row.name,
+            "kind": row.kind,
+            "app_id": row.app_id or None,
+            "person_id": row.person_id,
+            "email": row.email,
+            "display_name": row.display_name,
+            "org_id": row.org_id,
+            "scopes": list(row.scopes),
             "status": ConnectionStatus.ACTIVE,
             "schedule": SCHEDULED,
-            "consumer_secret_arn": consumer_secret_arn,
-            "login_base_url": login_base_url,
-            "access_expires_at": access_expires_at,
-            "access_token_id": access_token_id,
+            "consumer_secret_arn": row.consumer_secret_arn or None,
+            "login_base_url": row.login_base_url,
+            "access_expires_at": row.access_expires_at,
+            "access_token_id": row.access_token_id,
             "next_refresh_at": now,
             "consecutive_failures": 0,
             "adopted_at": now,
@@ -433,46 +419,16 @@ class ConnectionsTable:
             raise
 
 
-_NUMBERS = {
-    "access_expires_at",
-    "refresh_expires_at",
-    "next_refresh_at",
-    "refreshed_at",
-    "authorized_at",
-    "adopted_at",
-    "created_at",
-    "updated_at",
-    "last_attempt_at",
-    "last_error_at",
-    "refused_since",
-    "forced_at",
-    "lease_expires_at",
-}
-_TEXTS = {
-    "app_id",
-    "via",
-    "person_id",
-    "email",
-    "display_name",
-    "org_id",
-    "consumer_secret_arn",
-    "login_base_url",
-    "access_token_id",
-    "last_error",
-    "last_error_class",
-    "last_tracking_id",
-    "refused_error",
-    "reauth_invite_id",
-    "lease_owner",
-    "sharing",
-    "client_id",
-}
+# The row's attributes of the Connection's plain fields, derived from its type hints: a field added
+# there is read from the table without being spelled again here.
+_NUMBERS = {f.name for f in fields(Connection) if f.type == int | None}
+_TEXTS = {f.name for f in fields(Connection) if f.type is str} - {"name"}  # `name` is the key, `connection`
 
 
 def _connection(item: dict) -> Connection:
     """The row as the rest of the broker sees it: typed, every attribute name spelled only here."""
-    fields: dict[str, Any] = {key: int(item[key]) for key in _NUMBERS if item.get(key) is not None}
-    fields |= {key: str(item[key]) for key in _TEXTS if item.get(key) is not None}
+    plain: dict[str, Any] = {key: int(item[key]) for key in _NUMBERS if item.get(key) is not None}
+    plain |= {key: str(item[key]) for key in _TEXTS if item.get(key) is not None}
     return Connection(
         name=item["connection"],
         status=ConnectionStatus(item.get("status", ConnectionStatus.PENDING)),
@@ -480,5 +436,5 @@ def _connection(item: dict) -> Connection:
         scopes=tuple(item.get("scopes", ())),
         scheduled=item.get("schedule") == SCHEDULED,
         consecutive_failures=int(item.get("consecutive_failures", 0)),
-        **fields,
+        **plain,
     )

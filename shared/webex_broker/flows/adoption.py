@@ -10,7 +10,7 @@ a Service App's `via` back on the row); the refresh token is never read.
 from webex_broker.adapters.connections import ConnectionsTable
 from webex_broker.adapters.secret_store import SecretNames, get_secret_document, secret_arn, secret_names
 from webex_broker.core.clock import parse_iso
-from webex_broker.core.connection import ConnectionKind
+from webex_broker.core.connection import Connection, ConnectionKind, ConnectionStatus
 from webex_broker.core.token_documents import fingerprint, service_app_owner_id
 
 
@@ -29,18 +29,19 @@ def adopt(connection: str, names: SecretNames, table: ConnectionsTable, *, login
     kind = ConnectionKind(consumer.get("kind", ConnectionKind.PERSON))
     app_id = consumer.get("app_id", "")
     owner = service_app_owner_id(app_id, consumer["org_id"]) if kind == ConnectionKind.SERVICE_APP else None
-    return table.record_adoption(
-        connection,
+    row = Connection(
+        name=connection,
+        status=ConnectionStatus.ACTIVE,
         kind=kind,
         app_id=app_id,
         person_id=owner or consumer["person_id"],
         email=consumer["email"],
         display_name=consumer.get("display_name", ""),
         org_id=consumer.get("org_id", ""),
-        scopes=list(consumer.get("scopes", [])),
-        consumer_secret_arn=secret_arn(names.token_secret(connection)),
+        scopes=tuple(consumer.get("scopes", ())),
+        consumer_secret_arn=secret_arn(names.token_secret(connection)) or "",
         access_expires_at=int(parse_iso(consumer["expires_at"]).timestamp()),
         access_token_id=fingerprint(consumer["access_token"]),
         login_base_url=login_base_url,
-        now=now,
     )
+    return table.record_adoption(row, now=now)

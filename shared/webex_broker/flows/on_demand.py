@@ -13,7 +13,7 @@ from webex_broker.adapters.invitations import CONNECTION_NAME
 from webex_broker.core.connection import Connection, ConnectionStatus
 from webex_broker.core.errors import AwsAccessDenied, AwsUnavailable, ConfigurationError, CoolingDown, LeaseLost
 from webex_broker.core.observability import logger, metrics
-from webex_broker.flows.broker import Broker, current
+from webex_broker.flows.broker import Broker
 from webex_broker.flows.refresh import Refresher
 from webex_broker.flows.refresh_report import Outcome
 
@@ -40,12 +40,14 @@ class OnDemandResult:
     retry_after: int | None = None
 
 
-def refresh_now(name: str, *, remaining_ms: Callable[[], int] | None = None) -> OnDemandResult:
-    """remaining_ms bounds Webex retries to the caller's time (the function's timeout). Assembling this
-    container's broker is inside the result too (a bad configuration is an answer, not a crash)."""
+def refresh_now(
+    broker: Callable[[], Broker], name: str, *, remaining_ms: Callable[[], int] | None = None
+) -> OnDemandResult:
+    """remaining_ms bounds Webex retries to the caller's time (the function's timeout). `broker`
+    assembles the broker when asked, inside the result (a bad configuration is an answer, not a crash)."""
     metrics.add_metric(name="OnDemandRefreshes", unit="Count", value=1)
     try:
-        return _refresh(current(), name, remaining_ms)
+        return _refresh(broker(), name, remaining_ms)
     except CoolingDown as exc:
         return OnDemandResult(name, not_refreshed=NotRefreshed.COOLING_DOWN, retry_after=max(exc.retry_after, 1))
     except LeaseLost:
