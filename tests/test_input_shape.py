@@ -111,13 +111,15 @@ def test_the_callback_url_ignores_forwarded_headers(broker):
 
 @pytest.mark.parametrize("address", ["o'brien@example.com", "a#b@example.com", "hey!@example.com", "a b@example.com"])
 def test_an_open_mode_address_that_cannot_name_a_secret_gets_a_clear_refusal(broker, address):
-    from webex_broker.core.errors import AccessDenied
+    from webex_broker.core.errors import AccessDenied, Denial
     from webex_broker.core.settings import load_settings
+    from webex_broker.edge.web import error_page
     from webex_broker.flows.access import connection_for
 
     with pytest.raises(AccessDenied) as refused:
         connection_for(load_settings(), person(address), None)
-    assert refused.value.status == 400
+    assert refused.value.denial == Denial.UNUSABLE
+    assert error_page(refused.value)["statusCode"] == 400
     assert "invitation link" in refused.value.reason
     assert connection_for(load_settings(), person(address), invitation(None)) == "team", "an invitation names it"
 

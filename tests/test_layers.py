@@ -3,6 +3,7 @@ Webex), the flows, and the HTTP edge on top. A module may import its own floor a
 never one above; the operator CLI stands on the library and never on the dev stack."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,16 @@ def test_no_import_cycle():
         if module not in state:
             visit(module, [module])
     assert cycles == []
+
+
+def test_flows_name_no_http_status():
+    """What a status means (throttled, forbidden, someone else's) is named in core; the pages and the
+    route's answers choose the HTTP status in the edge."""
+    status = re.compile(r"status\s*(==|=|!=)\s*[1-5]\d\d\b|\b[1-5]\d\d\s*==\s*\w*status")
+    found = [
+        f"flows/{path.name}:{number}: {line.strip()}"
+        for path in sorted((LIBRARY / "flows").glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if status.search(line)
+    ]
+    assert found == []

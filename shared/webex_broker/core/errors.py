@@ -48,13 +48,21 @@ class InvitationRejected(BrokerError):
         self.reason = reason
 
 
+class Denial(StrEnum):
+    """Why a person may not connect (the edge chooses the page's status from it)."""
+
+    NOT_ALLOWED = "not_allowed"  # the broker's rules do not let this person connect
+    UNUSABLE = "unusable"  # this account cannot be kept as asked (an address no secret name can hold)
+    TAKEN = "taken"  # the connection is someone else's, or its owner is unknown until `adopt`
+
+
 class AccessDenied(BrokerError):
     """This person may not create or update this connection; `reason` is safe to show them."""
 
-    def __init__(self, reason: str, *, status: int = 403):
+    def __init__(self, reason: str, *, denial: Denial = Denial.NOT_ALLOWED):
         super().__init__(reason)
         self.reason = reason
-        self.status = status
+        self.denial = denial
 
 
 class ConsentDeclined(BrokerError):
@@ -160,6 +168,21 @@ class WebexError(BrokerError):
         self.tracking_id = tracking_id
         self.retry_after = retry_after
         self.kind = kind
+
+    @property
+    def throttled(self) -> bool:
+        """Webex asked to slow down (429): wait its Retry-After."""
+        return self.status == 429
+
+    @property
+    def forbidden(self) -> bool:
+        """Webex refused the caller's right (403): a scope missing, or an org that has not authorized an app."""
+        return self.status == 403
+
+    @property
+    def unauthorized(self) -> bool:
+        """Webex refused the bearer token itself (401)."""
+        return self.status == 401
 
 
 class ReplicationFailed(BrokerError):

@@ -13,6 +13,7 @@ from webex_broker.core.errors import (
     BadCallback,
     ConfigurationError,
     ConsentDeclined,
+    Denial,
     FailureKind,
     InvitationProblem,
     InvitationRejected,
@@ -151,8 +152,9 @@ def error_page(exc: Exception) -> dict:
         case InvitationRejected(reason=reason):
             title, message = INVITATION_PROBLEMS[reason]
             return html(400, pages.problem(title, f"{message} Nothing was stored.", retry=False))
-        case AccessDenied():
-            return html(exc.status, pages.problem("Not allowed", f"{exc.reason} Nothing was stored.", retry=False))
+        case AccessDenied(denial=denial):
+            status = {Denial.UNUSABLE: 400, Denial.TAKEN: 409}.get(denial, 403)
+            return html(status, pages.problem("Not allowed", f"{exc.reason} Nothing was stored.", retry=False))
         case ConsentDeclined(error=error):
             return html(403 if error == "access_denied" else 400, pages.declined(error))
         case BadCallback():

@@ -3,7 +3,7 @@
 from webex_broker.adapters.invitations import CONNECTION_NAME, Invitation
 from webex_broker.core import emails
 from webex_broker.core.connection import Connection
-from webex_broker.core.errors import AccessDenied
+from webex_broker.core.errors import AccessDenied, Denial
 from webex_broker.core.grants import Person
 from webex_broker.core.settings import Settings
 from webex_broker.core.token_documents import connection_name_for
@@ -46,7 +46,7 @@ def connection_for(settings: Settings, person: Person, invitation: Invitation | 
         raise AccessDenied(
             "Your Webex address has characters a connection name cannot hold (only letters, digits and "
             "_+=.@- are allowed). Ask the broker's administrator for an invitation link instead.",
-            status=400,
+            denial=Denial.UNUSABLE,
         )
     return name
 
@@ -55,5 +55,5 @@ def check_owner(row: Connection | None, owner_id: str) -> None:
     """A connection stays bound to the person (or the Service App) that first authorized it."""
     if row and row.person_id and row.person_id != owner_id:
         raise AccessDenied(
-            "This connection already belongs to another Webex account and cannot be taken over.", status=409
+            "This connection already belongs to another Webex account and cannot be taken over.", denial=Denial.TAKEN
         )

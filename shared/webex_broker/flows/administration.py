@@ -118,12 +118,12 @@ def _mint_refusal(exc: WebexError, *, seeded: bool, org_id: str, via: str) -> st
             "Webex says this refresh token is invalid, expired or revoked (or belongs to another app); generate a "
             f"new one in the developer portal{tracking}. Nothing was stored."
         )
-    if exc.status == 403:
+    if exc.forbidden:
         return (
             f"Webex answered 403: a Full Admin of org {org_id} must authorize this Service App in Control Hub "
             f"first (or --via's grant lacks spark:applications_token){tracking}. Nothing was stored."
         )
-    if exc.status == 401 and via:
+    if exc.unauthorized and via:
         return (
             f"Webex refused the access token of '{via}' (401); `webex-broker refresh {via}` and try "
             f"again{tracking}. Nothing was stored."

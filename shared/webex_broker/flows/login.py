@@ -97,7 +97,7 @@ def _identify(
     try:
         person = client.people_me(grant.access_token)
     except WebexError as exc:
-        if exc.status == 403:
+        if exc.forbidden:
             raise ConfigurationError(
                 "Webex refused /people/me: the integration needs the spark:people_read (or spark:all) scope."
             ) from None

@@ -17,7 +17,7 @@ from webex_broker.adapters.secret_store import SecretNames, delete_secret, secre
 from webex_broker.core import clock
 from webex_broker.core.clock import epoch
 from webex_broker.core.connection import Connection, ConnectionStatus
-from webex_broker.core.errors import AccessDenied, AwsUnavailable, LoginBusy
+from webex_broker.core.errors import AccessDenied, AwsUnavailable, Denial, LoginBusy
 from webex_broker.core.observability import logger
 from webex_broker.core.schedule import next_refresh_at
 from webex_broker.core.token_documents import TokenRecord
@@ -42,7 +42,7 @@ def store_new_grant(
         raise AccessDenied(
             "This connection's tokens are kept from before, but the broker has lost its record of whose they "
             "are. Ask the broker's operator to run `webex-broker adopt`, then log in again. Nothing was stored.",
-            status=409,
+            denial=Denial.TAKEN,
         )
     try:
         if not table.claim(connection, person_id=owner_id, email=record.person.email, now=epoch(record.updated_at)):

@@ -39,10 +39,8 @@ def retry_delay(
         return None
     if attempt >= policy.max_attempts or halted:
         return None
-    if exc.status == 429:
-        delay = exc.retry_after or policy.default_retry_after
-    else:
-        delay = exc.retry_after or 2 ** (attempt - 1)
+    backoff = policy.default_retry_after if exc.throttled else 2 ** (attempt - 1)
+    delay = exc.retry_after or backoff
     delay = min(delay + random.uniform(0, delay / 4), policy.retry_cap_seconds)
     if remaining_ms is not None:
         needed_ms = (delay + call_seconds + RETRY_TIME_MARGIN_SECONDS) * 1000
