@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from webex_broker.adapters import events as event_names
 from webex_broker.adapters.invitations import invitation_link
 from webex_broker.core.clock import epoch
 from webex_broker.core.connection import Connection, ConnectionStatus
@@ -19,12 +18,12 @@ from webex_broker.core.errors import (
     ViaUnavailable,
     WebexError,
 )
+from webex_broker.core.events import About, HealFailed, ReauthRequired, ServiceAppHealed, WebexSaid
 from webex_broker.core.grants import TokenGrant
 from webex_broker.core.observability import logger, metrics
 from webex_broker.core.token_documents import RefreshMaterial
 from webex_broker.flows import service_apps
 from webex_broker.flows.broker import Broker
-from webex_broker.flows.notices import event_detail
 from webex_broker.flows.refresh_report import Outcome
 
 REAUTH_LINK_SECONDS = 7 * 86400
@@ -61,7 +60,7 @@ class DeadGrants:
         """A person must authorize again; a Service App first tries to mint a new pair through its
         `via`. A mint that fails for a reason that proves nothing (an outage) leaves the connection
         active and retried, with its dead refresh token still on file: nothing is lost by waiting."""
-        heal: dict[str, object] = {}
+        heal = None
         if row.service_app:
             try:
                 material = self._material(connection)
@@ -77,16 +76,16 @@ class DeadGrants:
                         "The via's access token lapsed; the heal waits for it", extra={"why": unavailable.reason}
                     )
                     return Outcome.TRANSIENT, self._fail(row, Outcome.TRANSIENT, "via_token_lapsed", "", now)
-                heal = {"heal": "not_possible", "heal_error": unavailable.reason}
+                heal = HealFailed("not_possible", unavailable.reason)
             except WebexError as refused:
                 if refused.kind == FailureKind.TRANSIENT:
                     logger.warning("Could not mint a new Service App pair; will retry", extra={"error": refused.code})
                     return Outcome.TRANSIENT, self._fail(row, Outcome.TRANSIENT, refused.code, refused.tracking_id, now)
-                heal = {"heal": "failed", "heal_error": refused.code, "heal_status": refused.status}
+                heal = HealFailed("failed", refused.code, refused.status)
             else:
                 return self._healed(connection, row, material, material.complete(grant), exc, now)
-            logger.warning("The Service App's grant is dead and could not be minted again", extra=heal)
-        return Outcome.PERMANENT, self.end(connection, row, exc, now, reason=reason, detail=heal)
+            logger.warning("The Service App's grant is dead and could not be minted again", extra=heal.detail())
+        return Outcome.PERMANENT, self.end(connection, row, exc, now, reason=reason, heal=heal)
 
     def _healed(
         self,
@@ -103,8 +102,8 @@ class DeadGrants:
         via = material.service_app.via if material.service_app else ""
         logger.info("Service App's dead refresh token replaced by a new pair", extra={"via": via})
         metrics.add_metric(name="ServiceAppsHealed", unit="Count", value=1)
-        detail = {**event_detail(row, status=ConnectionStatus.ACTIVE, exc=exc), "heal": "healed", "via": via}
-        self._events.publish(event_names.SERVICE_APP_HEALED, detail)
+        about = About.of(row, status=ConnectionStatus.ACTIVE)
+        self._events.publish(ServiceAppHealed(about, WebexSaid(exc.code, exc.tracking_id), via))
         return outcome, updated
 
     def end(
@@ -115,7 +114,7 @@ class DeadGrants:
         now: datetime,
         *,
         reason: GrantEnd,
-        detail: dict | None = None,
+        heal: HealFailed | None = None,
     ) -> Connection:
         """Mark `reauth_required` with a link to re-authorize. While an earlier link is still open it is
         reused, and no new event is sent: asking again must not flood the person with links."""
@@ -134,14 +133,9 @@ class DeadGrants:
         )
         if not reuse:
             metrics.add_metric(name="ReauthRequired", unit="Count", value=1)
-            event = {
-                **event_detail(row, status=ConnectionStatus.REAUTH_REQUIRED, exc=exc),
-                "reason": reason,
-                **(detail or {}),
-            }
-            if link:
-                event["login_url"] = link
-            self._events.publish(event_names.REAUTH_REQUIRED, event)
+            about = About.of(row, status=ConnectionStatus.REAUTH_REQUIRED)
+            said = WebexSaid(exc.code, exc.tracking_id)
+            self._events.publish(ReauthRequired(about, said, reason, heal=heal, login_url=link))
         return replace(row, status=ConnectionStatus.REAUTH_REQUIRED)
 
     def _invitation_open(self, invite_id: str | None, now: datetime) -> bool:

@@ -35,10 +35,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from functools import partial
 
-from webex_broker.adapters import events as event_names
 from webex_broker.core.clock import epoch, utc_now
 from webex_broker.core.connection import Connection
 from webex_broker.core.errors import FailureKind, GrantEnd, WebexError
+from webex_broker.core.events import RunStoppedByDenials, RunStoppedByRefusals
 from webex_broker.core.observability import logger
 from webex_broker.core.settings import RefreshPolicy
 from webex_broker.flows.broker import Broker, current
@@ -64,12 +64,12 @@ class Refresher:
         self._table = broker.connections
         self._events = broker.events
         self._clock = clock
-        self._one = ConnectionRefresher(broker, clock=clock, sleep=sleep or time.sleep)
+        self.one = ConnectionRefresher(broker, clock=clock, sleep=sleep or time.sleep)  # each connection's refresh
 
     def run(self, *, remaining_ms: Callable[[], int], run_id: str = "") -> RunReport:
         """Refresh what is due with bounded concurrency; stop starting work when time runs short. A run
         someone asked for by `run_id` leaves its report for them (`webex-broker refresh --due`)."""
-        self._one.remaining_ms = remaining_ms
+        self.one.remaining_ms = remaining_ms
         now = epoch(self._clock())
         report = RunReport(risk_horizon=now + self.policy.run_interval_seconds + self.policy.safety_margin_seconds)
         margin_ms = self.policy.time_margin_seconds * 1000
@@ -86,10 +86,10 @@ class Refresher:
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for future in done:
                         self._collect(report, in_flight.pop(future), future)
-                if self._one.halted.is_set() or remaining_ms() < margin_ms:
+                if self.one.halted.is_set() or remaining_ms() < margin_ms:
                     report.stopped_early = True
                     break
-                in_flight[pool.submit(self._one.refresh_one, name, end_grants_later=True)] = name
+                in_flight[pool.submit(self.one.refresh_one, name, end_grants_later=True)] = name
             for future in wait(in_flight).done:
                 self._collect(report, in_flight[future], future)
         self._end_dead_grants(report)
@@ -131,23 +131,25 @@ class Refresher:
         """One alarm for the run, no status changed: the people's grants are not what failed."""
         report.refusals_stopped_run = True
         report.stopped_early = True
-        self._one.halted.set()
-        detail = {
-            "refused": report.outcomes[Outcome.REFUSED],
-            "invalid_grant": report.outcomes[Outcome.PERMANENT],
-            "attempted": report.attempted,
-        }
-        logger.error("Most refreshes in this run were refused; stopping the run, no status changed", extra=detail)
-        self._events.publish(event_names.RUN_STOPPED, detail)
+        self.one.halted.set()
+        stopped = RunStoppedByRefusals(
+            refused=report.outcomes[Outcome.REFUSED],
+            invalid_grant=report.outcomes[Outcome.PERMANENT],
+            attempted=report.attempted,
+        )
+        logger.error(
+            "Most refreshes in this run were refused; stopping the run, no status changed", extra=stopped.detail()
+        )
+        self._events.publish(stopped)
 
     def _stop_for_denials(self, report: RunReport, action: str) -> None:
         """One error for the run: the role (or a key policy) lacks `action` for every connection alike."""
         report.denials_stopped_run = True
         report.stopped_early = True
-        self._one.halted.set()
-        detail = {"action": action, "denied": report.denials[action], "reason": "aws_access_denied"}
-        logger.error("AWS refuses the same action for most connections; stopping the run", extra=detail)
-        self._events.publish(event_names.RUN_STOPPED, detail)
+        self.one.halted.set()
+        stopped = RunStoppedByDenials(action=action, denied=report.denials[action])
+        logger.error("AWS refuses the same action for most connections; stopping the run", extra=stopped.detail())
+        self._events.publish(stopped)
 
     def _end_dead_grants(self, report: RunReport) -> None:
         """Webex said `invalid_grant`, and the run was not mostly refusals: the grants are dead."""
@@ -167,7 +169,7 @@ class Refresher:
             tracking_id=row.last_tracking_id,
             kind=FailureKind.PERMANENT,
         )
-        return self._one.dead_grants.handle(connection, row, refusal, now, reason=GrantEnd.INVALID_GRANT)
+        return self.one.dead_grants.handle(connection, row, refusal, now, reason=GrantEnd.INVALID_GRANT)
 
     def _confirm_long_refusals(self, report: RunReport) -> None:
         """The same refusal for an hour, in separate runs, while others refresh fine: the grant is dead."""
@@ -183,7 +185,7 @@ class Refresher:
             return None  # it changed meanwhile: no proof any more
         refusal = WebexError("Webex kept refusing this grant", code=row.refused_error, kind=FailureKind.REFUSED)
         logger.warning("The same refusal for over an hour while others refresh: the grant is dead")
-        return self._one.dead_grants.handle(connection, row, refusal, now, reason=GrantEnd.REFUSED_FOR_AN_HOUR)
+        return self.one.dead_grants.handle(connection, row, refusal, now, reason=GrantEnd.REFUSED_FOR_AN_HOUR)
 
     def _end_after_run(
         self,
@@ -194,11 +196,11 @@ class Refresher:
     ) -> None:
         """Under the lease again, if time allows and the row is as the run left it; what is left for
         lack of time stays active and due, and the next run asks Webex again."""
-        if self._one.remaining_ms is not None and self._one.remaining_ms() < self.policy.time_margin_seconds * 1000:
+        if self.one.remaining_ms is not None and self.one.remaining_ms() < self.policy.time_margin_seconds * 1000:
             return
         now = self._clock()
         row = self._table.acquire(
-            connection, owner=self._one.owner, now=epoch(now), lease_seconds=self.policy.lease_seconds
+            connection, owner=self.one.owner, now=epoch(now), lease_seconds=self.policy.lease_seconds
         )
         if row is None:
             return
@@ -207,10 +209,10 @@ class Refresher:
                 ended = end(connection, row, now) if row.active else None
             except Exception:
                 logger.exception("Could not end the grant; its lease expires and the next run asks Webex again")
-                self._table.release_if_held(connection, owner=self._one.owner)
+                self._table.release_if_held(connection, owner=self.one.owner)
                 ended = Outcome.ERROR, None
             if ended is None:
-                self._table.release(connection, owner=self._one.owner)
+                self._table.release(connection, owner=self.one.owner)
                 return
         report.outcomes[counted_as] -= 1
         report.failures.pop(connection, None)
@@ -221,4 +223,4 @@ class Refresher:
     ) -> tuple[Outcome, Connection | None]:
         """One connection now (on-demand: `force` skips the due check, not the lease), its grant ended
         at once on proof (connection_refresh.ConnectionRefresher.refresh_one)."""
-        return self._one.refresh_one(connection, force=force, remaining_ms=remaining_ms)
+        return self.one.refresh_one(connection, force=force, remaining_ms=remaining_ms)

@@ -8,15 +8,21 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from webex_broker.adapters import events as event_names
 from webex_broker.core import schedule
 from webex_broker.core.clock import epoch
 from webex_broker.core.connection import Connection
 from webex_broker.core.errors import AwsAccessDenied, ClientChanged, FailureKind, WebexError
+from webex_broker.core.events import (
+    About,
+    AwsRefused,
+    CredentialsRefused,
+    GrantsOfAnotherClient,
+    ServiceAppClientRefused,
+    WebexSaid,
+)
 from webex_broker.core.observability import logger
 from webex_broker.core.settings import RefreshPolicy
 from webex_broker.flows.broker import Broker
-from webex_broker.flows.notices import event_detail
 from webex_broker.flows.refresh_report import Outcome
 
 RETRY_TIME_MARGIN_SECONDS = 5
@@ -97,7 +103,8 @@ class Failures:
                 )
             case Outcome.CONFIGURATION if row.service_app:
                 logger.error("Webex refused this Service App's client credentials", extra=extra)
-                self._events.publish(event_names.CONFIGURATION_ERROR, event_detail(row, status=row.status, exc=exc))
+                said = WebexSaid(exc.code, exc.tracking_id)
+                self._events.publish(ServiceAppClientRefused(About.of(row, status=row.status), said))
             case Outcome.CONFIGURATION:
                 logger.error("Webex refused the integration's client credentials", extra=extra)
                 return self.stop_for_configuration(row, exc.code, exc.tracking_id)
@@ -111,7 +118,7 @@ class Failures:
         """Not an outage: recorded (when AWS lets even that), alarmed and announced, never retried now."""
         detail = {"action": exc.action, "resource": exc.resource}
         logger.error("AWS refused the broker's call: a role or key policy lacks a permission", extra=detail)
-        self._events.publish(event_names.AWS_ACCESS_DENIED, {**event_detail(row, status=row.status), **detail})
+        self._events.publish(AwsRefused(About.of(row, status=row.status), exc.action, exc.resource))
         updated = replace(row, last_error=exc.action)
         try:
             updated = self.record(row, Outcome.DENIED, exc.action, "", now)
@@ -124,8 +131,7 @@ class Failures:
         logger.error("The connection was authorized with another client than the stored one", extra={"why": str(exc)})
         if not self._client_change_reported.is_set():
             self._client_change_reported.set()
-            detail = {"error": "client_changed", "issued_to": exc.issued_to[:8], "stored": exc.stored[:8]}
-            self._events.publish(event_names.CONFIGURATION_ERROR, detail)
+            self._events.publish(GrantsOfAnotherClient(issued_to=exc.issued_to[:8], stored=exc.stored[:8]))
         return Outcome.CONFIGURATION, self.record(row, Outcome.CONFIGURATION, "client_changed", "", now)
 
     def stop_for_configuration(self, row: Connection, error: str, tracking_id: str) -> tuple[Outcome, Connection]:
@@ -134,5 +140,5 @@ class Failures:
         if not self._halted.is_set():
             self._halted.set()
             logger.error("The integration's client credentials are refused or unset; stopping the run")
-            self._events.publish(event_names.CONFIGURATION_ERROR, {"error": error, "tracking_id": tracking_id})
+            self._events.publish(CredentialsRefused(WebexSaid(error, tracking_id)))
         return Outcome.CONFIGURATION, row
