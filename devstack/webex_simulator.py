@@ -472,7 +472,8 @@ class WebexSimulator:
         """Listen on a real port (0 picks a free one) in a daemon thread."""
         server = make_server(host, port, self.app, threaded=True, request_handler=_QuietHandler)
         thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="webex-simulator", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.01},  # a stop waits one poll, name="webex-simulator", daemon=True
         )
         thread.start()
         return RunningServer(server, thread)

@@ -1,6 +1,7 @@
 """Shared fixtures: moto for AWS (tables built from template.yaml), the Webex simulator on loopback."""
 
 import copy
+import functools
 import io
 import json
 import logging
@@ -10,6 +11,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
+import botocore.session
 import pytest
 import requests
 from moto import mock_aws
@@ -29,6 +31,9 @@ CALLBACK_URL = f"https://{API_DOMAIN}/callback"
 PREFIX = "test-broker"  # the stack's name, and its secrets' prefix
 
 aws_fidelity.apply()
+# Every test starts cold (new boto3 clients, as a new Lambda container would), but the service models
+# those clients read never change: one loader for the whole run parses each of them once.
+botocore.session.create_loader = functools.cache(botocore.session.create_loader)
 # Each handler signs as its function's role, which the local AWS holds to its statements in the template.
 # The tests' own AWS identity ("testing": setup, and the tests that call flows directly) is a role on the
 # stack's role path, which the broker key trusts and IAM does not check; OPERATOR is an account

@@ -142,7 +142,7 @@ def test_a_login_that_cannot_get_the_lease_stores_nothing_and_keeps_the_invitati
     again = broker.invite("team", email=ALICE)
     start = broker.authorize(again)
     query = broker.consent(start["headers"]["Location"], person=ALICE)
-    page = callback(broker.event("callback", query), LambdaContext(timeout_seconds=9))  # 3 s for Webex, then waits
+    page = callback(broker.event("callback", query), LambdaContext(timeout_seconds=8))  # 2 s for Webex, then waits
 
     assert page["statusCode"] == 503
     assert "busy" in page["body"]
