@@ -217,3 +217,12 @@ def test_an_answer_after_a_stall_is_written_when_nobody_came_in_between(connecte
 def me(broker, access_token: str) -> int:
     headers = {"Authorization": f"Bearer {access_token}"}
     return requests.get(f"{broker.webex.url}/people/me", headers=headers, timeout=5).status_code
+
+
+def test_an_answer_larger_than_any_of_webexs_is_unusable_not_a_timeout(connected):
+    broker = connected
+    token = broker.secret(TOKEN)
+    broker.webex.break_answers(raw="x" * (1024 * 1024 + 1), times=3)
+    assert broker.refresh()["outcomes"] == {"transient": 1}
+    assert broker.connection(ALICE)["last_error"] == "unusable_answer"
+    assert broker.secret(TOKEN) == token

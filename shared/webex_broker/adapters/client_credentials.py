@@ -75,24 +75,28 @@ def load_client_id(secret_arn: str) -> str:
     fetched_at, client_id = _client_ids().get(secret_arn, (0.0, ""))
     if client_id and time.monotonic() - fetched_at < CACHE_SECONDS:
         return client_id
-    client_id = client_id_tag(secret_arn)
+    client_id = described_client_secret(secret_arn).client_id
     if not client_id:
         raise NotConfigured("The client secret carries no client ID tag: run `webex-broker set-credentials`.")
     _client_ids()[secret_arn] = (time.monotonic(), client_id)
     return client_id
 
 
-def client_id_tag(secret_arn: str) -> str:
+@dataclass(frozen=True)
+class ClientSecretFacts:
+    """What DescribeSecret says of the client secret, without reading (decrypting) it."""
+
+    kms_key_id: str  # the key it is under: the broker key once `set-credentials` ran on this stack
+    client_id: str  # its client ID tag; '' when it has none
+
+
+def described_client_secret(secret_arn: str) -> ClientSecretFacts:
     described = aws.client("secretsmanager").describe_secret(SecretId=secret_arn)
-    return next((t["Value"] for t in described.get("Tags", []) if t["Key"] == CLIENT_ID_TAG), "")
+    tag = next((t["Value"] for t in described.get("Tags", []) if t["Key"] == CLIENT_ID_TAG), "")
+    return ClientSecretFacts(described.get("KmsKeyId", ""), tag)
 
 
 @cache
 def _client_ids() -> dict[str, tuple[float, str]]:
     """This container's client IDs and when each was read (forgotten on a cold start)."""
     return {}
-
-
-def client_secret_key(secret_arn: str) -> str:
-    """The key the client secret is under: the broker key once `set-credentials` ran on this stack."""
-    return aws.client("secretsmanager").describe_secret(SecretId=secret_arn).get("KmsKeyId", "")

@@ -186,13 +186,20 @@ def _write_under_key(name: str, secret_string: str, key: str) -> str:
 
 def under_key(name: str, key: str) -> bool | None:
     """Whether the secret is under `key` now; None if there is no such secret (or it is being deleted)."""
+    described = _described(name)
+    if described is None or "DeletedDate" in described:
+        return None
+    return same_key(described.get("KmsKeyId", ""), key)
+
+
+def _described(name: str) -> dict | None:
+    """DescribeSecret's answer; None when there is no such secret (one being deleted is described)."""
     try:
-        described = aws.client("secretsmanager").describe_secret(SecretId=name)
+        return dict(aws.client("secretsmanager").describe_secret(SecretId=name))
     except ClientError as exc:
         if aws.error_code(exc) == "ResourceNotFoundException":
             return None
         raise
-    return None if "DeletedDate" in described else same_key(described.get("KmsKeyId", ""), key)
 
 
 def _replica_regions(regions: Iterable[str]) -> list[str]:
@@ -228,21 +235,13 @@ def delete_secret(name: str, *, recovery_days: int) -> bool:
 
 def secret_exists(name: str) -> bool:
     """A secret that holds a value now: not one scheduled for deletion (a write restores that one)."""
-    try:
-        return "DeletedDate" not in aws.client("secretsmanager").describe_secret(SecretId=name)
-    except ClientError as exc:
-        if aws.error_code(exc) == "ResourceNotFoundException":
-            return False
-        raise
+    described = _described(name)
+    return described is not None and "DeletedDate" not in described
 
 
 def secret_arn(name: str) -> str | None:
-    try:
-        return aws.client("secretsmanager").describe_secret(SecretId=name)["ARN"]
-    except ClientError as exc:
-        if aws.error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise
+    described = _described(name)
+    return described["ARN"] if described else None
 
 
 def get_secret_document(name: str) -> dict:

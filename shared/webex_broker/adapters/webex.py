@@ -81,7 +81,6 @@ class WebexClient:
         self._base_url = base_url
         self._credentials = credentials
         self._timeout = (min(3.05, timeout), timeout)
-        self._deadline = timeout
         self._time_left_ms = time_left_ms
         self._session = http_session()
 
@@ -153,13 +152,13 @@ class WebexClient:
 
     @property
     def longest_call_seconds(self) -> float:
-        """A call's answer is complete by then, or the call failed: its total deadline."""
-        return self._deadline
+        """A call's answer is complete by then, or the call failed: its total deadline, the timeout."""
+        return self._timeout[1]
 
     def _call(self, method: str, path: str, **kwargs: Any) -> "Answer":
         """The whole answer within the client's timeout, however slowly it trickles in: a read timeout
         alone bounds each read, not the call, and a call must end well inside the refresher's lease."""
-        seconds = self._deadline
+        seconds = self.longest_call_seconds
         if self._time_left_ms is not None:
             left = self._time_left_ms() / 1000
             if left < MIN_CALL_SECONDS:  # asking now could only end in API Gateway's error, not a page
@@ -215,8 +214,10 @@ def _read_by(response: requests.Response, deadline: float) -> bytes:
     body = bytearray()
     while True:
         left = deadline - time.monotonic()
-        if left <= 0 or len(body) > MAX_ANSWER_BYTES:
+        if left <= 0:
             raise _PastDeadline
+        if len(body) > MAX_ANSWER_BYTES:
+            raise WebexError("Webex's answer is larger than any answer of Webex's", code=BAD_ANSWER)
         if (connection := response.raw.connection) is not None and connection.sock is not None:
             connection.sock.settimeout(left)
         chunk = response.raw.read1(ANSWER_CHUNK_BYTES, decode_content=True)

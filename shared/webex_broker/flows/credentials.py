@@ -8,8 +8,7 @@ from collections.abc import Callable
 
 from webex_broker.adapters.client_credentials import (
     ClientCredentials,
-    client_id_tag,
-    client_secret_key,
+    described_client_secret,
     load_client_credentials,
     store_client_credentials,
 )
@@ -92,14 +91,15 @@ def check_credentials(broker: Broker, event: dict, remaining_ms: Callable[[], in
     if not accepted:
         return _check("fail", "Webex refuses the client ID or secret (invalid_client)", SET_CREDENTIALS_FIX)
     accepted_detail = f"Webex accepts client ID {credentials.client_id[:8]}…"
-    if client_id_tag(arn) != credentials.client_id:
+    facts = described_client_secret(arn)
+    if facts.client_id != credentials.client_id:
         return _check(
             "fail",
             f"{accepted_detail}, but the secret's client ID tag differs: logins would ask consent for another client",
             f"{SET_CREDENTIALS_FIX} (tags it again)",
         )
     wanted = broker.settings.sharing.broker_key_id
-    if wanted and not same_key(client_secret_key(arn), wanted):
+    if wanted and not same_key(facts.kms_key_id, wanted):
         return _check(
             "warn",
             f"{accepted_detail}, but the secret is not under the broker key: an account administrator can read it",
