@@ -11,11 +11,15 @@
   caller is whoever signed the request (devstack/iam.py: a function's role, a role on the stack's role
   path, else an IAM user of the account); the key policy is judged as AWS judges it (devstack/policy.py).
 
-`apply()` also has devstack/iam.py hold the functions' roles to their own statements.
+`apply()` also has devstack/iam.py hold the functions' roles to their own statements, and gives a
+symmetric KMS key no key pair: moto makes a 2048-bit RSA pair for every key (30-150 ms of CPU each, the
+largest cost of a test's setup), which AWS has only for asymmetric keys; Sign, Verify and GetPublicKey on a
+symmetric key are refused either way.
 """
 
 import re
 
+from moto.kms import models as kms_models
 from moto.kms.models import Key
 from moto.secretsmanager.exceptions import InvalidRequestException
 from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
@@ -38,6 +42,7 @@ def apply() -> None:
     _applied = True
     _refuse_writes_to_deleted_secrets()
     _enforce_key_policies()
+    _no_key_pair_for_symmetric_keys()
     iam.enforce()  # last: AWS checks the caller's IAM policy before the key's
 
 
@@ -53,6 +58,19 @@ def _refuse_writes_to_deleted_secrets() -> None:
         return lax(self, secret_id, *args, **kwargs)
 
     SecretsManagerBackend.put_secret_value = put_secret_value
+
+
+def _no_key_pair_for_symmetric_keys() -> None:
+    generate = kms_models.generate_private_key
+
+    def key_pair(key_spec: str):
+        return (
+            None
+            if key_spec in ("SYMMETRIC_DEFAULT", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512")
+            else generate(key_spec)
+        )
+
+    kms_models.generate_private_key = key_pair
 
 
 def _enforce_key_policies() -> None:

@@ -249,6 +249,10 @@ def test_two_refreshers_at_once_refresh_each_connection_once(short_lived, webex_
     broker.webex.set_latency(0.3, "access_token")  # both runs overlap on every connection
     calls_before = broker.webex.calls["access_token"]
     first, second = refresher(), refresher()
+    both_read = threading.Barrier(2, timeout=10)  # each run has every connection as due before either starts
+    for instance in (first, second):
+        due = instance._table.due
+        instance._table.due = lambda now, due=due: (list(due(now)), both_read.wait())[0]
     reports = {}
     threads = [
         threading.Thread(target=lambda r=r, k=k: reports.update({k: run(r)})) for k, r in (("a", first), ("b", second))
