@@ -28,13 +28,17 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from webex_broker.adapters.invitations import invitation_link
 from webex_broker.adapters.secret_store import get_secret_document, secret_arn
-from webex_broker.core.connection import Connection, ConnectionKind, ConnectionStatus
+from webex_broker.core import emails
+from webex_broker.core.clock import iso
+from webex_broker.core.connection import Connection, ConnectionStatus
 from webex_broker.core.errors import AwsAccessDenied, ConfigurationError
+from webex_broker.core.health import Health, health
 from webex_broker.core.observability import logger
 from webex_broker.core.sharing import READ_ACTIONS
 from webex_broker.flows import revocation
 from webex_broker.flows.adoption import adopt, orphans
 from webex_broker_admin.doctor import FAIL, run_checks
+from webex_broker_admin.remedies import describe, remedy, when
 from webex_broker_admin.target import (
     EXIT_CREDENTIALS,
     FunctionFailed,
@@ -66,12 +70,6 @@ def duration(text: str) -> int:
     return value * {"d": 86400, "h": 3600, "m": 60, "s": 1}[unit]
 
 
-def when(epoch: int | float | None) -> str:
-    if not epoch:
-        return "-"
-    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def table(rows: list[list[str]], headers: list[str]) -> str:
     widths = [max(len(str(v)) for v in column) for column in zip(headers, *rows, strict=True)]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]]
@@ -82,9 +80,12 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def cmd_invite(args: argparse.Namespace, target: Target) -> None:
+    """A link that can work: never one for a connection someone else holds, which Webex would only refuse
+    after that person consented."""
+    email = _invitee(target.broker.connections.get(args.name), args.name, args.email)
     try:
         invitation, token = target.broker.invitations.create(
-            args.name, email=args.email, ttl_seconds=args.expires, max_uses=args.uses, now=int(time.time())
+            args.name, email=email, ttl_seconds=args.expires, max_uses=args.uses, now=int(time.time())
         )
     except ValueError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
@@ -97,10 +98,57 @@ def cmd_invite(args: argparse.Namespace, target: Target) -> None:
     )
 
 
+def _invitee(row: Connection | None, name: str, email: str | None) -> str | None:
+    """Whom a link for `name` may be bound to: its owner's address when it has one (the default too)."""
+    if row is not None and row.service_app:
+        raise CommandError(
+            f"{name!r} is a Service App's connection: no person logs in to it. `webex-broker service-app add "
+            f"{name} ...` renews it.",
+            EXIT_USAGE,
+        )
+    if row is None or not row.email:
+        return email
+    if email is None:
+        print(f"{name!r} is {row.email}'s connection: the link is bound to that address.", file=sys.stderr)
+        return row.email
+    if emails.comparable(email) != emails.comparable(row.email):
+        raise CommandError(
+            f"{name!r} is {row.display_name or row.email}'s connection ({row.email}): only they can authorize it. "
+            f"For {email}, invite a connection of their own: webex-broker invite NEW-NAME --email {email}",
+            EXIT_USAGE,
+        )
+    return email
+
+
+def cmd_link(args: argparse.Namespace, target: Target) -> None:
+    """The open re-authorization link the refresher made when NAME's grant died (and sent in its event)."""
+    row, now = _row(target, args.name), int(time.time())
+    if row.status != ConnectionStatus.REAUTH_REQUIRED:
+        raise CommandError(
+            f"{args.name!r} is not waiting for re-authorization ({describe(health(row, now))}): there is no link "
+            f"to print. `webex-broker invite {args.name}` makes one.",
+            EXIT_NOT_FOUND,
+        )
+    invitations = target.broker.invitations
+    token = invitations.open_link_token(row.reauth_invite_id, now=now) if row.reauth_invite_id else None
+    if token is None:
+        raise CommandError(
+            f"{args.name!r} has no open re-authorization link (it expired or was used). Make a new one: "
+            f"webex-broker invite {args.name} --email {row.email}",
+            EXIT_NOT_FOUND,
+        )
+    print(invitation_link(row.login_base_url or target.broker_url, token))
+    print(
+        f"Send it to {row.email}: only that Webex account can use it. It closes when they reconnect.", file=sys.stderr
+    )
+
+
 def cmd_invites(args: argparse.Namespace, target: Target) -> None:
     invitations = target.broker.invitations.open_invitations(now=int(time.time()))
     if args.json:
-        print(json.dumps([i.as_dict() for i in invitations], indent=2))
+        times = ("expires_at", "created_at")
+        listed = [i.as_dict() | {key: iso_time(getattr(i, key)) for key in times} for i in invitations]
+        _print_json(target, {"invitations": listed})
         return
     rows = [[i.id, i.connection, i.email or "(anyone)", str(i.uses_left), when(i.expires_at)] for i in invitations]
     print(table(rows, ["ID", "CONNECTION", "PERSON", "USES LEFT", "EXPIRES"]) if rows else "No open invitations.")
@@ -112,6 +160,11 @@ def cmd_uninvite(args: argparse.Namespace, target: Target) -> None:
     print(f"Invitation {args.id} revoked.")
 
 
+def _print_json(target: Target, document: dict) -> None:
+    """Every --json answer names the broker it came from, so output from two stacks is never confused."""
+    print(json.dumps({"broker": target.identity(), **document}, indent=2))
+
+
 def _row(target: Target, name: str) -> Connection:
     row = target.broker.connections.get(name)
     if row is None:
@@ -119,7 +172,13 @@ def _row(target: Target, name: str) -> Connection:
     return row
 
 
-def _summary(row: Connection) -> dict:
+def iso_time(epoch: int | None) -> str | None:
+    """Times in --json as the secrets write them: ISO 8601 in UTC with a Z."""
+    return iso(datetime.fromtimestamp(epoch, UTC)) if epoch else None
+
+
+def _summary(row: Connection, now: int) -> dict:
+    state = health(row, now)
     return {
         "connection": row.name,
         "kind": row.kind.value,
@@ -128,33 +187,40 @@ def _summary(row: Connection) -> dict:
         "org_id": row.org_id or None,
         "display_name": row.display_name,
         "status": row.status.value,
-        "access_expires_at": row.access_expires_at,
-        "refresh_expires_at": row.refresh_expires_at,
-        "last_refresh": row.refreshed_at,
-        "next_refresh_at": row.next_refresh_at,
+        "health": state.state.value,
+        "health_since": iso_time(state.since),
+        "token_usable": state.usable,
+        "access_expires_at": iso_time(row.access_expires_at),
+        "refresh_expires_at": iso_time(row.refresh_expires_at),
+        "last_refresh": iso_time(row.refreshed_at),
+        "next_refresh_at": iso_time(row.next_refresh_at) if row.scheduled else None,
         "last_error": row.last_error or None,
+        "last_error_class": row.last_error_class or None,
+        "fix": remedy(row, state, open_link=bool(row.reauth_invite_id)) or None,
     }
 
 
 def cmd_list(args: argparse.Namespace, target: Target) -> None:
-    rows = [_summary(row) for row in target.broker.connections.all()]
+    rows, now = target.broker.connections.all(), int(time.time())
     if args.json:
-        print(json.dumps(rows, indent=2, default=int))
+        _print_json(target, {"connections": [_summary(row, now) for row in rows]})
         return
     lines = [
         [
-            r["connection"],
-            "service app" if r["kind"] == ConnectionKind.SERVICE_APP else "person",
-            r["person"] or f"app {_short(r['app_id'])} in org {_short(r['org_id'])}",
-            r["status"],
-            when(r["access_expires_at"]),
-            when(r["refresh_expires_at"]),
-            when(r["last_refresh"]),
+            row.name,
+            "service app" if row.service_app else "person",
+            row.email or f"app {_short(row.app_id)} in org {_short(row.org_id)}",
+            describe(health(row, now)),
+            when(row.access_expires_at),
+            when(row.next_refresh_at) if row.scheduled else "-",
+            when(row.refresh_expires_at),
         ]
-        for r in rows
+        for row in rows
     ]
-    headers = ["NAME", "KIND", "WHO", "STATUS", "ACCESS EXPIRES", "REFRESH EXPIRES", "LAST REFRESH"]
+    headers = ["NAME", "KIND", "WHO", "HEALTH", "ACCESS EXPIRES", "NEXT REFRESH", "REFRESH EXPIRES"]
     print(table(lines, headers) if lines else "No connections yet. `webex-broker invite NAME` makes a login link.")
+    if troubled := [row.name for row in rows if health(row, now).state != Health.OK]:
+        print(f"Not ok: {', '.join(troubled)}. `webex-broker doctor` says what fixes each.", file=sys.stderr)
 
 
 def _short(webex_id: str | None) -> str:
@@ -166,24 +232,23 @@ def cmd_show(args: argparse.Namespace, target: Target) -> None:
     row = _row(target, args.name)
     secret_name = target.broker.names.token_secret(args.name)
     details = {
-        **_summary(row),
+        **_summary(row, int(time.time())),
         "person_id": (row.person_id or None) if not row.service_app else None,
         "via": row.via or None,
         "scopes": list(row.scopes),
         "consecutive_failures": row.consecutive_failures,
-        "last_error_class": row.last_error_class or None,
         "last_tracking_id": row.last_tracking_id or None,
-        "authorized_at": row.authorized_at,
-        "created_at": row.created_at,
+        "authorized_at": iso_time(row.authorized_at),
+        "created_at": iso_time(row.created_at),
         "secret_name": secret_name,
         "secret_arn": secret_arn(secret_name),
     }
     if args.json:
-        print(json.dumps(details, indent=2, default=int))
+        _print_json(target, details)
         return
     for key, value in details.items():
-        shown = when(value) if key.endswith("_at") or key == "last_refresh" else value
-        print(f"{key:>22}: {' '.join(shown) if isinstance(shown, list) else ('-' if shown is None else shown)}")
+        shown = " ".join(value) if isinstance(value, list) else ("-" if value is None else value)
+        print(f"{key:>22}: {shown}")
 
 
 def cmd_refresh(args: argparse.Namespace, target: Target) -> None:
@@ -396,9 +461,14 @@ def cmd_doctor(args: argparse.Namespace, target: Target) -> None:
 
 
 def cmd_token(args: argparse.Namespace, target: Target) -> None:
+    """The access token on stdout only while it is usable: a script must never be handed a dead one."""
     row = _row(target, args.name)
-    if row.status == ConnectionStatus.PENDING:
-        raise CommandError(f"Connection {args.name!r} has no token yet.", EXIT_NOT_FOUND)
+    state = health(row, int(time.time()))
+    if not state.usable:
+        fix = remedy(row, state, open_link=bool(row.reauth_invite_id))
+        raise CommandError(
+            f"Connection {args.name!r} has no usable token: {describe(state)}. Fix: {fix}", EXIT_REFRESH_FAILED
+        )
     print(get_secret_document(target.broker.names.token_secret(args.name))["access_token"])
 
 
@@ -451,6 +521,8 @@ def parser() -> argparse.ArgumentParser:
     invite.add_argument("--uses", type=int, default=1, help="how many logins the link allows (default 1)")
     invites = command("invites", cmd_invites, "List open invitations (not expired, uses left).")
     invites.add_argument("--json", action="store_true", help="machine-readable output")
+    link = command("link", cmd_link, "Print again the re-authorization link the broker made when NAME's grant died.")
+    link.add_argument("name", metavar="NAME")
     uninvite = command("uninvite", cmd_uninvite, "Revoke an invitation by ID (see `invites`).")
     uninvite.add_argument("id", metavar="ID")
     listing = command("list", cmd_list, "List connections: person, status, expiries, last refresh.")

@@ -13,8 +13,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker.adapters import aws
 from webex_broker.adapters.secret_store import resource_policy_sids, same_key, secret_keys, secret_names
-from webex_broker.core.connection import ConnectionStatus
 from webex_broker.core.errors import AwsAccessDenied, ConfigurationError
+from webex_broker.core.health import Health, health
 from webex_broker.core.settings import DEVELOPMENT_WEBEX_URL
 from webex_broker.core.sharing import ORGANIZATION_SID
 from webex_broker.flows.adoption import orphans
@@ -22,6 +22,7 @@ from webex_broker.flows.broker import Broker
 from webex_broker.flows.service_apps import via_problem
 from webex_broker.flows.token_sharing import out_of_date
 from webex_broker_admin import key_policy
+from webex_broker_admin.remedies import describe, remedy
 from webex_broker_admin.target import FunctionFailed, Target
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -29,6 +30,9 @@ AWS_FAILURES = (ClientError, BotoCoreError, AwsAccessDenied)
 UNRESERVED_MINIMUM = 10  # Lambda keeps this much of the account's concurrency unreserved, always
 REFUSALS_ASKED = 20  # secrets not yet converged whose resource policy doctor reads, at most
 RUN_SLACK_SECONDS = 60  # "ran within two intervals", plus the time a run itself takes
+# Trouble the broker is already working through (retries, a login in progress), unless an operator caused it.
+_WAITS = (Health.FAILING, Health.REFUSED, Health.PENDING)
+_OPERATOR_FAULTS = ("denied", "configuration")
 
 
 @dataclass(frozen=True)
@@ -179,25 +183,24 @@ def _last_run(broker: Broker) -> Check:
 
 def _connections(broker: Broker) -> list[Check]:
     settings, table, names = broker.settings, broker.connections, broker.names
-    rows = table.all()
-    by_status: dict[str, int] = {}
-    for row in rows:
-        by_status[row.status] = by_status.get(row.status, 0) + 1
-    horizon = int(time.time()) + settings.refresh.run_interval_seconds + RUN_SLACK_SECONDS
+    rows, now = table.all(), int(time.time())
+    states = {row.name: health(row, now) for row in rows}
+    by_health: dict[str, int] = {}
+    for state in states.values():
+        by_health[state.state] = by_health.get(state.state, 0) + 1
+    horizon = now + settings.refresh.run_interval_seconds + RUN_SLACK_SECONDS
     active = [row for row in rows if row.active]
-    at_risk = sorted(r.name for r in active if (r.access_expires_at or 0) < horizon)
+    at_risk = sorted(r.name for r in active if states[r.name].usable and (r.access_expires_at or 0) < horizon)
     refresh_secrets = secret_names(names.refresh_secret(""))
     missing = sorted(r.name for r in active if names.refresh_secret(r.name) not in refresh_secrets)
-    reauth = sorted(row.name for row in rows if row.status == ConnectionStatus.REAUTH_REQUIRED)
-    denied = sorted((r.name, r.last_error) for r in active if r.last_error_class == "denied" and r.consecutive_failures)
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none yet"
-    checks = [Check("connections", OK, summary)]
-    for connection, action in denied:
-        fix = (
-            f"allow {action} to the function's role (template.yaml; or restore the broker key's policy), deploy, "
-            f"then webex-broker refresh {connection}"
-        )
-        checks.append(Check("AWS refused", FAIL, f"{connection}: AWS refuses the broker {action}", fix))
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(by_health.items())) or "none yet"
+    checks = [Check("connections", OK if set(by_health) <= {Health.OK} else WARN, summary)]
+    for row in rows:
+        state = states[row.name]
+        if state.state != Health.OK:
+            result = WARN if state.state in _WAITS and state.error_class not in _OPERATOR_FAULTS else FAIL
+            fix = remedy(row, state, open_link=bool(row.reauth_invite_id))
+            checks.append(Check(f"connection {row.name}", result, describe(state), fix))
     if missing:
         checks.append(
             Check(
@@ -213,16 +216,7 @@ def _connections(broker: Broker) -> list[Check]:
                 "at risk",
                 FAIL,
                 f"access token expires before the next run can help: {', '.join(at_risk)}",
-                "webex-broker show NAME (last_error); webex-broker refresh NAME",
-            )
-        )
-    if reauth:
-        checks.append(
-            Check(
-                "reauth_required",
-                FAIL,
-                ", ".join(reauth),
-                "webex-broker invite NAME --email E for each; or refresh --reauth-required if Webex was at fault",
+                "; ".join(f"webex-broker refresh {name}" for name in at_risk),
             )
         )
     checks += _service_apps(broker, [row for row in active if row.service_app])

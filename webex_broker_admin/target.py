@@ -55,6 +55,11 @@ class Target:
     stack: str = ""  # a deployed stack's name; empty for the local stack, whose functions go by logical id
     lambda_endpoint: str | None = None  # the local gateway, which serves Lambda's Invoke API
 
+    def identity(self) -> dict[str, str]:
+        """Which broker this is, for output that may be read far from the command that made it."""
+        region = self.aws_session.get("region_name", "")
+        return {"stack": self.stack or "local", "region": region, "url": self.broker_url}
+
     def connect(self) -> None:
         """Point the library's AWS clients at this target's account and region."""
         aws.connect(**self.aws_session)

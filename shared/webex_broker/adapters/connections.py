@@ -23,7 +23,7 @@ RUN_RECORD = "#refresher"  # not a connection: '#' is outside every connection n
 ASKED_RUN = "#run#"  # + a run id: the report of a run `webex-broker refresh --due` asked for, until it reads it
 SCHEDULED = "scheduled"
 _LEASE = ("lease_owner", "lease_expires_at")
-_ERROR = ("last_error", "last_error_class", "last_error_at", "last_tracking_id")
+_ERROR = ("last_error", "last_error_class", "last_error_at", "last_tracking_id", "failing_since")
 _REFUSAL = ("refused_error", "refused_since")  # a streak of unexplained refusals, cleared by any success
 
 
@@ -361,6 +361,7 @@ class ConnectionsTable:
                 "last_error": error,
                 "last_error_class": error_class,
                 "last_error_at": now,
+                "failing_since": now,
                 "last_tracking_id": tracking_id or None,
                 "last_attempt_at": now,
                 "next_refresh_at": retry_at,
@@ -369,6 +370,7 @@ class ConnectionsTable:
                 "refused_since": refused_since,
             },
             add={"consecutive_failures": 1},
+            keep_first=("failing_since",),
             remove=_LEASE,
         )
 

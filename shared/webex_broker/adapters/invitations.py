@@ -70,9 +70,18 @@ class InvitationStore:
         self._table = table_name
 
     def create(
-        self, connection: str, *, email: str | None, ttl_seconds: int, max_uses: int, now: int
+        self,
+        connection: str,
+        *,
+        email: str | None,
+        ttl_seconds: int,
+        max_uses: int,
+        now: int,
+        retrievable: bool = False,
     ) -> tuple[Invitation, str]:
-        """A new invitation and its token; the token is returned once and never stored.
+        """A new invitation and its token. The token is returned once and never stored, except for a
+        `retrievable` link bound to one person's e-mail (a re-authorization request, which an operator may
+        need to print again): that link opens a login for no one else.
 
         Refuses (ValueError) anything that could only make a dead link or a connection that cannot be stored."""
         if not CONNECTION_NAME.fullmatch(connection):
@@ -85,6 +94,10 @@ class InvitationStore:
             raise ValueError(f"An invitation must last at least {MIN_LIFETIME_SECONDS} seconds and at most 365 days.")
         if email and not emails.comparable(email):
             raise ValueError("An invitation's e-mail must be a plain ASCII address.")
+        if email and not emails.plausible(email):
+            raise ValueError(
+                f"{email!r} is not an e-mail address (name@example.com): no Webex account could use the link."
+            )
         invitation = Invitation(
             id=secrets.token_hex(6),
             connection=connection,
@@ -107,11 +120,20 @@ class InvitationStore:
                     "max_uses": max_uses,
                     "uses": 0,
                     "created_at": now,
+                    "link_token": f"{invitation.id}.{secret}" if retrievable and invitation.email else None,
                 }
             ),
             ConditionExpression="attribute_not_exists(invite_id)",
         )
         return invitation, f"{invitation.id}.{secret}"
+
+    def open_link_token(self, invite_id: str, *, now: int) -> str | None:
+        """The token of a retrievable invitation that can still be used; None for any other."""
+        item = aws.get_item(self._table, "invite_id", invite_id)
+        if not item or "link_token" not in item:
+            return None
+        invitation = _invitation(item)
+        return str(item["link_token"]) if invitation.expires_at > now and invitation.uses_left > 0 else None
 
     def get(self, invite_id: str) -> Invitation | None:
         item = aws.get_item(self._table, "invite_id", invite_id)

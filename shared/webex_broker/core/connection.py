@@ -50,6 +50,7 @@ class Connection:
     last_error: str = ""
     last_error_class: str = ""
     last_error_at: int | None = None
+    failing_since: int | None = None  # the first failure of the current streak, cleared by any success
     last_tracking_id: str = ""
     refused_error: str = ""  # the unexplained refusal that keeps repeating, and since when
     refused_since: int | None = None

@@ -5,7 +5,12 @@ becomes `k`), so an address that is not plain ASCII as Webex reports it never ma
 comparing it would let one account pass for another.
 """
 
+import re
 import unicodedata
+
+# One @, something before it, and a domain with a dot and no spaces: enough to refuse what could never be
+# the address Webex reports for a person, without pretending to validate RFC 5322.
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
 
 
 def comparable(address: str | None) -> str | None:
@@ -17,3 +22,9 @@ def comparable(address: str | None) -> str | None:
     if not (raw.isascii() and folded.isascii()):
         return None
     return folded
+
+
+def plausible(address: str) -> bool:
+    """Whether a Webex account could have this address: an invitation bound to anything else could never be used."""
+    folded = comparable(address)
+    return folded is not None and _ADDRESS.fullmatch(folded) is not None

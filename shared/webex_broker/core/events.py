@@ -17,6 +17,8 @@ class DetailType(StrEnum):
     SERVICE_APP_HEALED = "Service App Tokens Reminted"  # a dead Service App pair replaced through its `via`
     RUN_STOPPED = "Refresh Run Stopped"  # most of a run was refused (by Webex or by AWS): no status was changed
     AWS_ACCESS_DENIED = "AWS Access Denied"  # AWS refused a broker call: names the action and the resource
+    CREATED = "Connection Created"  # a first authorization stored: whoever sent the link learns it was used
+    RECONNECTED = "Connection Reconnected"  # an existing connection authorized again (after reauth_required, say)
 
 
 class Event(Protocol):
@@ -102,6 +104,30 @@ class Recovered:
 
     def detail(self) -> dict:
         return self.about.detail()
+
+
+@dataclass(frozen=True)
+class Created:
+    detail_type: ClassVar[DetailType] = DetailType.CREATED
+    about: About
+    invite_id: str = ""  # the invitation whose link was used, if one was
+
+    def detail(self) -> dict:
+        return self.about.detail() | ({"invite_id": self.invite_id} if self.invite_id else {})
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    detail_type: ClassVar[DetailType] = DetailType.RECONNECTED
+    about: About
+    previous_status: str  # `reauth_required` when this was the repair a re-authorization asked for
+    invite_id: str = ""
+    closed_invite_id: str = ""  # the re-authorization link this login made unnecessary, now withdrawn
+
+    def detail(self) -> dict:
+        detail = self.about.detail() | {"previous_status": self.previous_status}
+        detail |= {"invite_id": self.invite_id} if self.invite_id else {}
+        return detail | ({"closed_invite_id": self.closed_invite_id} if self.closed_invite_id else {})
 
 
 @dataclass(frozen=True)

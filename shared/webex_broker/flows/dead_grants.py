@@ -151,7 +151,12 @@ class DeadGrants:
             return None, None
         try:
             invitation, token = self._invitations.create(
-                row.name, email=row.email or None, ttl_seconds=REAUTH_LINK_SECONDS, max_uses=1, now=epoch(now)
+                row.name,
+                email=row.email or None,
+                ttl_seconds=REAUTH_LINK_SECONDS,
+                max_uses=1,
+                now=epoch(now),
+                retrievable=True,
             )
         except ValueError as exc:  # no link can be made for this person (say, a non-ASCII address)
             logger.warning("No reauthorization link can be made; the event goes without one", extra={"why": str(exc)})

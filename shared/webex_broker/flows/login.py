@@ -15,6 +15,7 @@ from webex_broker.adapters.invitations import Invitation, InvitationStore
 from webex_broker.adapters.login_state import LoginResult, LoginState, code_challenge, new_login_state
 from webex_broker.core import clock
 from webex_broker.core.clock import epoch
+from webex_broker.core.connection import Connection
 from webex_broker.core.errors import (
     AwsUnavailable,
     BadCallback,
@@ -29,7 +30,7 @@ from webex_broker.core.observability import logger
 from webex_broker.core.token_documents import TokenRecord
 from webex_broker.flows import access
 from webex_broker.flows.broker import Broker
-from webex_broker.flows.new_grant import WRITE_TIME_SECONDS, store_new_grant
+from webex_broker.flows.new_grant import WRITE_TIME_SECONDS, announce, store_new_grant
 
 
 def start_login(broker: Broker, callback_url: str, invite_token: str = "", *, browser_nonce: str) -> str:
@@ -67,9 +68,10 @@ def finish_login(
     login, person, grant = _identify(broker, params, browser_nonce, now, remaining_ms)
     connection, invitation = _admit(broker, person, login.invite_id, epoch(now))
     record = TokenRecord(connection=connection, person=person, grant=grant, updated_at=now)
-    result = _persist(broker, record, login.redirect_uri, remaining_ms)
+    result, before = _persist(broker, record, login.redirect_uri, remaining_ms)
     if invitation:
         _count_use(broker.invitations, invitation, epoch(now))
+    announce(broker, before, record, invite_id=invitation.id if invitation else "")
     logger.info("Connection authorized", extra={"connection": connection, "invite_id": login.invite_id})
     try:
         return result, broker.states.save_result(result, browser_hash=login.browser_hash, now=epoch(now))
@@ -128,15 +130,18 @@ def _usable_invitation(invitations: InvitationStore, invite_id: str | None, now:
     return invitation
 
 
-def _persist(broker: Broker, record: TokenRecord, redirect_uri: str, remaining_ms: Callable[[], int]) -> LoginResult:
+def _persist(
+    broker: Broker, record: TokenRecord, redirect_uri: str, remaining_ms: Callable[[], int]
+) -> tuple[LoginResult, Connection]:
     login_base_url = redirect_uri.removesuffix("/callback")
-    store_new_grant(broker, record, login_base_url=login_base_url, remaining_ms=remaining_ms)
-    return LoginResult(
+    before = store_new_grant(broker, record, login_base_url=login_base_url, remaining_ms=remaining_ms)
+    result = LoginResult(
         connection=record.connection,
         display_name=record.person.display_name,
         email=record.person.email,
         consumer_secret_name=broker.names.token_secret(record.connection),
     )
+    return result, before
 
 
 def _count_use(invitations: InvitationStore, invitation: Invitation, now: int) -> None:

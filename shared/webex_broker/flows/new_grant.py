@@ -17,7 +17,8 @@ from webex_broker.adapters.secret_store import SecretNames, delete_secret, secre
 from webex_broker.core import clock
 from webex_broker.core.clock import epoch
 from webex_broker.core.connection import Connection, ConnectionStatus
-from webex_broker.core.errors import AccessDenied, AwsUnavailable, Denial, LoginBusy
+from webex_broker.core.errors import AccessDenied, AwsAccessDenied, AwsUnavailable, Denial, LoginBusy
+from webex_broker.core.events import About, Created, Reconnected
 from webex_broker.core.observability import logger
 from webex_broker.core.schedule import next_refresh_at
 from webex_broker.core.token_documents import TokenRecord
@@ -31,9 +32,10 @@ ORPHAN_RECOVERY_DAYS = 7
 
 def store_new_grant(
     broker: Broker, record: TokenRecord, *, login_base_url: str, remaining_ms: Callable[[], int]
-) -> None:
+) -> Connection:
     """Claim, lease, secrets, row. AccessDenied when the name belongs to someone else; LoginBusy when a
-    refresh held the lease longer than `remaining_ms` allows. Nothing is left behind on failure."""
+    refresh held the lease longer than `remaining_ms` allows. Nothing is left behind on failure.
+    Returns the row as it was before: what `announce` tells apart."""
     connection, owner_id = record.connection, record.owner_id
     owner = f"login-{uuid.uuid4()}"
     table, names = broker.connections, broker.names
@@ -67,6 +69,31 @@ def store_new_grant(
     except BaseException:
         _undo(table, record, owner, names, written)
         raise
+    return row
+
+
+def announce(broker: Broker, before: Connection, record: TokenRecord, *, invite_id: str = "") -> None:
+    """After the grant is stored: withdraw the re-authorization link this login made unnecessary (unless
+    it is the link that was used), and tell whoever sent a link that it worked. Neither undoes the login."""
+    closed = before.reauth_invite_id if before.reauth_invite_id != invite_id else ""
+    try:
+        if closed and broker.settings.invitations_table:
+            broker.invitations.revoke(closed)
+        about = About(
+            record.connection,
+            str(record.kind),
+            record.person.email,
+            record.person.display_name,
+            str(ConnectionStatus.ACTIVE),
+            record.service_app.app_id if record.service_app else "",
+            record.person.org_id,
+        )
+        if before.authorized_at is None and before.adopted_at is None:
+            broker.events.publish(Created(about, invite_id))
+        else:
+            broker.events.publish(Reconnected(about, str(before.status), invite_id, closed))
+    except (AwsUnavailable, AwsAccessDenied) as exc:
+        logger.error("Could not announce the new grant", extra={"error": type(exc).__name__})
 
 
 def _kept_from_before(names: SecretNames, connection: str) -> bool:

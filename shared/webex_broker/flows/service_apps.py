@@ -25,7 +25,7 @@ from webex_broker.core.grants import APPLICATIONS_TOKEN_SCOPE, Person, ServiceAp
 from webex_broker.core.token_documents import RefreshMaterial, TokenRecord, service_app_owner_id
 from webex_broker.flows import access
 from webex_broker.flows.broker import Broker
-from webex_broker.flows.new_grant import store_new_grant
+from webex_broker.flows.new_grant import announce, store_new_grant
 
 # Webex ids are base64 (of ciscospark://…); client ids are hex with a leading letter.
 WEBEX_ID = re.compile(r"[A-Za-z0-9+/=_-]{1,512}")
@@ -101,7 +101,8 @@ def add(
         grant = mint(broker, app, org_id, now=now)
         account = _told_account(client, grant, org_id) or (known.person if known else machine_account(org_id))
     record = TokenRecord(connection=name, person=account, grant=grant, updated_at=now, service_app=app)
-    store_new_grant(broker, record, login_base_url="", remaining_ms=remaining_ms)
+    before = store_new_grant(broker, record, login_base_url="", remaining_ms=remaining_ms)
+    announce(broker, before, record)
     return record
 
 
