@@ -32,7 +32,7 @@ from devstack.template import (
 )
 from devstack.webex_simulator import DEFAULT_PEOPLE, WebexSimulator, webex_id
 from webex_broker.core.settings import DEVELOPMENT_WEBEX_URL
-from webex_broker_admin.local_state import local_state_path
+from webex_broker_admin.local_state import VARIABLE, state_path_for
 
 STACK_NAME = "webex-token-broker-local"
 DEMO_CONNECTION = "demo"
@@ -130,6 +130,7 @@ class LocalBroker:
         self._out = out
         self._stops = []
         self._stopped = threading.Event()
+        self.state_file = state_path_for(os.getpid())  # where `webex-broker` finds this stack
         self.simulator: WebexSimulator | None = None
         self.aws_endpoint = ""
         self.webex_url = ""
@@ -180,8 +181,8 @@ class LocalBroker:
                 "aws_secret_access_key": OPERATOR_CREDENTIALS[1],
             },
         }
-        path = local_state_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self.state_file
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.write_text(json.dumps(state, indent=2))
         path.chmod(0o600)
         self._stops.insert(0, lambda: path.unlink(missing_ok=True))
@@ -325,6 +326,7 @@ def main() -> int:
             flush=True,
         )
     print(f"Refresher every {config.refresh_interval:g} s. Ctrl-C stops.", flush=True)
+    print(f"To aim webex-broker at this stack from any shell: export {VARIABLE}={broker.state_file}", flush=True)
     stop.wait()
     broker.stop()
     print("Stopped.", flush=True)

@@ -17,11 +17,14 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
 from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -41,11 +44,11 @@ from webex_broker_admin.doctor import FAIL, run_checks
 from webex_broker_admin.remedies import describe, remedy, when
 from webex_broker_admin.target import (
     EXIT_CREDENTIALS,
+    STACK_VARIABLE,
     FunctionFailed,
     Target,
     TargetError,
-    local_target,
-    stack_target,
+    choose_target,
 )
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFRESH_FAILED = 1, 2, 3, 6
@@ -259,6 +262,9 @@ def cmd_refresh(args: argparse.Namespace, target: Target) -> None:
     if args.due:
         report = _follow_run(target)
         print(json.dumps(report, indent=2))
+        outcomes = report.get("outcomes", {})
+        counts = {"refreshed": 0, "unchanged": 0} | outcomes | {"failed": report["failed"]}
+        print(", ".join(f"{outcome} {n}" for outcome, n in counts.items()), file=sys.stderr)
         if report["failed"]:
             raise CommandError(f"{report['failed']} connection(s) failed to refresh.", EXIT_REFRESH_FAILED)
         return
@@ -472,6 +478,33 @@ def cmd_token(args: argparse.Namespace, target: Target) -> None:
     print(get_secret_document(target.broker.names.token_secret(args.name))["access_token"])
 
 
+def cmd_env(args: argparse.Namespace, target: Target) -> None:
+    """The environment a workload (and each snippet of docs/consuming.md) reads NAME's token with, as
+    shell exports. Against the local stack it includes the local AWS's endpoint and credentials; against
+    a deployed stack the workload brings its own credentials."""
+    _row(target, args.name)
+    broker_url = target.broker_url.rstrip("/")
+    values = {
+        "WEBEX_CONNECTION": args.name,
+        "WEBEX_TOKEN_SECRET": target.broker.names.token_secret(args.name),
+        "WEBEX_BROKER_SECRET_PREFIX": target.broker.settings.secret_prefix,
+        "BROKER_URL": broker_url,
+        "WEBEX_BROKER_REFRESH_URL": f"{broker_url}/connections/{{name}}/refresh",
+        "WEBEX_BASE_URL": target.broker.settings.webex_base_url.rstrip("/") + "/",
+        "AWS_REGION": target.aws_session["region_name"],
+        "AWS_DEFAULT_REGION": target.aws_session["region_name"],
+    }
+    if not target.stack:
+        values |= {
+            "AWS_ENDPOINT_URL": target.aws_session["endpoint_url"],
+            "AWS_ACCESS_KEY_ID": target.aws_session["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": target.aws_session["aws_secret_access_key"],
+        }
+    for key, value in values.items():
+        print(f"export {key}={shlex.quote(value)}")
+    print(f'# {target.description}: eval "$(webex-broker env {shlex.quote(args.name)})"', file=sys.stderr)
+
+
 def cmd_reader_policy(args: argparse.Namespace, target: Target) -> None:
     """An IAM policy that lets a workload read one connection's token and nothing else."""
     _row(target, args.name)
@@ -499,18 +532,40 @@ def replica_arns(arn: str, regions: tuple[str, ...]) -> str | list[str]:
     return [arn, *replicas] if replicas else arn
 
 
+def aiming(parser: argparse.ArgumentParser, default: str | None) -> None:
+    parser.add_argument(
+        "--stack",
+        default=default,
+        help=f"a deployed broker stack (default: ${STACK_VARIABLE}, else the running local stack, else "
+        "samconfig.toml's stack when run in the project folder)",
+    )
+    parser.add_argument(
+        "--region", default=default, help="the deployed stack's region (default: AWS_REGION or your AWS profile's)"
+    )
+
+
+def _version() -> str:
+    try:
+        return metadata.version("webex-token-broker")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="webex-broker", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    top.add_argument("--stack", help="a deployed broker stack (default: the running local stack)")
-    top.add_argument("--region", help="the deployed stack's region (default: your AWS configuration's)")
+    top.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    aiming(top, None)
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # The same options after the command: a value given there wins, an absent one leaves the top's.
+    after = argparse.ArgumentParser(add_help=False)
+    aiming(after, argparse.SUPPRESS)
 
     def command(
         name: str, function: Callable[[argparse.Namespace, Target], None], help_text: str
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(name, help=help_text, description=help_text, parents=[after])
         sub.set_defaults(function=function)
         return sub
 
@@ -545,6 +600,10 @@ def parser() -> argparse.ArgumentParser:
     revoke.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     token = command("token", cmd_token, "Print NAME's current access token (for scripts).")
     token.add_argument("name", metavar="NAME")
+    environment = command(
+        "env", cmd_env, "Print the shell exports a workload (or a docs/consuming.md snippet) reads NAME's token with."
+    )
+    environment.add_argument("name", metavar="NAME")
     policy = command("reader-policy", cmd_reader_policy, "Print an IAM policy that can read only NAME's token.")
     policy.add_argument("name", metavar="NAME")
     credentials = command(
@@ -616,10 +675,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"webex-broker: {undecodable} is not valid text (bytes that are no UTF-8).", file=sys.stderr)
         return EXIT_USAGE
     try:
-        target = stack_target(args.stack, args.region) if args.stack else local_target()
+        target = choose_target(args.stack, args.region, Path.cwd())
         target.connect()
         _library_logs_to_stderr()
         args.function(args, target)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `webex-broker list | head -1`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except TargetError as exc:
         print(f"webex-broker: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -7,8 +7,10 @@ broker's own functions for that, with the operator's AWS credentials."""
 
 import json
 import os
+import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -18,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from webex_broker.adapters import aws
 from webex_broker.core.settings import Settings
 from webex_broker.flows.broker import Broker
-from webex_broker_admin.local_state import local_state_path
+from webex_broker_admin import local_state
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -105,26 +107,70 @@ class Target:
         return Broker.from_settings(Settings.from_environment(self.environment))
 
 
-def local_target() -> Target:
-    path = local_state_path()
+STACK_VARIABLE = "WEBEX_BROKER_STACK"
+
+
+def choose_target(stack: str | None, region: str | None, folder: Path) -> Target:
+    """The broker the operator means, and never a guess between several: --stack, else WEBEX_BROKER_STACK,
+    else the local stack WEBEX_BROKER_LOCAL_STATE names, else the one local stack running, else the
+    stack samconfig.toml in `folder` deploys."""
+    if stack or (stack := os.environ.get(STACK_VARIABLE, "")):
+        return stack_target(stack, region)
+    if chosen := os.environ.get(local_state.VARIABLE):
+        found = local_state.read(Path(chosen))
+        if found is None:
+            raise TargetError(
+                f"{local_state.VARIABLE} names {chosen}, but no local stack is running there: start one with "
+                f"`make run`, or unset {local_state.VARIABLE}.",
+                EXIT_NO_TARGET,
+            )
+        return local_target(found)
+    running = local_state.running()
+    if len(running) > 1:
+        listed = "\n".join(f"  export {local_state.VARIABLE}={s.path}   # {s.broker_url}" for s in running)
+        raise TargetError(f"{len(running)} local stacks are running; choose one:\n{listed}", EXIT_NO_TARGET)
+    if running:
+        return local_target(running[0])
+    if deployed := samconfig_stack(folder):
+        return stack_target(deployed[0], region or deployed[1])
+    raise TargetError(
+        f"No broker to talk to: give --stack NAME (or set {STACK_VARIABLE}) for a deployed stack, or start one "
+        "locally with `make run`.",
+        EXIT_NO_TARGET,
+    )
+
+
+def samconfig_stack(folder: Path) -> tuple[str, str | None] | None:
+    """The stack name (and region) `sam deploy` uses from this folder, as samconfig.toml's default
+    environment says: deploy's own parameters first, then the global ones."""
     try:
-        state = json.loads(path.read_text())
-        os.kill(int(state["pid"]), 0)
-        return Target(
-            f"local stack at {state['broker_url']}",
-            state["broker_url"],
-            state["environment"],
-            state["aws"],
-            lambda_endpoint=state["broker_url"],
-        )
-    except (OSError, ValueError, KeyError):
-        raise TargetError(
-            "No local broker is running (start one with `make run`), and no --stack was given.", EXIT_NO_TARGET
-        ) from None
+        config = tomllib.loads((folder / "samconfig.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    default = config.get("default", {})
+    deploy, common = default.get("deploy", {}).get("parameters", {}), default.get("global", {}).get("parameters", {})
+    stack = deploy.get("stack_name") or common.get("stack_name")
+    return (str(stack), deploy.get("region") or common.get("region")) if stack else None
+
+
+def local_target(stack: local_state.LocalStack) -> Target:
+    state = stack.state
+    return Target(
+        f"local stack at {state['broker_url']} (pid {state['pid']})",
+        state["broker_url"],
+        state["environment"],
+        state["aws"],
+        lambda_endpoint=state["broker_url"],
+    )
 
 
 def stack_target(stack: str, region: str | None) -> Target:
     region = region or boto3.session.Session().region_name
+    if not region:
+        raise TargetError(
+            f"No AWS region for stack {stack}: give --region, or set AWS_REGION (or a region in your AWS profile).",
+            EXIT_CREDENTIALS,
+        )
     try:
         cloudformation = boto3.client("cloudformation", region_name=region)
         region = cloudformation.meta.region_name
@@ -136,7 +182,11 @@ def stack_target(stack: str, region: str | None) -> Target:
         name = function["StackResourceDetail"]["PhysicalResourceId"]
         configuration = boto3.client("lambda", region_name=region).get_function_configuration(FunctionName=name)
     except (NoCredentialsError, NoRegionError) as exc:
-        raise TargetError(f"No usable AWS credentials or region: {exc}", EXIT_CREDENTIALS) from None
+        raise TargetError(
+            f"No usable AWS credentials or region ({exc}): set AWS_PROFILE (after `aws sso login` or "
+            "`aws configure`) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, and --region or AWS_REGION.",
+            EXIT_CREDENTIALS,
+        ) from None
     except ClientError as exc:
         code = exc.response["Error"]["Code"]
         if code == "ValidationError":
