@@ -29,16 +29,28 @@ from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from webex_broker.adapters.invitations import invitation_link
+from webex_broker.adapters.invitations import CONNECTION_NAME, NAME_RULE, invitation_link
 from webex_broker.adapters.secret_store import get_secret_document, secret_arn
 from webex_broker.core import emails
 from webex_broker.core.clock import iso
 from webex_broker.core.connection import Connection, ConnectionStatus
-from webex_broker.core.errors import AwsAccessDenied, ConfigurationError
+from webex_broker.core.errors import AwsAccessDenied, ConfigurationError, Refused
 from webex_broker.core.health import Health, health
 from webex_broker.core.observability import logger
 from webex_broker.core.sharing import READ_ACTIONS
 from webex_broker.flows import revocation
+from webex_broker.flows.admin_requests import (
+    AddServiceApp,
+    AdminAnswer,
+    AdminRequest,
+    Converge,
+    Converged,
+    CredentialsStored,
+    ServiceAppAdded,
+    SetCredentials,
+    as_event,
+    read_answer,
+)
 from webex_broker.flows.adoption import adopt, orphans
 from webex_broker_admin.doctor import FAIL, run_checks
 from webex_broker_admin.remedies import describe, remedy, when
@@ -85,6 +97,8 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 def cmd_invite(args: argparse.Namespace, target: Target) -> None:
     """A link that can work: never one for a connection someone else holds, which Webex would only refuse
     after that person consented."""
+    if not CONNECTION_NAME.fullmatch(args.name):
+        raise CommandError(NAME_RULE, EXIT_USAGE)
     email = _invitee(target.broker.connections.get(args.name), args.name, args.email)
     try:
         invitation, token = target.broker.invitations.create(
@@ -364,15 +378,13 @@ def _client_secret(variable: str, prompt: str) -> str:
         raise CommandError(f"Set {variable}: there is no terminal to ask for the secret on.", EXIT_USAGE) from None
 
 
-def _admin(target: Target, action: str, **fields: object) -> dict:
+def _admin[T: AdminAnswer](target: Target, request: AdminRequest, answer: type[T]) -> T:
     """An action of the broker's admin function (flows/administration.py), refused as a CommandError."""
-    answer = target.invoke("AdminFunction", {"action": action, **fields})
-    if not answer.get("ok"):
-        code = {"usage": EXIT_USAGE, "conflict": EXIT_USAGE, "not_found": EXIT_NOT_FOUND}.get(
-            answer.get("error"), EXIT_FAILED
-        )
-        raise CommandError(answer.get("message", f"{action} failed."), code)
-    return answer
+    try:
+        return read_answer(target.invoke("AdminFunction", as_event(request)), answer)
+    except Refused as exc:
+        code = {"usage": EXIT_USAGE, "conflict": EXIT_USAGE, "not_found": EXIT_NOT_FOUND}.get(exc.kind, EXIT_FAILED)
+        raise CommandError(str(exc) or f"{request.action} failed.", code) from None
 
 
 def cmd_set_credentials(args: argparse.Namespace, target: Target) -> None:
@@ -382,10 +394,8 @@ def cmd_set_credentials(args: argparse.Namespace, target: Target) -> None:
     secret = _client_secret("WEBEX_CLIENT_SECRET", "Client secret of the integration: ")
     if not (args.client_id.strip() and secret.strip()):
         raise CommandError("Both the client ID and the client secret are needed.", EXIT_USAGE)
-    answer = _admin(
-        target, "set_credentials", client_id=args.client_id.strip(), client_secret=secret.strip(), force=args.force
-    )
-    print(answer["message"])
+    request = SetCredentials(args.client_id.strip(), secret.strip(), force=args.force)
+    print(_admin(target, request, CredentialsStored).message)
     print("The functions use them within 5 minutes.", file=sys.stderr)
 
 
@@ -403,9 +413,7 @@ def cmd_service_app_add(args: argparse.Namespace, target: Target) -> None:
     if args.refresh_token_stdin and not refresh_token:
         raise CommandError("No refresh token on stdin.", EXIT_USAGE)
     secret = _client_secret("WEBEX_SERVICE_APP_CLIENT_SECRET", "Client secret of the Service App: ")
-    answer = _admin(
-        target,
-        "add_service_app",
+    request = AddServiceApp(
         connection=args.name,
         app_id=args.app_id.strip(),
         client_id=args.client_id.strip(),
@@ -415,10 +423,11 @@ def cmd_service_app_add(args: argparse.Namespace, target: Target) -> None:
         refresh_token=refresh_token,
         new_client=args.new_client,
     )
+    added = _admin(target, request, ServiceAppAdded)
     print(f"Service App {_short(args.app_id.strip())} in org {_short(args.org.strip())} is connection '{args.name}'.")
     secret_name = target.broker.names.token_secret(args.name)
     print(
-        f"Workloads read {secret_name} (this access token lasts until {when(answer['access_expires_at'])}); "
+        f"Workloads read {secret_name} (this access token lasts until {when(added.access_expires_at)}); "
         "the broker refreshes it with the app's own credentials."
     )
 
@@ -442,7 +451,8 @@ def cmd_converge(args: argparse.Namespace, target: Target) -> None:
     names = [row.name for row in target.broker.connections.all() if row.status != ConnectionStatus.PENDING]
     results: dict[str, str] = {}
     for start in range(0, len(names), CONVERGE_BATCH):  # short invocations, each within seconds
-        results |= _admin(target, "converge", connections=names[start : start + CONVERGE_BATCH])["results"]
+        batch = Converge(tuple(names[start : start + CONVERGE_BATCH]))
+        results |= _admin(target, batch, Converged).results
         if len(names) > CONVERGE_BATCH:
             print(f"Converged {len(results)} of {len(names)} connections…", file=sys.stderr)
     print(json.dumps(results, indent=2))
@@ -472,9 +482,8 @@ def cmd_token(args: argparse.Namespace, target: Target) -> None:
     state = health(row, int(time.time()))
     if not state.usable:
         fix = remedy(row, state, open_link=bool(row.reauth_invite_id))
-        raise CommandError(
-            f"Connection {args.name!r} has no usable token: {describe(state)}. Fix: {fix}", EXIT_REFRESH_FAILED
-        )
+        code = EXIT_NOT_FOUND if state.state == Health.PENDING else EXIT_REFRESH_FAILED  # no token yet at all
+        raise CommandError(f"Connection {args.name!r} has no usable token: {describe(state)}. Fix: {fix}", code)
     print(get_secret_document(target.broker.names.token_secret(args.name))["access_token"])
 
 

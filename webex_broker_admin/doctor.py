@@ -13,10 +13,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from webex_broker.adapters import aws
 from webex_broker.adapters.secret_store import resource_policy_sids, same_key, secret_keys, secret_names
-from webex_broker.core.errors import AwsAccessDenied, ConfigurationError
+from webex_broker.core.errors import AwsAccessDenied, ConfigurationError, Refused
 from webex_broker.core.health import Health, health
 from webex_broker.core.settings import DEVELOPMENT_WEBEX_URL
 from webex_broker.core.sharing import ORGANIZATION_SID
+from webex_broker.flows.admin_requests import (
+    AdminAnswer,
+    AdminRequest,
+    CheckCredentials,
+    CheckSealed,
+    CredentialsChecked,
+    SealedChecked,
+    as_event,
+    read_answer,
+)
 from webex_broker.flows.adoption import orphans
 from webex_broker.flows.broker import Broker
 from webex_broker.flows.service_apps import via_problem
@@ -82,20 +92,21 @@ def _webex_url(broker: Broker) -> Check:
 def _credentials(target: Target) -> Check:
     """Asked of the admin function: the client secret is sealed under the broker key."""
     name = "client credentials"
-    check = _ask_admin(target, {"action": "check_credentials"})
+    check = _ask_admin(target, CheckCredentials(), CredentialsChecked)
     if isinstance(check, str):
         return Check(name, FAIL, f"could not ask the broker's admin function ({check})", ADMIN_FIX)
-    result = {"ok": OK, "warn": WARN}.get(check["result"], FAIL)
-    return Check(name, result, check["detail"], check["fix"])
+    return Check(name, {"ok": OK, "warn": WARN}.get(check.result, FAIL), check.detail, check.fix)
 
 
 ADMIN_FIX = "give your AWS identity lambda:InvokeFunction on the stack's AdminFunction"
 
 
-def _ask_admin(target: Target, request: dict) -> dict | str:
+def _ask_admin[T: AdminAnswer](target: Target, request: AdminRequest, kind: type[T]) -> T | str:
     """The admin function's answer, or why it could not be had."""
     try:
-        return target.invoke("AdminFunction", request)
+        return read_answer(target.invoke("AdminFunction", as_event(request)), kind)
+    except Refused as exc:
+        return str(exc) or exc.kind
     except (*AWS_FAILURES, FunctionFailed) as exc:
         return exc.action if isinstance(exc, AwsAccessDenied) else aws.error_code(exc) or type(exc).__name__
 
@@ -115,11 +126,10 @@ def _sealed_secrets(target: Target, broker: Broker) -> list[Check]:
     samples: dict[str, str] = {}
     for name, sealed_with in sorted(under.items()):
         samples.setdefault(sealed_with.rsplit("/", 1)[-1], name)
-    answer = _ask_admin(target, {"action": "check_sealed", "secrets": sorted(samples.values())})
-    if isinstance(answer, str) or not answer.get("ok"):
-        reason = answer if isinstance(answer, str) else answer.get("message", "")
-        return [*checks, Check("decryptable", FAIL, f"could not ask the broker's admin function ({reason})", ADMIN_FIX)]
-    refused = answer["refused"]
+    answer = _ask_admin(target, CheckSealed(tuple(sorted(samples.values()))), SealedChecked)
+    if isinstance(answer, str):
+        return [*checks, Check("decryptable", FAIL, f"could not ask the broker's admin function ({answer})", ADMIN_FIX)]
+    refused = answer.refused
     if not refused:
         return [*checks, Check("decryptable", OK, f"the functions decrypt the refresh secrets ({len(samples)} key(s))")]
     for sample, reason in sorted(refused.items()):

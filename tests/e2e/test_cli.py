@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -35,12 +36,14 @@ from tests.e2e.conftest import (
 COMMANDS = [
     "invite",
     "invites",
+    "link",
     "uninvite",
     "list",
     "show",
     "refresh",
     "revoke",
     "token",
+    "env",
     "reader-policy",
     "set-credentials",
     "service-app",
@@ -48,7 +51,7 @@ COMMANDS = [
     "adopt",
     "doctor",
 ]
-LIST_HEADERS = ["NAME", "KIND", "WHO", "STATUS", "ACCESS EXPIRES", "REFRESH EXPIRES", "LAST REFRESH"]
+LIST_HEADERS = ["NAME", "KIND", "WHO", "HEALTH", "ACCESS EXPIRES", "NEXT REFRESH", "REFRESH EXPIRES"]
 INVITES_HEADERS = ["ID", "CONNECTION", "PERSON", "USES LEFT", "EXPIRES"]
 
 
@@ -107,7 +110,7 @@ class Cli:
         return lines[0]
 
     def invitation(self, invitation_id: str) -> dict | None:
-        return next((i for i in self.json("invites", "--json") if i["id"] == invitation_id), None)
+        return next((i for i in self.json("invites", "--json")["invitations"] if i["id"] == invitation_id), None)
 
     def parallel(self, *commands: list[str]) -> list[subprocess.CompletedProcess]:
         """Independent commands at once; their exit codes are the caller's to check."""
@@ -221,7 +224,8 @@ def test_invite_link_with_options_connects_the_named_connection(broker, cli):
     assert opened["connection"] == "cli-invited"
     assert opened["email"] == "alice@example.com"
     assert (opened["max_uses"], opened["uses_left"]) == (3, 3)
-    assert opened["expires_at"] - opened["created_at"] == 2 * 3600
+    lifetime = datetime.fromisoformat(opened["expires_at"]) - datetime.fromisoformat(opened["created_at"])
+    assert lifetime.total_seconds() == 2 * 3600, "ISO 8601 times, like the secrets'"
 
     page = login(link, "alice@example.com")
     assert page.status_code == 200
@@ -229,10 +233,10 @@ def test_invite_link_with_options_connects_the_named_connection(broker, cli):
     assert f"{PREFIX}/tokens/cli-invited" in page.text
 
     listed, invitations = cli.parallel(["list", "--json"], ["invites", "--json"])
-    rows = {row["connection"]: row for row in json.loads(listed.stdout)}
+    rows = {row["connection"]: row for row in json.loads(listed.stdout)["connections"]}
     assert rows["cli-invited"]["person"] == "alice@example.com"
     assert rows["cli-invited"]["status"] == "active"
-    assert next(i for i in json.loads(invitations.stdout) if i["id"] == invite_id)["uses_left"] == 2
+    assert next(i for i in json.loads(invitations.stdout)["invitations"] if i["id"] == invite_id)["uses_left"] == 2
     assert broker.secret(f"{PREFIX}/tokens/cli-invited")["email"] == "alice@example.com"
 
 
@@ -323,6 +327,29 @@ def test_invite_rejects_a_link_that_can_never_work(cli, args):
 # --- list and show -------------------------------------------------------------------------------
 
 
+def test_a_reader_that_stops_early_ends_the_listing_quietly(broker, cli, connected):
+    """`webex-broker list | head -1`: the pipe closes before the table is written."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "webex_broker_admin.cli", "list"],
+        cwd=ROOT,
+        env=cli.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 0
+    assert "Traceback" not in stderr
+    assert "BrokenPipe" not in stderr
+
+
+def test_local_stack_prints_the_export_that_aims_the_cli_at_it(broker):
+    broker.wait_for_line(
+        rf"^To aim webex-broker at this stack .*: export WEBEX_BROKER_LOCAL_STATE={broker.state_file}$", 5
+    )
+
+
 def test_list_and_show(broker, cli, connected):
     table, listing, text, details = cli.parallel(
         ["list"], ["list", "--json"], ["show", "cli-shown"], ["show", "cli-shown", "--json"]
@@ -331,11 +358,12 @@ def test_list_and_show(broker, cli, connected):
     lines = table.stdout.splitlines()
     assert columns(lines[0]) == LIST_HEADERS
     row = next(columns(line) for line in lines[1:] if line.startswith("cli-shown "))
-    assert row[:4] == ["cli-shown", "person", "bob@example.com", "active"]
+    assert row[:4] == ["cli-shown", "person", "bob@example.com", "ok"]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", value) for value in row[4:7])
 
-    listed = json.loads(listing.stdout)
-    assert isinstance(listed, list)
+    answer = json.loads(listing.stdout)
+    assert answer["broker"]["stack"] == "local", "the answer names the broker it came from"
+    listed = answer["connections"]
     assert all({"connection", "person", "status"} <= set(entry) for entry in listed)
     entry = next(e for e in listed if e["connection"] == "cli-shown")
     assert (entry["kind"], entry["person"], entry["status"]) == ("person", "bob@example.com", "active")
@@ -427,7 +455,7 @@ def test_refresh_refused_by_webex_exits_6_then_a_new_invitation_recovers(broker,
     shown, listed = cli.parallel(["show", "cli-reauth"], ["invites", "--json"])
     assert re.search(r"^ +status: reauth_required$", shown.stdout, re.MULTILINE)
     assert re.search(r"^ +last_error: invalid_grant$", shown.stdout, re.MULTILINE)
-    reauth = [i for i in json.loads(listed.stdout) if i["connection"] == "cli-reauth"]
+    reauth = [i for i in json.loads(listed.stdout)["invitations"] if i["connection"] == "cli-reauth"]
     assert [(i["email"], i["max_uses"]) for i in reauth] == [("alice@example.com", 1)], (
         "the refresher left a single-use re-authorization invitation for the same person"
     )
@@ -538,8 +566,8 @@ def test_revoke(broker, cli, connected):
     assert "cannot do that for them" in result.stdout
 
     listed, again = cli.parallel(["list", "--json"], ["revoke", "cli-revoked", "--yes"])
-    assert "cli-revoked" not in [row["connection"] for row in json.loads(listed.stdout)]
-    assert "cli-shown" in [row["connection"] for row in json.loads(listed.stdout)]
+    assert "cli-revoked" not in [row["connection"] for row in json.loads(listed.stdout)["connections"]]
+    assert "cli-shown" in [row["connection"] for row in json.loads(listed.stdout)["connections"]]
     assert again.returncode == 3
     assert "No connection named 'cli-revoked'" in again.stderr
 

@@ -49,7 +49,7 @@ def test_doctor_says_a_healthy_local_stack_is_healthy(cli):
     assert all(line.startswith(("ok ", "warn ", "      fix:")) for line in lines), out
     for name in ("client credentials", "scopes", "callback URL", "refresher", "connections", "broker key"):
         assert any(line.startswith("ok") and f" {name}:" in line for line in lines), f"{name} missing:\n{out}"
-    assert "1 active" in out
+    assert "connections: 1 ok" in out
     assert "sealed under the broker key" in out
     assert "only this stack's functions (roles under role/webex-token-broker/webex-token-broker-local/)" in out
     assert "decryptable: the functions decrypt the refresh secrets (1 key(s))" in out

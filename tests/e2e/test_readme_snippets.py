@@ -11,6 +11,7 @@ refreshes, and the simulator mints a new access token on every refresh.
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -76,19 +77,24 @@ def consumer_secret(broker: RunningBroker) -> dict:
 
 
 def snippet_env(broker: RunningBroker) -> dict[str, str]:
-    """The caller's environment without AWS_* or WEBEX_*, plus what the snippets read."""
+    """The caller's environment without AWS_*, WEBEX_* or BROKER_*, plus what `webex-broker env demo`
+    prints: exactly what docs/consuming.md tells a reader to `eval` before running a snippet."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WEBEX_", "BROKER_"))}
-    env.update(broker.aws_env())
-    env.update(
-        {
-            "WEBEX_TOKEN_SECRET": f"{PREFIX}/tokens/{CONNECTION}",
-            "WEBEX_BASE_URL": broker.webex_url + "/",
-            "BROKER_URL": broker.base_url,
-            "WEBEX_CONNECTION": CONNECTION,
-            "PYTHONUNBUFFERED": "1",
-        }
+    printed = subprocess.run(
+        [sys.executable, "-m", "webex_broker_admin.cli", "env", CONNECTION],
+        cwd=ROOT,
+        env=env | {"WEBEX_BROKER_LOCAL_STATE": str(broker.state_file)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
-    return env
+    for line in printed.stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        [env[name]] = shlex.split(value)
+    assert env["WEBEX_TOKEN_SECRET"] == f"{PREFIX}/tokens/{CONNECTION}"
+    assert env["AWS_ENDPOINT_URL"] == broker.aws_endpoint, "the snippets reach the local AWS as written"
+    return env | {"PYTHONUNBUFFERED": "1"}
 
 
 def run_snippet(name: str, broker: RunningBroker, workdir: Path) -> str:

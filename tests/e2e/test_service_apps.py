@@ -140,7 +140,7 @@ def test_minted_through_via_kept_fresh_on_schedule_and_healed_when_its_refresh_t
     assert shown["via"] == "demo"
     assert works(broker, secret(broker, "tokens", "org-bot")["access_token"])
 
-    listed = {row["connection"]: row for row in cli.json("list", "--json")}
+    listed = {row["connection"]: row for row in cli.json("list", "--json")["connections"]}
     assert listed["org-bot"]["kind"] == "service_app"
     assert listed["org-bot"]["app_id"] == app["app_id"]
     assert listed["demo"]["kind"] == "person"

@@ -19,6 +19,7 @@ from webex_broker.core.errors import InvitationProblem, InvitationRejected
 # What Secrets Manager allows in a name, minus '/', which would nest under other connections, and
 # minus `.` and `..`, which no client can put in the refresh route's path.
 CONNECTION_NAME = re.compile(r"(?!\.\.?$)[A-Za-z0-9_+=.@-]{1,128}")
+NAME_RULE = "A connection name is 1-128 of A-Z a-z 0-9 and _+=.@- (the secret's name is built from it)."
 # `<id>.<secret>` as create() makes them; anything else is refused before DynamoDB sees it.
 TOKEN = re.compile(r"(?P<id>[0-9a-f]{12})\.(?P<secret>[A-Za-z0-9_-]{43})")
 MIN_LIFETIME_SECONDS = 60
@@ -85,9 +86,7 @@ class InvitationStore:
 
         Refuses (ValueError) anything that could only make a dead link or a connection that cannot be stored."""
         if not CONNECTION_NAME.fullmatch(connection):
-            raise ValueError(
-                "A connection name is 1-128 of A-Z a-z 0-9 and _+=.@- (the secret's name is built from it)."
-            )
+            raise ValueError(NAME_RULE)
         if max_uses < 1:
             raise ValueError("An invitation must allow at least one use.")
         if not MIN_LIFETIME_SECONDS <= ttl_seconds <= MAX_LIFETIME_SECONDS:

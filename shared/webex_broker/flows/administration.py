@@ -1,8 +1,9 @@
 """What `webex-broker` asks the broker's admin function for: every operator task that reads or
 writes what the broker key seals (the client secret, refresh material), which the operator's own AWS
-credentials cannot decrypt. Each action takes the invocation's JSON and answers JSON:
-{"ok": true, ...} or {"ok": false, "error": KIND, "message": ...} with KIND "usage", "not_found", "conflict" or
-"failed". No secret or token is ever in an answer or a log line.
+credentials cannot decrypt. Each action takes a typed request of admin_requests.py, read from the
+invocation's JSON, and answers {"ok": true, ...its typed answer} or {"ok": false, "error": KIND,
+"message": ...} with KIND "usage", "not_found", "conflict" or "failed". No secret or token is ever in
+an answer or a log line.
 """
 
 from collections.abc import Callable
@@ -23,44 +24,62 @@ from webex_broker.core.errors import (
 )
 from webex_broker.core.grants import ServiceApp
 from webex_broker.core.observability import logger, metrics
-from webex_broker.flows import credentials, service_apps, token_sharing
-from webex_broker.flows.admin_requests import flag, text
+from webex_broker.flows import admin_requests, credentials, service_apps, token_sharing
+from webex_broker.flows.admin_requests import (
+    AddServiceApp,
+    AdminAnswer,
+    AdminRequest,
+    CheckCredentials,
+    CheckSealed,
+    Converge,
+    Converged,
+    SealedChecked,
+    ServiceAppAdded,
+    SetCredentials,
+)
 from webex_broker.flows.broker import Broker
 
 MAX_CONVERGE_BATCH = 200
 
 
-def handle(broker: Broker, event: dict, *, remaining_ms: Callable[[], int]) -> dict:
+def handle(broker: Broker, event: object, *, remaining_ms: Callable[[], int]) -> dict:
     metrics.add_metric(name="AdminActions", unit="Count", value=1)  # CloudTrail says who invoked it
-    action = event.get("action") if isinstance(event, dict) else None
-    run = ACTIONS.get(action) if isinstance(action, str) else None
-    if run is None:
-        return _refusal(Refused("usage", f"No such action {action!r}; the actions are {', '.join(sorted(ACTIONS))}."))
-    logger.info("Admin action", extra={"action": action})
     try:
-        return {"ok": True, **run(broker, event, remaining_ms)}
+        request = admin_requests.parse(event)
+        logger.info("Admin action", extra={"action": request.action})
+        return admin_requests.answer(_run(broker, request, remaining_ms))
     except Refused as exc:
-        return _refusal(exc)
+        logger.warning("Admin action refused", extra={"error": exc.kind})
+        return admin_requests.refusal(exc)
     except AwsAccessDenied as exc:
         message = f"{exc}: the admin function's role or the broker key's policy lacks it (webex-broker doctor)."
-        return _refusal(Refused("failed", message))
+        logger.warning("Admin action refused", extra={"error": "failed"})
+        return admin_requests.refusal(Refused("failed", message))
 
 
-def _refusal(exc: Refused) -> dict:
-    logger.warning("Admin action refused", extra={"error": exc.kind})
-    return {"ok": False, "error": exc.kind, "message": str(exc)}
+def _run(broker: Broker, request: AdminRequest, remaining_ms: Callable[[], int]) -> AdminAnswer:
+    match request:
+        case SetCredentials():
+            return credentials.set_credentials(broker, request, remaining_ms)
+        case CheckCredentials():
+            return credentials.check_credentials(broker, request, remaining_ms)
+        case CheckSealed():
+            return check_sealed(broker, request)
+        case AddServiceApp():
+            return add_service_app(broker, request, remaining_ms)
+        case Converge():
+            return converge(broker, request)
 
 
-def check_sealed(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> dict:
+def check_sealed(broker: Broker, request: CheckSealed) -> SealedChecked:
     """doctor's proof that the functions can still decrypt what the broker key (or an older key) seals:
     each named refresh secret is read, and only whether AWS refused it is answered. A retained key that
     no longer trusts this stack's roles is found here before a refresh meets it."""
-    secrets = event.get("secrets")
     prefix = broker.names.refresh_secret("")
-    if not isinstance(secrets, list) or not all(isinstance(s, str) and s.startswith(prefix) for s in secrets):
+    if not all(s.startswith(prefix) for s in request.secrets):
         raise Refused("usage", f"secrets must be a list of refresh secrets' names (under {prefix}).")
     refused = {}
-    for name in secrets:
+    for name in request.secrets:
         try:
             get_secret_document(name)
         except AwsAccessDenied as exc:
@@ -69,21 +88,20 @@ def check_sealed(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -
             refused[name] = exc.code
         except ValueError:  # not JSON: no refusal of AWS's, but no readable secret either
             refused[name] = "ValueError"
-    return {"refused": refused}
+    return SealedChecked(refused)
 
 
-def add_service_app(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> dict:
+def add_service_app(broker: Broker, request: AddServiceApp, remaining_ms: Callable[[], int]) -> ServiceAppAdded:
     """Nothing is stored unless Webex hands out a working pair (service_apps.add)."""
-    name, org_id, via = text(event, "connection"), text(event, "org_id"), text(event, "via", required=False)
-    refresh_token = text(event, "refresh_token", required=False)
+    name, org_id, via, refresh_token = request.connection, request.org_id, request.via, request.refresh_token
     if not (via or refresh_token):
         raise Refused("usage", "Give a connection to mint through (via) or a portal-generated refresh token.")
-    app = ServiceApp(text(event, "app_id"), text(event, "client_id"), text(event, "client_secret"), via=via)
+    app = ServiceApp(request.app_id, request.client_id, request.client_secret, via=via)
     if via and not CONNECTION_NAME.fullmatch(via):
         raise Refused("usage", "via must be a connection's name (1-128 of A-Z a-z 0-9 and _+=.@-).")
     if via and broker.connections.get(via) is None:
         raise Refused("not_found", f"No connection named {via!r} to mint through.")
-    new_client = flag(event, "new_client")
+    new_client = request.new_client
     try:
         record = service_apps.add(
             broker,
@@ -105,7 +123,7 @@ def add_service_app(broker: Broker, event: dict, remaining_ms: Callable[[], int]
         raise Refused("failed", _mint_refusal(exc, seeded=bool(refresh_token), org_id=org_id, via=via)) from None
     except (AccessDenied, LoginBusy) as exc:
         raise Refused("failed", f"{exc}; nothing was stored.") from None
-    return {"access_expires_at": epoch(record.grant.access_expires_at)}
+    return ServiceAppAdded(epoch(record.grant.access_expires_at))
 
 
 def _mint_refusal(exc: WebexError, *, seeded: bool, org_id: str, via: str) -> str:
@@ -131,26 +149,15 @@ def _mint_refusal(exc: WebexError, *, seeded: bool, org_id: str, via: str) -> st
     return f"Webex could not mint the tokens ({exc.code}){tracking}; nothing was stored. Try again later."
 
 
-def converge(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> dict:
+def converge(broker: Broker, request: Converge) -> Converged:
     """Connections' secrets to what the stack says now (token_sharing.converge_all): the `connections`
     named (the CLI sends them a batch at a time, so no invocation runs long), or every one."""
-    names = event.get("connections")
-    if "connections" in event and not (
-        isinstance(names, list)
-        and len(names) <= MAX_CONVERGE_BATCH
-        and all(isinstance(n, str) and CONNECTION_NAME.fullmatch(n) for n in names)
+    names = request.connections
+    if names is not None and not (
+        len(names) <= MAX_CONVERGE_BATCH and all(CONNECTION_NAME.fullmatch(n) for n in names)
     ):
         raise Refused("usage", f"connections must be a list of at most {MAX_CONVERGE_BATCH} connection names.")
     try:
-        return {"results": token_sharing.converge_all(broker, names)}
+        return Converged(token_sharing.converge_all(broker, list(names) if names is not None else None))
     except AwsUnavailable as exc:
         raise Refused("failed", f"Could not list the connections ({exc.code}).") from None
-
-
-ACTIONS = {
-    "set_credentials": credentials.set_credentials,
-    "check_credentials": credentials.check_credentials,
-    "check_sealed": check_sealed,
-    "add_service_app": add_service_app,
-    "converge": converge,
-}

@@ -15,19 +15,18 @@ from webex_broker.adapters.client_credentials import (
 from webex_broker.adapters.secret_store import same_key
 from webex_broker.core.connection import ConnectionStatus
 from webex_broker.core.errors import ConfigurationError, NotConfigured, Refused, WebexError
-from webex_broker.flows.admin_requests import flag, text
+from webex_broker.flows.admin_requests import CheckCredentials, CredentialsChecked, CredentialsStored, SetCredentials
 from webex_broker.flows.broker import Broker
 
 SET_CREDENTIALS_FIX = "webex-broker set-credentials --client-id <the integration's client ID>"
 
 
-def set_credentials(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> dict:
+def set_credentials(broker: Broker, request: SetCredentials, remaining_ms: Callable[[], int]) -> CredentialsStored:
     """Checked with Webex before anything is stored; stored sealed under the broker key. Another client
     ID than the stored one is refused while people's grants were issued to it, unless `force`."""
-    credentials = ClientCredentials(text(event, "client_id"), text(event, "client_secret"))
-    force = flag(event, "force")
+    credentials = ClientCredentials(request.client_id, request.client_secret)
     others = _grants_of_other_clients(broker, credentials.client_id)
-    if others and not force:
+    if others and not request.force:
         raise Refused("conflict", _client_change_refusal(others, credentials.client_id))
     try:
         accepted = broker.webex_client(credentials).credentials_accepted()
@@ -44,7 +43,7 @@ def set_credentials(broker: Broker, event: dict, remaining_ms: Callable[[], int]
             "refreshed (each run alarms `client_changed`) until their people log in again, or their client is "
             "stored again."
         )
-    return {"message": message}
+    return CredentialsStored(message)
 
 
 def _grants_of_other_clients(broker: Broker, client_id: str) -> dict[str, str]:
@@ -75,7 +74,7 @@ def _client_change_refusal(others: dict[str, str], client_id: str) -> str:
     )
 
 
-def check_credentials(broker: Broker, event: dict, remaining_ms: Callable[[], int]) -> dict:
+def check_credentials(broker: Broker, request: CheckCredentials, remaining_ms: Callable[[], int]) -> CredentialsChecked:
     """doctor's check: stored, accepted by Webex, and sealed under the broker key."""
     arn = broker.settings.client_secret_arn
     try:
@@ -108,5 +107,5 @@ def check_credentials(broker: Broker, event: dict, remaining_ms: Callable[[], in
     return _check("ok", f"{accepted_detail}; sealed under the broker key" if wanted else accepted_detail)
 
 
-def _check(result: str, detail: str, fix: str = "") -> dict:
-    return {"result": result, "detail": detail, "fix": fix}
+def _check(result: str, detail: str, fix: str = "") -> CredentialsChecked:
+    return CredentialsChecked(result, detail, fix)
