@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from webex_broker.core.connection import Connection, ConnectionStatus
+from webex_broker.flows.refresh_report import RunSummary
 from webex_broker_admin import cli
 
 
@@ -17,7 +18,18 @@ class FakeTarget:
     def __init__(self, *, polls: int = 3, rows: int = 0):
         self.started, self.invoked, self.looks = [], [], 0
         self.polls = polls
-        self.report = {"refreshed": 2, "failed": 0, "failures": {}, "outcomes": {"refreshed": 2}}
+        self.report = RunSummary(
+            refreshed=2,
+            unchanged=1,
+            succeeded=3,
+            failed=0,
+            failures={},
+            outcomes={"refreshed": 2, "unchanged": 1},
+            stopped_early=False,
+            refusals_stopped_run=False,
+            denials_stopped_run=False,
+            denied={},
+        )
         connections = SimpleNamespace(
             take_run_report=self.take_run_report,
             all=lambda: [Connection(f"c{i}", ConnectionStatus.ACTIVE) for i in range(rows)],
@@ -30,7 +42,7 @@ class FakeTarget:
     def take_run_report(self, run_id: str) -> str | None:
         assert run_id == self.started[-1][1]["run_id"], "the report of the run it started, no other"
         self.looks += 1
-        return json.dumps(self.report) if self.looks > self.polls else None
+        return json.dumps(self.report.as_dict()) if self.looks > self.polls else None
 
     def invoke(self, function: str, event: dict) -> dict:
         self.invoked.append(event)
@@ -52,8 +64,9 @@ def test_refresh_due_starts_the_run_asynchronously_and_follows_it_to_its_report(
     assert event["source"] == "webex-broker"
     assert len(event["run_id"]) == 32
     out, err = capsys.readouterr()
-    assert json.loads(out) == target.report
+    assert json.loads(out) == target.report.as_dict()
     assert err.count("Refreshing the due connections…") == 3, "progress while it waits"
+    assert "refreshed 2, unchanged 1, failed 0" in err, "counts say what happened"
 
 
 def test_a_run_that_never_reports_ends_the_wait_with_a_reason(quick, monkeypatch):

@@ -166,7 +166,7 @@ def test_due_selection_reads_only_what_is_due(broker, aws_calls):
         broker.login(who)
     make_due(broker, BOB)
     aws_calls.clear()
-    assert broker.refresh()["refreshed"] == 1
+    assert broker.refresh()["succeeded"] == 1
     assert aws_calls["Scan"] == 0
     assert aws_calls["GetSecretValue"] == 1, "only the due connection's refresh material is read"
     assert aws_calls["UpdateItem"] == 3, "lease, the final row update that also releases it, the run's record"

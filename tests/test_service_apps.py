@@ -68,7 +68,7 @@ def add(
 def refresh_run() -> dict:
     from webex_broker.flows.refresh import Refresher
 
-    return Refresher().run(remaining_ms=lambda: 900_000).as_dict()
+    return Refresher().run(remaining_ms=lambda: 900_000).summary().as_dict()
 
 
 def me(broker, access_token: str) -> requests.Response:

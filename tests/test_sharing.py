@@ -71,7 +71,7 @@ def replica_value(broker, region: str, name: str = TOKEN) -> dict:
 def refresh_now() -> dict:
     from webex_broker.flows.refresh import Refresher
 
-    return Refresher().run(remaining_ms=lambda: 900_000).as_dict()
+    return Refresher().run(remaining_ms=lambda: 900_000).summary().as_dict()
 
 
 EXPECTED_POLICY = {
@@ -155,7 +155,7 @@ def test_an_old_stack_updated_to_share_converges_at_the_next_refresh_without_a_f
     assert broker.secret(TOKEN) == before, "readers allowed before still read, until and after it converges"
     make_due(broker, ALICE)
     aws_calls = count_aws_calls()
-    assert refresh_now()["refreshed"] == 1  # a new token or the same again: both converge
+    assert refresh_now()["succeeded"] == 1  # a new token or the same again: both converge
     assert aws_calls["UpdateSecret"] == 1  # the key: Secrets Manager re-encrypts, keeping old-key copies
     assert described(broker)["KmsKeyId"].endswith(key)
     assert replicas(broker) == {"eu-west-1", "ap-southeast-2"}
@@ -163,7 +163,7 @@ def test_an_old_stack_updated_to_share_converges_at_the_next_refresh_without_a_f
     assert broker.secret(TOKEN)["access_token"]
     make_due(broker, ALICE)
     aws_calls.clear()
-    assert refresh_now()["refreshed"] == 1  # a new token or the same again: both converge
+    assert refresh_now()["succeeded"] == 1  # a new token or the same again: both converge
     assert not SHARING_ACTIONS & set(aws_calls), "a converged secret costs a refresh nothing more"
 
 
@@ -205,11 +205,11 @@ def test_a_share_aws_refuses_never_fails_the_refresh_and_is_tried_again(broker, 
 
     monkeypatch.setattr(token_sharing, "converge_sharing", refused)
     make_due(broker, ALICE)
-    assert refresh_now()["refreshed"] == 1  # a new token or the same again: both converge, "the token is what matters"
+    assert refresh_now()["succeeded"] == 1  # a new token or the same again: both converge, "the token is what matters"
     assert broker.connection(ALICE)["sharing"] == before, "the row still says: not shared yet"
     monkeypatch.setattr(token_sharing, "converge_sharing", real)
     make_due(broker, ALICE)
-    assert refresh_now()["refreshed"] == 1  # a new token or the same again: both converge
+    assert refresh_now()["succeeded"] == 1  # a new token or the same again: both converge
     assert policy(broker) == EXPECTED_POLICY
 
 

@@ -52,6 +52,7 @@ from webex_broker.flows.admin_requests import (
     read_answer,
 )
 from webex_broker.flows.adoption import adopt, orphans
+from webex_broker.flows.refresh_report import RunSummary
 from webex_broker_admin.doctor import FAIL, run_checks
 from webex_broker_admin.remedies import describe, remedy, when
 from webex_broker_admin.target import (
@@ -275,12 +276,10 @@ def cmd_refresh(args: argparse.Namespace, target: Target) -> None:
         raise CommandError("Give a connection NAME, --due or --reauth-required.", EXIT_USAGE)
     if args.due:
         report = _follow_run(target)
-        print(json.dumps(report, indent=2))
-        outcomes = report.get("outcomes", {})
-        counts = {"refreshed": 0, "unchanged": 0} | outcomes | {"failed": report["failed"]}
-        print(", ".join(f"{outcome} {n}" for outcome, n in counts.items()), file=sys.stderr)
-        if report["failed"]:
-            raise CommandError(f"{report['failed']} connection(s) failed to refresh.", EXIT_REFRESH_FAILED)
+        print(json.dumps(report.as_dict(), indent=2))
+        print(report.counts(), file=sys.stderr)
+        if report.failed:
+            raise CommandError(f"{report.failed} connection(s) failed to refresh.", EXIT_REFRESH_FAILED)
         return
     if args.reauth_required:
         _retry_reauth_required(target)
@@ -296,7 +295,7 @@ def cmd_refresh(args: argparse.Namespace, target: Target) -> None:
         raise CommandError(body.get("message", "Refresh failed."), EXIT_REFRESH_FAILED)
 
 
-def _follow_run(target: Target) -> dict:
+def _follow_run(target: Target) -> RunSummary:
     """A refresh run of the scheduled refresher's own kind, started asynchronously and followed until
     it leaves its report: no connection is held open for the run's up to 15 minutes. Progress on stderr."""
     run_id = uuid.uuid4().hex
@@ -314,7 +313,7 @@ def _follow_run(target: Target) -> dict:
             print(f"Refreshing the due connections… {waited:.0f} s", file=sys.stderr)
             shown = time.monotonic()
         time.sleep(RUN_POLL_SECONDS)
-    return json.loads(report)
+    return RunSummary.from_dict(json.loads(report))
 
 
 def _refresh_one(target: Target, name: str) -> tuple[int, dict, int]:

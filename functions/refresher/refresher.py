@@ -16,4 +16,5 @@ RUN_ID = re.compile(r"[0-9a-f]{32}")
 def handler(event: dict, context: LambdaContext) -> dict:
     run_id = event.get("run_id") if isinstance(event, dict) else None  # `webex-broker refresh --due` follows it
     run_id = run_id if isinstance(run_id, str) and RUN_ID.fullmatch(run_id) else ""
-    return Refresher(current()).run(remaining_ms=context.get_remaining_time_in_millis, run_id=run_id).as_dict()
+    report = Refresher(current()).run(remaining_ms=context.get_remaining_time_in_millis, run_id=run_id)
+    return report.summary().as_dict()

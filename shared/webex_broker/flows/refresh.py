@@ -98,11 +98,14 @@ class Refresher:
         if upcoming:
             report.note_expiries(upcoming)
         emit_run_metrics(report, now)
-        summary = report.as_dict()
+        summary = report.summary()
         self._table.record_run(
-            finished_at=epoch(self._clock()), outcomes=summary["outcomes"], run_id=run_id, report=json.dumps(summary)
+            finished_at=epoch(self._clock()),
+            outcomes=summary.outcomes,
+            run_id=run_id,
+            report=json.dumps(summary.as_dict()),
         )
-        logger.info("Refresh run finished", extra=summary)
+        logger.info("Refresh run finished", extra=summary.as_dict())
         return report
 
     def _collect(self, report: RunReport, connection: str, future: Future) -> None:

@@ -4,7 +4,7 @@ where some grants are dead, and feeds the metrics the alarms read."""
 
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 
 from webex_broker.core.connection import Connection
@@ -96,17 +96,49 @@ class RunReport:
         self.earliest_access_expiry = _earliest(self.earliest_access_expiry, row.access_expires_at)
         self.earliest_refresh_expiry = _earliest(self.earliest_refresh_expiry, row.refresh_expires_at)
 
+    def summary(self) -> "RunSummary":
+        return RunSummary(
+            refreshed=self.outcomes[Outcome.REFRESHED],
+            unchanged=self.outcomes[Outcome.UNCHANGED],
+            succeeded=self.succeeded,
+            failed=len(self.failures),
+            failures=dict(self.failures),
+            outcomes={k.value: v for k, v in sorted(self.outcomes.items()) if v},
+            stopped_early=self.stopped_early,
+            refusals_stopped_run=self.refusals_stopped_run,
+            denials_stopped_run=self.denials_stopped_run,
+            denied=dict(self.denials),
+        )
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run's answer: the refresher's return value, its log line, and the report `webex-broker refresh
+    --due` reads back. `refreshed` counts new tokens only; `succeeded` adds the unchanged and the healed."""
+
+    refreshed: int
+    unchanged: int
+    succeeded: int
+    failed: int
+    failures: dict[str, str]  # connection -> its failure outcome
+    outcomes: dict[str, int]
+    stopped_early: bool
+    refusals_stopped_run: bool
+    denials_stopped_run: bool
+    denied: dict[str, int]  # AWS action -> connections it was refused for
+
     def as_dict(self) -> dict:
-        return {
-            "refreshed": self.succeeded,
-            "failed": len(self.failures),
-            "failures": dict(self.failures),
-            "outcomes": {k.value: v for k, v in sorted(self.outcomes.items()) if v},
-            "stopped_early": self.stopped_early,
-            "refusals_stopped_run": self.refusals_stopped_run,
-            "denials_stopped_run": self.denials_stopped_run,
-            "denied": dict(self.denials),
-        }
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: dict) -> "RunSummary":
+        return cls(**{f.name: document[f.name] for f in fields(cls)})
+
+    def counts(self) -> str:
+        """What happened, in words: 'refreshed 0, unchanged 4, failed 0'."""
+        others = {k: v for k, v in self.outcomes.items() if k not in ("refreshed", "unchanged")}
+        counts = {"refreshed": self.refreshed, "unchanged": self.unchanged, **others, "failed": self.failed}
+        return ", ".join(f"{outcome} {n}" for outcome, n in counts.items())
 
 
 def _earliest(known: int | None, candidate: int | None) -> int | None:
