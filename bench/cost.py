@@ -102,9 +102,7 @@ def model(
             )
             * p["ddb_write_per_million"]
             / 1e6
-            + (r * refresh["reads"] + lg * login["reads"] + runs * status_count_rru)
-            * p["ddb_read_per_million"]
-            / 1e6
+            + (r * refresh["reads"] + lg * login["reads"] + runs * status_count_rru) * p["ddb_read_per_million"] / 1e6
         ),
         "API Gateway HTTP API": lg * 2 * p["api_per_million"] / 1e6,
         "EventBridge": (r * refresh["events"] + lg * login["events"]) * p["put_events_per_million"] / 1e6,
