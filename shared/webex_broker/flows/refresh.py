@@ -35,11 +35,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from functools import partial
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from webex_broker.core.clock import epoch, utc_now
 from webex_broker.core.connection import Connection
-from webex_broker.core.errors import AwsAccessDenied, FailureKind, GrantEnd, WebexError
+from webex_broker.core.errors import AwsAccessDenied, AwsUnavailable, FailureKind, GrantEnd, WebexError
 from webex_broker.core.events import RunStoppedByDenials, RunStoppedByRefusals
 from webex_broker.core.observability import logger
 from webex_broker.core.settings import RefreshPolicy
@@ -112,7 +110,7 @@ class Refresher:
         """For the dashboard only: a count AWS refuses or cannot give is logged, and never fails the run."""
         try:
             return self._table.count_by_status()
-        except (ClientError, BotoCoreError, AwsAccessDenied) as exc:
+        except (AwsUnavailable, AwsAccessDenied) as exc:
             logger.warning("Could not count the connections by status", extra={"error": type(exc).__name__})
             return None
 
