@@ -17,6 +17,7 @@ PRICES = {
     "kms_rotation_month": 1.00,  # each of a key's first two (yearly) rotations adds this, for good
     "metric_month": 0.30,  # CloudWatch, each custom metric (name and dimensions) published in the month
     "alarm_month": 0.10,  # CloudWatch, each standard-resolution alarm
+    "dashboard_month": 3.00,  # CloudWatch, each dashboard beyond the account's first three (counted here)
     "kms_per_10k": 0.03,  # KMS requests: Secrets Manager asks a secret's key for every write and read
 }
 
@@ -31,6 +32,9 @@ ASSUMPTIONS = {
     "runs_per_month": 730,  # the refresher every 60 minutes
     "webex_ms_per_call": 100,  # added to measured login durations (the simulator answers at once)
     "gsi_wru_per_reschedule": 2,  # ScheduleIndex is keyed by next_refresh_at: a move is delete + put
+    # Each run counts the connections per status over StatusIndex (keys only): a Query reads ~100 bytes
+    # an entry, billed by the 4 KB, eventually consistent at half a read unit; measured calls count 1 each.
+    "status_index_bytes_per_connection": 100,
 }
 
 READS = {"GetItem", "Query", "Scan", "BatchGetItem"}
@@ -80,6 +84,7 @@ def model(
     refresh, login, run = _split(per_refresh_calls), _split(login_calls), _split(run_calls)
     r, lg, runs = a["refreshes_per_month"], a["logins_per_month"], a["runs_per_month"]
     login_seconds = (login_ms + login_webex_calls * a["webex_ms_per_call"]) / 1000
+    status_count_rru = a["status_index_bytes_per_connection"] / 4096 / 2  # per connection and run
 
     per_connection = {
         "Secrets Manager storage": (a["secrets_per_connection"] + a["replica_regions"]) * p["secret_month"],
@@ -97,7 +102,7 @@ def model(
             )
             * p["ddb_write_per_million"]
             / 1e6
-            + (r * refresh["reads"] + lg * login["reads"]) * p["ddb_read_per_million"] / 1e6
+            + (r * refresh["reads"] + lg * login["reads"] + runs * status_count_rru) * p["ddb_read_per_million"] / 1e6
         ),
         "API Gateway HTTP API": lg * 2 * p["api_per_million"] / 1e6,
         "EventBridge": (r * refresh["events"] + lg * login["events"]) * p["put_events_per_million"] / 1e6,
@@ -114,7 +119,7 @@ def model(
         "EventBridge": max(0, runs - p["scheduler_free"]) * p["scheduler_per_million"] / 1e6
         + runs * run["events"] * p["put_events_per_million"] / 1e6,
         "KMS": a["stack_keys"] * key_month(a["key_age_years"]),
-        "CloudWatch": custom_metrics * p["metric_month"] + alarms * p["alarm_month"],
+        "CloudWatch": custom_metrics * p["metric_month"] + alarms * p["alarm_month"] + p["dashboard_month"],
     }
     per_connection["CloudWatch"] = 0.0
     rows = {

@@ -26,7 +26,7 @@ def model(**overrides):
 
 def test_cloudwatch_is_a_fixed_cost_per_stack():
     row = model()["rows"]["CloudWatch"]
-    assert row["fixed"] == pytest.approx(14 * 0.30 + 13 * 0.10)
+    assert row["fixed"] == pytest.approx(14 * 0.30 + 13 * 0.10 + 3.00), "metrics, alarms and the dashboard"
     assert row["per_connection"] == 0
 
 
@@ -39,6 +39,13 @@ def test_the_model_prints_the_keys_by_year_and_counts_the_first_in_its_total():
     result = model()
     assert result["keys_by_year"] == {1: 2.0, 2: 4.0, 3: 6.0}
     assert result["rows"]["KMS"]["fixed"] == 2.0
+
+
+def test_each_runs_status_count_is_priced_per_connection(monkeypatch):
+    """A keys-only index entry per connection and run: the count grows with the connections, not the calls."""
+    counted = model()["rows"]["DynamoDB on-demand"]["per_connection"]
+    monkeypatch.setitem(cost.ASSUMPTIONS, "status_index_bytes_per_connection", 0)
+    assert model()["rows"]["DynamoDB on-demand"]["per_connection"] < counted
 
 
 def test_every_alarm_of_the_template_is_counted():

@@ -68,6 +68,7 @@ def run_checks(target: Target) -> list[Check]:
     checks.append(_broker_key(broker))
     checks += _sealed_secrets(target, broker)
     checks += _connections(broker)
+    checks.append(_dashboard(target.outputs))
     if target.outputs:
         checks.append(_alarm_subscription(target.outputs.get("AlarmTopicArn", "")))
         checks.append(_concurrency())
@@ -398,6 +399,15 @@ def _alarm_subscription(topic_arn: str) -> Check:
             "alarm e-mail", WARN, "nobody is subscribed to the alarm topic", "set AlarmEmail, or subscribe to it"
         )
     return Check("alarm e-mail", OK, ", ".join(s["Endpoint"] for s in subscriptions))
+
+
+def _dashboard(outputs: dict[str, str]) -> Check:
+    """Where to look next: the stack's CloudWatch dashboard (its `DashboardUrl` output)."""
+    if not outputs:
+        return Check("dashboard", OK, "none for the local stack: its metrics are in the log, as EMF lines")
+    if url := outputs.get("DashboardUrl"):
+        return Check("dashboard", OK, url)
+    return Check("dashboard", WARN, "the stack has no dashboard yet", "deploy this version of the template")
 
 
 def _concurrency() -> Check:

@@ -19,6 +19,7 @@ from webex_broker.core.errors import AwsAccessDenied, CoolingDown, LeaseLost
 from webex_broker.core.token_documents import TokenRecord, fingerprint
 
 SCHEDULE_INDEX = "ScheduleIndex"
+STATUS_INDEX = "StatusIndex"  # keys only, by status: what a run counts for the dashboard
 RUN_RECORD = "#refresher"  # not a connection: '#' is outside every connection name; `doctor` reads it
 ASKED_RUN = "#run#"  # + a run id: the report of a run `webex-broker refresh --due` asked for, until it reads it
 SCHEDULED = "scheduled"
@@ -253,6 +254,23 @@ class ConnectionsTable:
         for page in pages:
             for item in page.get("Items", []):
                 yield item["connection"]["S"]
+
+    def count_by_status(self) -> dict[str, int]:
+        """How many connections have each status: a count over the keys-only StatusIndex, which reads
+        about 100 bytes per connection (rows without a status, such as `#refresher`, are not in it)."""
+        paginator = aws.client("dynamodb").get_paginator("query")
+        counts = {}
+        for status in ConnectionStatus:
+            pages = paginator.paginate(
+                TableName=self._table,
+                IndexName=STATUS_INDEX,
+                KeyConditionExpression="#status = :status",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":status": {"S": status.value}},
+                Select="COUNT",
+            )
+            counts[status.value] = sum(page["Count"] for page in pages)
+        return counts
 
     def next_up(self, now: int) -> Connection | None:
         """The earliest connection not yet due (for the 'time to earliest expiry' figures)."""

@@ -17,6 +17,7 @@ from webex_broker.core import clock
 from webex_broker.core.clock import epoch
 from webex_broker.core.connection import Connection
 from webex_broker.core.errors import (
+    AccessDenied,
     AwsUnavailable,
     BadCallback,
     ConfigurationError,
@@ -26,7 +27,7 @@ from webex_broker.core.errors import (
     WebexError,
 )
 from webex_broker.core.grants import Person, TokenGrant
-from webex_broker.core.observability import logger
+from webex_broker.core.observability import logger, metrics
 from webex_broker.core.token_documents import TokenRecord
 from webex_broker.flows import access
 from webex_broker.flows.broker import Broker
@@ -73,6 +74,7 @@ def finish_login(
         _count_use(broker.invitations, invitation, epoch(now))
     announce(broker, before, record, invite_id=invitation.id if invitation else "")
     logger.info("Connection authorized", extra={"connection": connection, "invite_id": login.invite_id})
+    metrics.add_metric(name="Logins", unit="Count", value=1)
     try:
         return result, broker.states.save_result(result, browser_hash=login.browser_hash, now=epoch(now))
     except AwsUnavailable as exc:  # the connection is stored: say so, even without that page
@@ -109,9 +111,13 @@ def _identify(
 
 def _admit(broker: Broker, person: Person, invite_id: str | None, now: int) -> tuple[str, Invitation | None]:
     """Which connection this person may write (AccessDenied otherwise), and the invitation that let them."""
-    invitation = _usable_invitation(broker.invitations, invite_id, now)
-    connection = access.connection_for(broker.settings, person, invitation)
-    access.check_owner(broker.connections.get(connection), person.id)
+    try:
+        invitation = _usable_invitation(broker.invitations, invite_id, now)
+        connection = access.connection_for(broker.settings, person, invitation)
+        access.check_owner(broker.connections.get(connection), person.id)
+    except (AccessDenied, InvitationRejected):
+        metrics.add_metric(name="LoginsRefused", unit="Count", value=1)  # someone Webex identified, turned away
+        raise
     return connection, invitation
 
 

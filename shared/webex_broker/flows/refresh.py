@@ -37,7 +37,7 @@ from functools import partial
 
 from webex_broker.core.clock import epoch, utc_now
 from webex_broker.core.connection import Connection
-from webex_broker.core.errors import FailureKind, GrantEnd, WebexError
+from webex_broker.core.errors import AwsAccessDenied, AwsUnavailable, FailureKind, GrantEnd, WebexError
 from webex_broker.core.events import RunStoppedByDenials, RunStoppedByRefusals
 from webex_broker.core.observability import logger
 from webex_broker.core.settings import RefreshPolicy
@@ -94,6 +94,7 @@ class Refresher:
                 self._collect(report, in_flight[future], future)
         self._end_dead_grants(report)
         self._confirm_long_refusals(report)
+        report.statuses = self._count_statuses()
         upcoming = self._table.next_up(now)
         if upcoming:
             report.note_expiries(upcoming)
@@ -107,6 +108,14 @@ class Refresher:
         )
         logger.info("Refresh run finished", extra=summary.as_dict())
         return report
+
+    def _count_statuses(self) -> dict[str, int] | None:
+        """For the dashboard only: a count AWS refuses or cannot give is logged, and never fails the run."""
+        try:
+            return self._table.count_by_status()
+        except (AwsUnavailable, AwsAccessDenied) as exc:
+            logger.warning("Could not count the connections by status", extra={"error": type(exc).__name__})
+            return None
 
     def _collect(self, report: RunReport, connection: str, future: Future) -> None:
         try:

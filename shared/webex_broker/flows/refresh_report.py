@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 
-from webex_broker.core.connection import Connection
+from webex_broker.core.connection import Connection, ConnectionStatus
 from webex_broker.core.observability import metrics
 from webex_broker.core.settings import RefreshPolicy
 
@@ -40,6 +40,11 @@ FAILED = (
 )
 SUCCEEDED = (Outcome.REFRESHED, Outcome.UNCHANGED, Outcome.HEALED)
 ATTEMPTED = (*SUCCEEDED, Outcome.TRANSIENT, Outcome.REFUSED, Outcome.PERMANENT)
+STATUS_METRICS = {
+    ConnectionStatus.ACTIVE: "ConnectionsActive",
+    ConnectionStatus.REAUTH_REQUIRED: "ConnectionsReauthRequired",
+    ConnectionStatus.PENDING: "ConnectionsPending",
+}
 
 
 @dataclass
@@ -57,6 +62,7 @@ class RunReport:
     earliest_refresh_expiry: int | None = None
     refused_long: dict[str, int] = field(default_factory=dict)  # connection → since when refused, an hour or more
     dead_grants: dict[str, Connection] = field(default_factory=dict)  # invalid_grant, to end once the run is done
+    statuses: dict[str, int] | None = None  # connections per status once the run is done; None if AWS did not say
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, connection: str, outcome: "Outcome", row: Connection | None = None) -> None:
@@ -152,6 +158,7 @@ def emit_run_metrics(report: RunReport, now: int) -> None:
     for name, value in (
         ("Refreshed", report.succeeded),
         ("Skipped", counts[Outcome.SKIPPED]),
+        ("Failed", len(report.failures)),
         ("FailedTransient", counts[Outcome.TRANSIENT]),
         ("FailedRefused", counts[Outcome.REFUSED]),
         ("FailedPermanent", counts[Outcome.PERMANENT]),
@@ -164,6 +171,9 @@ def emit_run_metrics(report: RunReport, now: int) -> None:
         ("MaxConsecutiveFailures", report.max_consecutive_failures),
     ):
         metrics.add_metric(name=name, unit="Count", value=value)
+    if report.statuses is not None:
+        for status, name in STATUS_METRICS.items():
+            metrics.add_metric(name=name, unit="Count", value=report.statuses.get(status, 0))
     if report.earliest_access_expiry is not None:
         hours = (report.earliest_access_expiry - now) / 3600
         metrics.add_metric(name="HoursToEarliestAccessExpiry", unit="None", value=round(hours, 2))
