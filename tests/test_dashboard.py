@@ -115,7 +115,7 @@ def test_a_count_aws_refuses_is_alarmed_and_the_run_still_finishes(broker, capsy
 
     run = broker.refresh()
 
-    assert (run["refreshed"], run["failed"]) == (1, 0)
+    assert (run["succeeded"], run["failed"]) == (1, 0)
     out = capsys.readouterr().out
     assert emf_values(out, "AwsAccessDenied") == [1.0]
     assert emf_values(out, "ConnectionsActive") == [], "no count is better than a wrong one"
