@@ -89,3 +89,28 @@ def test_every_invocation_keeps_its_connection_alive():
     from webex_broker_admin.target import _INVOKE_CONFIG
 
     assert _INVOKE_CONFIG.tcp_keepalive is True
+
+
+def test_the_reauth_repair_tries_each_dead_grant_once_and_waits_out_a_cooldown_once():
+    from webex_broker.flows.reauth_repair import Attempt, retry_reauth_required
+
+    rows = [
+        Connection("dead", ConnectionStatus.REAUTH_REQUIRED),
+        Connection("fine", ConnectionStatus.ACTIVE),
+        Connection("cooling", ConnectionStatus.REAUTH_REQUIRED),
+    ]
+    broker = SimpleNamespace(connections=SimpleNamespace(all=lambda: rows))
+    asked, waited = [], []
+    answers = {
+        "dead": [Attempt(False, 0, {"outcome": "permanent"})],
+        "cooling": [Attempt(False, 42, {"outcome": "cooling_down"}), Attempt(True, 0, {"outcome": "refreshed"})],
+    }
+
+    def attempt(name: str) -> Attempt:
+        asked.append(name)
+        return answers[name].pop(0)
+
+    attempts = retry_reauth_required(broker, attempt, waited.append)
+    assert asked == ["dead", "cooling", "cooling"], "an active connection is never asked about"
+    assert waited == [42], "the cooldown it was given, once"
+    assert {name: a.restored for name, a in attempts.items()} == {"dead": False, "cooling": True}

@@ -52,6 +52,7 @@ from webex_broker.flows.admin_requests import (
     read_answer,
 )
 from webex_broker.flows.adoption import adopt, orphans
+from webex_broker.flows.reauth_repair import Attempt, retry_reauth_required
 from webex_broker.flows.refresh_report import RunSummary
 from webex_broker_admin.doctor import FAIL, run_checks
 from webex_broker_admin.remedies import describe, remedy, when
@@ -324,22 +325,21 @@ def _refresh_one(target: Target, name: str) -> tuple[int, dict, int]:
 
 
 def _retry_reauth_required(target: Target) -> None:
-    """The repair for a grant marked dead that was not: try each `reauth_required` connection once;
-    those Webex still honours are active and scheduled again."""
-    names = [row.name for row in target.broker.connections.all() if row.status == ConnectionStatus.REAUTH_REQUIRED]
-    answers = {}
-    for name in names:
-        answers[name] = _refresh_one(target, name)
-        if retry_after := answers[name][2]:  # forced less than a minute ago: wait out the cooldown, once
-            print(f"{name}: waiting {retry_after} s for its on-demand cooldown.", file=sys.stderr)
-            time.sleep(retry_after)
-            answers[name] = _refresh_one(target, name)
-    print(json.dumps({name: body for name, (_, body, _) in answers.items()}, indent=2))
-    restored = [name for name, (status, _, _) in answers.items() if status == 200]
-    print(f"Restored {len(restored)} of {len(names)} connection(s) marked reauth_required.", file=sys.stderr)
-    if len(restored) < len(names):
+    def attempt(name: str) -> Attempt:
+        status, body, retry_after = _refresh_one(target, name)
+        return Attempt(status == 200, retry_after, body)
+
+    def wait(seconds: float) -> None:
+        print(f"Waiting {seconds:.0f} s for an on-demand cooldown.", file=sys.stderr)
+        time.sleep(seconds)
+
+    attempts = retry_reauth_required(target.broker, attempt, wait)
+    print(json.dumps({name: a.answer for name, a in attempts.items()}, indent=2))
+    restored = [name for name, a in attempts.items() if a.restored]
+    print(f"Restored {len(restored)} of {len(attempts)} connection(s) marked reauth_required.", file=sys.stderr)
+    if len(restored) < len(attempts):
         raise CommandError(
-            f"{len(names) - len(restored)} connection(s) still need their person to authorize again.",
+            f"{len(attempts) - len(restored)} connection(s) still need their person to authorize again.",
             EXIT_REFRESH_FAILED,
         )
 
