@@ -55,7 +55,7 @@ def test_no_secret_in_logs_pages_or_headers(broker, broker_log, capfd, caplog, m
     responses += answers
 
     assert [a.get("error") for a in answers] == [None, "failed", None]
-    assert refreshed["refreshed"] == 1
+    assert refreshed["succeeded"] == 1
     assert failed["failures"] == {ALICE: "permanent"}
     captured = capfd.readouterr()
     output = (

@@ -243,6 +243,7 @@ def test_forced_refresh_restores_a_connection_whose_grant_still_works(short_live
 
     broker = short_lived
     broker.login(ALICE)
+    broker.events()  # the login's own
     broker.dynamodb.update_item(  # marked dead by mistake (say, by an older release)
         TableName="ConnectionsTable",
         Key={"connection": {"S": ALICE}},
