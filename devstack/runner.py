@@ -248,13 +248,12 @@ class LocalBroker:
         """Tables and client secret from the template's own definitions; env from its Globals."""
         from webex_broker.adapters.client_credentials import ClientCredentials, store_client_credentials
 
-        # As CloudFormation names a new stack's tables, each embedded AWS (gone at exit) gets its own: a link
-        # from an earlier run then says it belongs to another broker. An endpoint that outlives us keeps them.
-        run = "" if self.config.aws_endpoint_url else f"-{secrets.token_hex(4)}"
-        tables = create_tables(
-            boto3.client("dynamodb"),
-            names={name: f"{STACK_NAME}-{name.removesuffix('Table').lower()}{run}" for name in table_definitions()},
-        )
+        names = {name: f"{STACK_NAME}-{name.removesuffix('Table').lower()}" for name in table_definitions()}
+        if not self.config.aws_endpoint_url:
+            # As CloudFormation names a new stack's table, each embedded AWS (gone at exit) gets its own
+            # invitations table: a link from an earlier run then says it belongs to another broker.
+            names["InvitationsTable"] += f"-{secrets.token_hex(4)}"
+        tables = create_tables(boto3.client("dynamodb"), names=names)
         parameters = {
             "WebexApiBaseUrl": self.webex_url,
             # Loopback has no API Gateway domain: the callback URL comes from configuration, as on AWS.

@@ -10,14 +10,6 @@ from tests.conftest import PREFIX, reset_broker_caches
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@partner.example.org"
 
 
-@pytest.fixture
-def invite_mode(broker, monkeypatch):
-    monkeypatch.setenv("ACCESS_MODE", "invite")
-    monkeypatch.delenv("OPEN_TO_ANY_WEBEX_ACCOUNT")
-    reset_broker_caches()
-    return broker
-
-
 def stored_secrets(broker) -> list[str]:
     return [name for name in broker.secret_names() if name != "test-broker-client"]
 

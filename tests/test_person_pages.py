@@ -17,14 +17,6 @@ NOT_VALID = "This invitation link is not valid"
 
 
 @pytest.fixture
-def invite_mode(broker, monkeypatch):
-    monkeypatch.setenv("ACCESS_MODE", "invite")
-    monkeypatch.delenv("OPEN_TO_ANY_WEBEX_ACCOUNT")
-    reset_broker_caches()
-    return broker
-
-
-@pytest.fixture
 def with_contact(monkeypatch):
     monkeypatch.setenv("SUPPORT_CONTACT", CONTACT)
     reset_broker_caches()
