@@ -165,7 +165,7 @@ def connected(cli) -> None:
     for name, person in CONNECTIONS.items():
         response = login(links[name], person)
         assert response.status_code == 200, response.text
-        assert f"{PREFIX}/tokens/{name}<" in response.text
+        assert f"connected as <code>{name}</code>" in response.text
 
 
 def secret_names(broker: RunningBroker) -> set[str]:
@@ -211,7 +211,8 @@ def test_invite_link_with_options_connects_the_named_connection(broker, cli):
     result = cli("invite", "cli-invited", "--email", "Alice@Example.com", "--expires", "2h", "--uses", "3")
     link = result.stdout.strip()
     assert result.stdout == link + "\n", "stdout is exactly one line: the link"
-    assert re.fullmatch(rf"{re.escape(broker.base_url)}/authorize\?invite=[0-9a-f]{{12}}\.[\w-]{{20,}}", link)
+    token = r"[0-9a-f]{12}\.[\w-]{20,}\.[0-9a-f]{16}"
+    assert re.fullmatch(rf"{re.escape(broker.base_url)}/authorize\?invite={token}", link)
     invite_id = invitation_id(link)
     assert invite_id in result.stderr
     assert "for alice@example.com" in result.stderr
@@ -226,7 +227,7 @@ def test_invite_link_with_options_connects_the_named_connection(broker, cli):
     page = login(link, "alice@example.com")
     assert page.status_code == 200
     assert "Connected to Webex" in page.text
-    assert f"{PREFIX}/tokens/cli-invited" in page.text
+    assert "connected as <code>cli-invited</code>" in page.text
 
     listed, invitations = cli.parallel(["list", "--json"], ["invites", "--json"])
     rows = {row["connection"]: row for row in json.loads(listed.stdout)}
