@@ -47,9 +47,8 @@ class Invitation:
     def uses_left(self) -> int:
         return max(self.max_uses - self.uses, 0)
 
-    @property
-    def open(self) -> bool:
-        return not self.withdrawn and self.uses_left > 0
+    def usable_at(self, now: int) -> bool:
+        return not self.withdrawn and self.uses_left > 0 and self.expires_at > now
 
     def check(self, now: int) -> None:
         if self.withdrawn:
@@ -180,7 +179,7 @@ class InvitationStore:
 
     def open_invitations(self, *, now: int) -> list[Invitation]:
         """Invitations still usable. A scan: invitations are few and short-lived."""
-        usable = (i for i in map(_invitation, aws.scan(self._table)) if i.expires_at > now and i.open)
+        usable = (i for i in map(_invitation, aws.scan(self._table)) if i.usable_at(now))
         return sorted(usable, key=lambda i: i.created_at)
 
     def revoke_for_connection(self, connection: str) -> int:
