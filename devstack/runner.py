@@ -76,6 +76,7 @@ class LocalConfig:
     webex_client_secret: str = ""
     webex_scopes: str = ""
     sharing: dict = field(default_factory=dict)  # template parameters: readers in other accounts, replica regions
+    support_contact: str = ""  # the stack's SupportContact: whom the pages name
     service_app_client_secret: str = DEMO_APP_CLIENT_SECRET
     sim_access_token_seconds: int = 600
     sim_same_token_seconds: int = 120
@@ -96,6 +97,7 @@ class LocalConfig:
             sharing={
                 parameter: env[variable] for variable, parameter in SHARING_PARAMETERS.items() if env.get(variable)
             },
+            support_contact=env.get("SUPPORT_CONTACT", ""),
             sim_access_token_seconds=int(env.get("WEBEX_SIM_ACCESS_TOKEN_SECONDS", "600")),
             sim_same_token_seconds=int(env.get("WEBEX_SIM_SAME_TOKEN_SECONDS", "120")),
             sim_refresh_token_seconds=int(env.get("WEBEX_SIM_REFRESH_TOKEN_SECONDS", "7776000")),
@@ -247,10 +249,12 @@ class LocalBroker:
         """Tables and client secret from the template's own definitions; env from its Globals."""
         from webex_broker.adapters.client_credentials import ClientCredentials, store_client_credentials
 
-        tables = create_tables(
-            boto3.client("dynamodb"),
-            names={name: f"{STACK_NAME}-{name.removesuffix('Table').lower()}" for name in table_definitions()},
-        )
+        names = {name: f"{STACK_NAME}-{name.removesuffix('Table').lower()}" for name in table_definitions()}
+        if not self.config.aws_endpoint_url:
+            # As CloudFormation names a new stack's table, each embedded AWS (gone at exit) gets its own
+            # invitations table: a link from an earlier run then says it belongs to another broker.
+            names["InvitationsTable"] += f"-{secrets.token_hex(4)}"
+        tables = create_tables(boto3.client("dynamodb"), names=names)
         parameters = {
             "WebexApiBaseUrl": self.webex_url,
             # Loopback has no API Gateway domain: the callback URL comes from configuration, as on AWS.
@@ -261,6 +265,8 @@ class LocalBroker:
         if self.config.webex_scopes:
             parameters["WebexScopes"] = self.config.webex_scopes
         parameters.update(self.config.sharing)
+        if self.config.support_contact:
+            parameters["SupportContact"] = self.config.support_contact
         roles = function_roles.arn_values(STACK_NAME)
         resolver = LocalResolver(parameters=parameters, resources=tables | roles, stack_name=STACK_NAME)
         for key in ("TokenKey", "BrokerKey"):

@@ -127,6 +127,15 @@ def broker(monkeypatch, webex):
 
 
 @pytest.fixture
+def invite_mode(broker, monkeypatch):
+    """The broker in its default access mode: invitation links only."""
+    monkeypatch.setenv("ACCESS_MODE", "invite")
+    monkeypatch.delenv("OPEN_TO_ANY_WEBEX_ACCOUNT")
+    reset_broker_caches()
+    return broker
+
+
+@pytest.fixture
 def moto_server():
     """moto as `make run` serves it, on a free loopback port: its URL. Its backends are this process's,
     reset afterwards."""

@@ -10,14 +10,6 @@ from tests.conftest import PREFIX, reset_broker_caches
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@partner.example.org"
 
 
-@pytest.fixture
-def invite_mode(broker, monkeypatch):
-    monkeypatch.setenv("ACCESS_MODE", "invite")
-    monkeypatch.delenv("OPEN_TO_ANY_WEBEX_ACCOUNT")
-    reset_broker_caches()
-    return broker
-
-
 def stored_secrets(broker) -> list[str]:
     return [name for name in broker.secret_names() if name != "test-broker-client"]
 
@@ -60,7 +52,7 @@ def test_a_forged_secret_for_a_real_invitation_is_refused(invite_mode):
 def test_invitation_happy_path_names_the_connection(invite_mode):
     token = invite_mode.invite("reports")
     response = invite_mode.login(ALICE, invite=token)
-    page_of(response, 200, "Alice Anderson", f"{PREFIX}/tokens/reports")
+    page_of(response, 200, "Alice Anderson", "connected as <code>reports</code>")
     assert invite_mode.secret(f"{PREFIX}/tokens/reports")["email"] == ALICE
     row = invite_mode.connection("reports")
     assert row["status"] == "active"
@@ -71,7 +63,7 @@ def test_invitation_happy_path_names_the_connection(invite_mode):
 def test_a_single_use_invitation_cannot_be_reused(invite_mode):
     token = invite_mode.invite("reports")
     invite_mode.login(ALICE, invite=token)
-    page_of(invite_mode.authorize(token), 400, "already used")
+    page_of(invite_mode.authorize(token), 410, "already used")
 
 
 def test_a_multi_use_invitation_counts_its_uses(invite_mode):
@@ -79,7 +71,7 @@ def test_a_multi_use_invitation_counts_its_uses(invite_mode):
     invite_mode.login(ALICE, invite=token)
     assert invitation(invite_mode, token).uses_left == 1
     page_of(invite_mode.login(ALICE, invite=token), 200, "Alice Anderson")
-    page_of(invite_mode.authorize(token), 400, "already used")
+    page_of(invite_mode.authorize(token), 410, "already used")
 
 
 def expire(token: str) -> None:
@@ -95,7 +87,7 @@ def expire(token: str) -> None:
 def test_an_expired_invitation_is_refused(invite_mode):
     token = invite_mode.invite("reports")
     expire(token)
-    page_of(invite_mode.authorize(token), 400, "expired")
+    page_of(invite_mode.authorize(token), 410, "expired")
 
 
 def test_an_invitation_that_expires_during_consent_stores_nothing(invite_mode):
@@ -103,7 +95,7 @@ def test_an_invitation_that_expires_during_consent_stores_nothing(invite_mode):
     start = invite_mode.authorize(token)
     query = invite_mode.consent(start["headers"]["Location"], person=ALICE)
     expire(token)
-    page_of(invite_mode.callback(query), 400, "expired", "Nothing was stored")
+    page_of(invite_mode.callback(query), 410, "expired", "Nothing was stored")
     assert stored_secrets(invite_mode) == []
 
 
@@ -114,7 +106,7 @@ def test_an_invitation_revoked_during_consent_stores_nothing(invite_mode):
     start = invite_mode.authorize(token)
     query = invite_mode.consent(start["headers"]["Location"], person=ALICE)
     assert InvitationStore("InvitationsTable").revoke(token.split(".")[0])
-    page_of(invite_mode.callback(query), 400, "withdrawn")
+    page_of(invite_mode.callback(query), 410, "withdrawn")
     assert stored_secrets(invite_mode) == []
     assert invite_mode.connection("reports") is None
 
@@ -156,7 +148,7 @@ def test_two_people_racing_for_one_single_use_link(invite_mode):
     alice = invite_mode.consent(invite_mode.authorize(token)["headers"]["Location"], person=ALICE)
     bob = invite_mode.consent(invite_mode.authorize(token)["headers"]["Location"], person=BOB)
     page_of(invite_mode.callback(alice), 200, "Alice Anderson")
-    page_of(invite_mode.callback(bob), 400, "already used")
+    page_of(invite_mode.callback(bob), 410, "already used")
     assert invite_mode.connection("reports")["email"] == ALICE
 
 

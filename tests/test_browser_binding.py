@@ -101,7 +101,7 @@ def test_success_is_a_303_to_a_result_page_without_code_or_state(broker):
     page = broker.result_page(location)
     assert page["statusCode"] == 200
     assert "Alice Anderson" in page["body"]
-    assert f"{PREFIX}/tokens/{ALICE}" in page["body"]
+    assert f"connected as <code>{ALICE}</code>" in page["body"]
     again = broker.result_page(location)
     assert again["statusCode"] == 200, "a reload shows the result, not 'link not valid'"
     assert again["body"] == page["body"]

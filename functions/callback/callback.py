@@ -11,28 +11,36 @@ from webex_broker.flows import broker, login
 def _finish(event: dict, context: LambdaContext) -> dict:
     this = broker.current()
     site = web.base_url(event, this.settings.public_base_url)
-    result, result_id = login.finish_login(
+    finished = login.finish_login(
         this,
         web.query(event),
         browser_nonce=web.browser_nonce(event, site),
         remaining_ms=web.time_left_ms(event, context),
     )
-    if result_id is None:  # the result page could not be kept: show the result here instead
-        return _connected(result)
-    return web.redirect(f"{site}/connected?r={result_id}", status=303)
+    if finished.page_id is None:  # no result page: a login finished before, or its page could not be kept
+        return _connected(this, finished.result, again=finished.again)
+    return web.redirect(f"{site}/connected?r={finished.page_id}", status=303)
 
 
 def _result(event: dict, context: LambdaContext) -> dict:
     this = broker.current()
     site = web.base_url(event, this.settings.public_base_url)
     result = login.login_result(this, web.query(event).get("r", ""), browser_nonce=web.browser_nonce(event, site))
-    return _connected(result) if result else web.html(404, pages.result_gone())
+    if result is None:
+        return web.html(404, pages.result_gone(contact=this.settings.support_contact))
+    return _connected(this, result)
 
 
-def _connected(result: login.LoginResult) -> dict:
+def _connected(this: broker.Broker, result: login.LoginResult, *, again: bool = False) -> dict:
     return web.html(
         200,
-        pages.connected(display_name=result.display_name, email=result.email, secret_name=result.consumer_secret_name),
+        pages.connected(
+            connection=result.connection,
+            display_name=result.display_name,
+            email=result.email,
+            contact=this.settings.support_contact,
+            again=again,
+        ),
     )
 
 

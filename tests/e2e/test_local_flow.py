@@ -29,7 +29,7 @@ def test_login_store_use_refresh(local_broker):
     assert done.url.startswith(f"{local_broker.base_url}/connected?r="), "code and state left the address bar"
     assert done.history[-1].status_code == 303
     assert "Bob Brown" in done.text
-    assert f"{PREFIX}/tokens/demo" in done.text
+    assert "connected as <code>demo</code>" in done.text
     assert "default-src 'none'" in done.headers["Content-Security-Policy"]
 
     sm = local_broker.boto3("secretsmanager")

@@ -65,7 +65,7 @@ def broker() -> Iterator[RunningBroker]:
         assert start.status_code == 302, start.text
         done = consent(browser, start.headers["Location"], PERSON)
         assert done.status_code == 200, done.text
-        assert f"{PREFIX}/tokens/{CONNECTION}" in done.text
+        assert f"connected as <code>{CONNECTION}</code>" in done.text
         yield running
     finally:
         assert stop_local_broker(running) == 0

@@ -7,6 +7,10 @@ explicit `expires_at` with the clock inside the same conditional delete that con
 The browser binding (RFC 9700, login CSRF): /authorize gives the browser a random nonce in an
 HttpOnly cookie and stores only its hash with the state; the callback consumes the state only when
 the same browser presents the same nonce, so a forwarded callback or consent URL finishes nothing.
+
+A finished login's result is kept under an id derived from its state: when the same browser comes back
+with that state (Back, then Allow again on Webex's page), the broker can prove the login already
+succeeded and say so, instead of calling the state unknown.
 """
 
 import base64
@@ -60,12 +64,18 @@ class LoginState:
 
 @dataclass(frozen=True)
 class LoginResult:
-    """What the result page shows after a login: who connected and where workloads read the token."""
+    """What the result page shows after a login: who connected, as which connection."""
 
     connection: str
     display_name: str
     email: str
-    consumer_secret_name: str
+
+
+def result_id(state: str) -> str:
+    """The result page's id: a hash of the login's state, so the state finds its result again, while
+    the id (in the result page's address) never reveals the state."""
+    digest = hashlib.sha256(f"{RESULT_PREFIX}{state}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def code_challenge(verifier: str) -> str:
@@ -144,33 +154,34 @@ class StateStore:
             invite_id=item.get("invite_id"),
         )
 
-    def save_result(self, result: LoginResult, *, browser_hash: str, now: int) -> str:
+    def save_result(self, result: LoginResult, *, login: LoginState, now: int) -> str:
         """Keep what the result page shows for a few minutes, for the browser that logged in; returns its id.
         The callback answers with a redirect to that page, so code and state leave the address bar."""
-        result_id = secrets.token_urlsafe(32)
+        page_id = result_id(login.state)
         aws.client("dynamodb").put_item(
             TableName=self._table,
             Item=aws.to_item(
                 {
-                    "state": RESULT_PREFIX + result_id,
+                    "state": RESULT_PREFIX + page_id,
                     **asdict(result),
-                    "browser_hash": browser_hash,
+                    "browser_hash": login.browser_hash,
                     "expires_at": now + RESULT_TTL_SECONDS,
                 }
             ),
         )
-        return result_id
+        return page_id
 
-    def result(self, result_id: str, *, browser_nonce: str, now: int) -> LoginResult | None:
+    def finished(self, state: str, *, browser_nonce: str, now: int) -> LoginResult | None:
+        """The result of the login this state already finished in this browser, while its page lasts."""
+        return self.result(result_id(state), browser_nonce=browser_nonce, now=now) if well_formed(state) else None
+
+    def result(self, page_id: str, *, browser_nonce: str, now: int) -> LoginResult | None:
         """The result for this browser, while it lasts; None for anyone else, or once it has expired."""
-        if not (well_formed(result_id) and well_formed(browser_nonce)):
+        if not (well_formed(page_id) and well_formed(browser_nonce)):
             return None
-        item = aws.get_item(self._table, "state", RESULT_PREFIX + result_id)
+        item = aws.get_item(self._table, "state", RESULT_PREFIX + page_id)
         if not item or int(item["expires_at"]) <= now or item["browser_hash"] != browser_hash(browser_nonce):
             return None
         return LoginResult(
-            connection=item["connection"],
-            display_name=item.get("display_name", ""),
-            email=item["email"],
-            consumer_secret_name=item["consumer_secret_name"],
+            connection=item["connection"], display_name=item.get("display_name", ""), email=item["email"]
         )

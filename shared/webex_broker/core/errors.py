@@ -15,10 +15,11 @@ class StateProblem(StrEnum):
 
 
 class InvitationProblem(StrEnum):
-    UNKNOWN = "unknown"
+    UNKNOWN = "unknown"  # not known here: mistyped, forged, or gone
+    FOREIGN = "foreign"  # intact, but made by a broker with another invitations table
     EXPIRED = "expired"
     USED = "used"
-    REVOKED = "revoked"
+    REVOKED = "revoked"  # withdrawn (`uninvite`, or its connection was revoked)
 
 
 class GrantEnd(StrEnum):

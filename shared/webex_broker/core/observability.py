@@ -5,7 +5,7 @@ import warnings
 
 from aws_lambda_powertools import Logger, Metrics
 
-# The template sets both; the defaults keep scripts and tests that import the library working.
+# The template sets the service name (the stack's); the namespace is this default, which the alarms match.
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "webex-token-broker")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "WebexTokenBroker")
 

@@ -61,6 +61,7 @@ class Settings:
     open_to_anyone: bool
     invitations_table: str
     sharing: TokenSharing
+    support_contact: str = ""  # whom the pages tell a person to ask (SupportContact)
     development_webex_url: bool = False
 
     @classmethod
@@ -158,6 +159,7 @@ def _read(environ: Mapping[str, str]) -> Settings:
         allowed_org_ids=_split(env("ALLOWED_ORG_IDS", "")),
         open_to_anyone=env("OPEN_TO_ANY_WEBEX_ACCOUNT", "false").lower() == "true",
         invitations_table=env("INVITATIONS_TABLE", ""),
+        support_contact=env("SUPPORT_CONTACT", "").strip(),
         development_webex_url=env(DEVELOPMENT_WEBEX_URL, "false").lower() == "true",
         sharing=TokenSharing(
             kms_key_id=env("TOKEN_KMS_KEY_ID", ""),

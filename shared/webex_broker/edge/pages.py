@@ -21,55 +21,81 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-def _page(title: str, body_html: str, *, tone: str) -> str:
+def _page(title: str, body_html: str, *, tone: str, contact: str) -> str:
+    """Every page ends with whom to ask (SupportContact), when the operator named someone."""
+    ask = f"<p>Questions? Contact {escape(contact)}.</p>" if contact else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'
         f"<title>{escape(title)} · Webex Token Broker</title><style>{_STYLE}</style></head>"
-        f'<body><main><h1 class="{tone}">{escape(title)}</h1>{body_html}'
+        f'<body><main><h1 class="{tone}">{escape(title)}</h1>{body_html}{ask}'
         '<p class="muted">Webex Token Broker</p></main></body></html>'
     )
 
 
-def connected(*, display_name: str, email: str, secret_name: str) -> str:
+def home(*, contact: str) -> str:
     return _page(
-        "Connected to Webex",
-        f"<p><strong>{escape(display_name or email)}</strong> ({escape(email)}) is connected.</p>"
-        f"<p>Workloads read the access token from the AWS Secrets Manager secret <code>{escape(secret_name)}</code>."
-        " The broker keeps it fresh; you can close this page.</p>",
-        tone="ok",
+        "Webex Token Broker",
+        "<p>This service keeps a Webex connection for each person who agrees to it, so that their "
+        "organization's applications can act in Webex on their behalf.</p>"
+        "<p>To connect, open the link you were sent. There is nothing to do on this page.</p>",
+        tone="",
+        contact=contact,
     )
 
 
-def result_gone() -> str:
+def connected(*, connection: str, display_name: str, email: str, contact: str, again: bool = False) -> str:
+    """Who is connected as which connection, and how to undo it; never where the token is kept."""
+    who = f"<strong>{escape(display_name or email)}</strong> ({escape(email)})"
+    status = (
+        f"<p>This sign-in had already finished: {who} is connected as <code>{escape(connection)}</code>. "
+        "Allowing access again changed nothing.</p>"
+        if again
+        else f"<p>{who} is connected as <code>{escape(connection)}</code>.</p>"
+    )
+    return _page(
+        "You are already connected" if again else "Connected to Webex",
+        f"{status}<p>The broker keeps this connection's access fresh; you can close this page.</p>"
+        "<p>To withdraw your consent, remove this integration's access in your Webex account settings, "
+        "where Webex lists the apps you have authorized, or ask whoever runs this broker to revoke the "
+        "connection.</p>",
+        tone="ok",
+        contact=contact,
+    )
+
+
+def result_gone(*, contact: str) -> str:
     return _page(
         "Nothing to show here",
         "<p>This page showed the result of a sign-in, in the browser that signed in, for a few minutes. "
         "It has expired or belongs to another browser. A finished connection is not affected.</p>",
         tone="",
+        contact=contact,
     )
 
 
-def declined(error: str) -> str:
+def declined(error: str, *, contact: str) -> str:
     if error == "access_denied":
         return _page(
             "You declined access",
             "<p>Nothing was stored. If that was a mistake, open your login link again.</p>",
             tone="bad",
+            contact=contact,
         )
     return _page(
         "Webex did not complete the sign-in",
         f"<p>Webex answered <code>{escape(error)}</code>. Nothing was stored. "
         "Open your login link again, or ask the broker's administrator if it keeps happening.</p>",
         tone="bad",
+        contact=contact,
     )
 
 
-def problem(title: str, message: str, *, tracking_id: str = "", retry: bool = True) -> str:
+def problem(title: str, message: str, *, contact: str, tracking_id: str = "", retry: bool = True) -> str:
     parts = [f"<p>{escape(message)}</p>"]
     if tracking_id:
         parts.append(f'<p class="muted">Webex tracking ID: <code>{escape(tracking_id)}</code></p>')
     if retry:
         parts.append("<p>Open your login link again to start over.</p>")
-    return _page(title, "".join(parts), tone="bad")
+    return _page(title, "".join(parts), tone="bad", contact=contact)

@@ -4,6 +4,7 @@ the broker's errors into pages."""
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -24,6 +25,7 @@ from webex_broker.core.errors import (
     WebexError,
 )
 from webex_broker.core.observability import logger
+from webex_broker.core.settings import load_settings
 from webex_broker.edge import pages
 
 HTTP_API_TIMEOUT_MS = 30_000  # API Gateway's HTTP API integration timeout, fixed
@@ -39,12 +41,34 @@ SECURITY_HEADERS = {
 }
 
 
+ASK_FOR_A_NEW_ONE = "Ask whoever sent it for a new one."
+# status, title, what to do: a link that can never work again is Gone; one this broker never made, Not Found.
 INVITATION_PROBLEMS = {
-    InvitationProblem.UNKNOWN: ("This invitation link is not valid", "Check that you copied the whole link."),
-    InvitationProblem.EXPIRED: ("This invitation has expired", "Ask the broker's administrator for a new one."),
-    InvitationProblem.USED: ("This invitation was already used", "Ask the broker's administrator for a new one."),
-    InvitationProblem.REVOKED: ("This invitation was withdrawn", "Ask the broker's administrator for a new one."),
+    InvitationProblem.UNKNOWN: (
+        400,
+        "This invitation link is not valid",
+        "This broker does not know it. Check that you copied the whole link; if you did, ask whoever sent it "
+        "for a new one.",
+    ),
+    InvitationProblem.FOREIGN: (
+        404,
+        "This link belongs to another broker",
+        "It was made by a different Webex Token Broker, or by an earlier installation of this one (a local "
+        f"test broker that has since been restarted, say), and cannot be used here. {ASK_FOR_A_NEW_ONE}",
+    ),
+    InvitationProblem.EXPIRED: (410, "This invitation has expired", ASK_FOR_A_NEW_ONE),
+    InvitationProblem.USED: (
+        410,
+        "This invitation was already used",
+        f"It allowed a set number of sign-ins, and they have all been made. {ASK_FOR_A_NEW_ONE}",
+    ),
+    InvitationProblem.REVOKED: (
+        410,
+        "This invitation was withdrawn",
+        "Whoever sent it has withdrawn it. Ask them for a new one.",
+    ),
 }
+TAKEN = "Ask whoever sent you the link for a link to a connection of your own."
 
 
 def base_url(event: dict, public_base_url: str) -> str:
@@ -131,99 +155,96 @@ def json_response(status: int, body: dict) -> dict:
     }
 
 
-def error_page(exc: Exception) -> dict:
+def contact() -> str:
+    """Whom the pages name (SupportContact); nobody when the configuration itself cannot be read."""
+    try:
+        return load_settings().support_contact
+    except (ConfigurationError, ValueError):
+        return ""
+
+
+def error_page(exc: Exception, *, contact: str = "") -> dict:
     """Every failure a person can meet, as a clear page with the right status."""
+
+    def page(status: int, title: str, message: str, **details: Any) -> dict:
+        return html(status, pages.problem(title, message, contact=contact, **details))
+
     match exc:
         case StateRejected(reason=StateProblem.EXPIRED):
-            return html(400, pages.problem("This sign-in link has expired", "Sign-in links last a few minutes."))
+            return page(400, "This sign-in link has expired", "Sign-in links last a few minutes.")
         case StateRejected(reason=StateProblem.BROWSER):
-            return html(
+            return page(
                 400,
-                pages.problem(
-                    "This sign-in was started in another browser",
-                    "For your safety a sign-in must finish in the browser that started it. Nothing was stored.",
-                ),
+                "This sign-in was started in another browser",
+                "For your safety a sign-in must finish in the browser that started it. Nothing was stored.",
             )
         case StateRejected():
-            return html(
-                400,
-                pages.problem("This sign-in link is not valid", "It was already used or was never issued here."),
-            )
+            return page(400, "This sign-in link is not valid", "It was already used or was never issued here.")
         case InvitationRejected(reason=reason):
-            title, message = INVITATION_PROBLEMS[reason]
-            return html(400, pages.problem(title, f"{message} Nothing was stored.", retry=False))
+            status, title, message = INVITATION_PROBLEMS[reason]
+            return page(status, title, f"{message} Nothing was stored.", retry=False)
+        case AccessDenied(denial=Denial.TAKEN):
+            return page(409, "Not allowed", f"{exc.reason} Nothing was stored. {TAKEN}", retry=False)
         case AccessDenied(denial=denial):
-            status = {Denial.UNUSABLE: 400, Denial.TAKEN: 409}.get(denial, 403)
-            return html(status, pages.problem("Not allowed", f"{exc.reason} Nothing was stored.", retry=False))
+            status = 400 if denial == Denial.UNUSABLE else 403
+            return page(status, "Not allowed", f"{exc.reason} Nothing was stored.", retry=False)
         case ConsentDeclined(error=error):
-            return html(403 if error == "access_denied" else 400, pages.declined(error))
+            return html(403 if error == "access_denied" else 400, pages.declined(error, contact=contact))
         case BadCallback():
-            return html(400, pages.problem("Incomplete sign-in request", str(exc)))
+            return page(400, "Incomplete sign-in request", str(exc))
         case LoginBusy():
-            response = html(
+            response = page(
                 503,
-                pages.problem(
-                    "The broker is busy with this connection",
-                    "A refresh of this connection is running right now. Nothing was stored and your invitation "
-                    "was not used. Please start again in a minute.",
-                ),
+                "The broker is busy with this connection",
+                "A refresh of this connection is running right now. Nothing was stored and your invitation "
+                "was not used. Please start again in a minute.",
             )
             response["headers"]["Retry-After"] = "60"
             return response
         case NotConfigured():
             logger.error("Broker not configured yet", extra={"problem": str(exc)})
-            return html(
+            return page(
                 503,
-                pages.problem(
-                    "This broker is not configured yet",
-                    "Its administrator has not given it the Webex integration's credentials yet. Nothing was "
-                    "stored. Please try again later.",
-                    retry=False,
-                ),
+                "This broker is not configured yet",
+                "Its administrator has not given it the Webex integration's credentials yet. Nothing was "
+                "stored. Please try again later.",
+                retry=False,
             )
         case ConfigurationError():
             logger.error("Broker misconfigured", extra={"problem": str(exc)})
-            return html(
+            return page(
                 500,
-                pages.problem(
-                    "The broker is not set up correctly",
-                    "Nothing was stored. Its administrator can find the details in the broker's logs.",
-                    retry=False,
-                ),
+                "The broker is not set up correctly",
+                "Nothing was stored. Its administrator can find the details in the broker's logs.",
+                retry=False,
             )
         case WebexError(kind=FailureKind.CONFIGURATION):
-            return html(
+            return page(
                 502,
-                pages.problem(
-                    "Webex rejected the broker's integration",
-                    "The client ID or secret configured on the broker was refused. Ask its administrator.",
-                    tracking_id=exc.tracking_id,
-                    retry=False,
-                ),
+                "Webex rejected the broker's integration",
+                "The client ID or secret configured on the broker was refused. Ask its administrator.",
+                tracking_id=exc.tracking_id,
+                retry=False,
             )
         case WebexError(kind=FailureKind.PERMANENT | FailureKind.REFUSED):
-            return html(
+            return page(
                 400,
-                pages.problem(
-                    "Webex refused the sign-in",
-                    f"Webex did not accept the authorization ({exc.code}). Nothing was stored.",
-                    tracking_id=exc.tracking_id,
-                ),
+                "Webex refused the sign-in",
+                f"Webex did not accept the authorization ({exc.code}). Nothing was stored.",
+                tracking_id=exc.tracking_id,
             )
         case WebexError():
-            response = html(
+            response = page(
                 503 if exc.status == 429 else 502,
-                pages.problem(
-                    "Webex is not answering right now",
-                    "Nothing was stored. Please start again in a minute.",
-                    tracking_id=exc.tracking_id,
-                ),
+                "Webex is not answering right now",
+                "Nothing was stored. Please start again in a minute.",
+                tracking_id=exc.tracking_id,
             )
             if exc.retry_after:
                 response["headers"]["Retry-After"] = str(int(exc.retry_after))
             return response
     logger.exception("Unexpected failure")
-    return html(500, pages.problem("Something went wrong", "Nothing was stored. Please start again."))
+    return page(500, "Something went wrong", "Nothing was stored. Please start again.")
 
 
 def respond(action: Callable[[], dict]) -> dict:
@@ -231,4 +252,4 @@ def respond(action: Callable[[], dict]) -> dict:
     try:
         return action()
     except Exception as exc:
-        return error_page(exc)
+        return error_page(exc, contact=contact())

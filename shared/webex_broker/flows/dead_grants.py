@@ -142,7 +142,7 @@ class DeadGrants:
         if not (invite_id and self._invitations):
             return False
         invitation = self._invitations.get(invite_id)
-        return invitation is not None and invitation.expires_at > epoch(now) and invitation.uses_left > 0
+        return invitation is not None and invitation.usable_at(epoch(now))
 
     def _reauthorization_link(self, row: Connection, now: datetime) -> tuple[str | None, str | None]:
         """A fresh single-use invitation for the same person and connection, so the event can be acted on."""

@@ -7,6 +7,7 @@ failed or crashed write never spends the person's invitation.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from webex_broker.adapters import webex
@@ -24,6 +25,8 @@ from webex_broker.core.errors import (
     ConsentDeclined,
     InvitationProblem,
     InvitationRejected,
+    StateProblem,
+    StateRejected,
     WebexError,
 )
 from webex_broker.core.grants import Person, TokenGrant
@@ -59,14 +62,30 @@ def start_login(broker: Broker, callback_url: str, invite_token: str = "", *, br
     )
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A finished login: who connected, the id of its result page (None when it could not be kept), and
+    whether this callback only repeated one this browser had already finished (nothing was done again)."""
+
+    result: LoginResult
+    page_id: str | None
+    again: bool = False
+
+
 def finish_login(
     broker: Broker, params: dict[str, str], *, browser_nonce: str, remaining_ms: Callable[[], int]
-) -> tuple[LoginResult, str | None]:
+) -> Finished:
     """Identify (consume the state first, so a replay can never get further), admit (decide who may
-    connect before anything is written), persist (under the lease). Returns the result and the id of
-    its page."""
+    connect before anything is written), persist (under the lease)."""
     now = clock.utc_now()
-    login, person, grant = _identify(broker, params, browser_nonce, now, remaining_ms)
+    state = params.get("state", "")
+    if not state:
+        raise BadCallback("The request has no state parameter.")
+    try:
+        login = broker.states.consume(state, browser_nonce=browser_nonce, now=epoch(now))
+    except StateRejected as exc:
+        return _finished_before(broker, state, browser_nonce, epoch(now), exc)
+    person, grant = _identify(broker, params, login, now, remaining_ms)
     connection, invitation = _admit(broker, person, login.invite_id, epoch(now))
     record = TokenRecord(connection=connection, person=person, grant=grant, updated_at=now)
     result, before = _persist(broker, record, login.redirect_uri, remaining_ms)
@@ -76,21 +95,29 @@ def finish_login(
     logger.info("Connection authorized", extra={"connection": connection, "invite_id": login.invite_id})
     metrics.add_metric(name="Logins", unit="Count", value=1)
     try:
-        return result, broker.states.save_result(result, browser_hash=login.browser_hash, now=epoch(now))
+        return Finished(result, broker.states.save_result(result, login=login, now=epoch(now)))
     except AwsUnavailable as exc:  # the connection is stored: say so, even without that page
         logger.warning("Could not keep the result page", extra={"error": exc.code})
-        return result, None
+        return Finished(result, None)
+
+
+def _finished_before(broker: Broker, state: str, browser_nonce: str, now: int, rejected: StateRejected) -> Finished:
+    """A state no longer pending may be one this browser already finished (Back, then Allow again on
+    Webex's page): its kept result proves it. Anything else stays rejected; Webex is not called."""
+    earlier = None
+    if rejected.reason == StateProblem.UNKNOWN:
+        earlier = broker.states.finished(state, browser_nonce=browser_nonce, now=now)
+    if earlier is None:
+        raise rejected
+    logger.info("A finished login came back", extra={"connection": earlier.connection})
+    return Finished(earlier, None, again=True)
 
 
 def _identify(
-    broker: Broker, params: dict[str, str], browser_nonce: str, now: datetime, remaining_ms: Callable[[], int]
-) -> tuple[LoginState, Person, TokenGrant]:
-    """The state (once, in this browser), the code, and who Webex says authorized: each Webex call
-    within the time the request has left, less what the writes after them need."""
-    state = params.get("state", "")
-    if not state:
-        raise BadCallback("The request has no state parameter.")
-    login = broker.states.consume(state, browser_nonce=browser_nonce, now=epoch(now))
+    broker: Broker, params: dict[str, str], login: LoginState, now: datetime, remaining_ms: Callable[[], int]
+) -> tuple[Person, TokenGrant]:
+    """The code, and who Webex says authorized: each Webex call within the time the request has left,
+    less what the writes after them need."""
     if params.get("error"):
         raise ConsentDeclined(params["error"])
     code = params.get("code", "")
@@ -106,7 +133,7 @@ def _identify(
                 "Webex refused /people/me: the integration needs the spark:people_read (or spark:all) scope."
             ) from None
         raise
-    return login, person, grant
+    return person, grant
 
 
 def _admit(broker: Broker, person: Person, invite_id: str | None, now: int) -> tuple[str, Invitation | None]:
@@ -130,8 +157,8 @@ def _usable_invitation(invitations: InvitationStore, invite_id: str | None, now:
     if not invite_id:
         return None
     invitation = invitations.get(invite_id)
-    if invitation is None:
-        raise InvitationRejected(InvitationProblem.REVOKED)
+    if invitation is None:  # it was there at /authorize; only the table's TTL removes one, once it has expired
+        raise InvitationRejected(InvitationProblem.EXPIRED)
     invitation.check(now)
     return invitation
 
@@ -142,10 +169,7 @@ def _persist(
     login_base_url = redirect_uri.removesuffix("/callback")
     before = store_new_grant(broker, record, login_base_url=login_base_url, remaining_ms=remaining_ms)
     result = LoginResult(
-        connection=record.connection,
-        display_name=record.person.display_name,
-        email=record.person.email,
-        consumer_secret_name=broker.names.token_secret(record.connection),
+        connection=record.connection, display_name=record.person.display_name, email=record.person.email
     )
     return result, before
 
