@@ -174,7 +174,11 @@ def cmd_invites(args: argparse.Namespace, target: Target) -> None:
 
 
 def cmd_uninvite(args: argparse.Namespace, target: Target) -> None:
-    if not target.broker.invitations.revoke(args.id):
+    invitations = target.broker.invitations
+    if not invitations.revoke(args.id):
+        if (known := invitations.get(args.id)) and known.withdrawn:
+            print(f"Invitation {args.id} was already withdrawn.")
+            return
         raise CommandError(f"No invitation {args.id}.", EXIT_NOT_FOUND)
     print(f"Invitation {args.id} revoked.")
 

@@ -295,11 +295,13 @@ def test_uninvite_withdraws_the_link(cli):
     assert "This invitation was withdrawn" in page.text
     assert "Nothing was stored" in page.text
 
-    again, listed = cli.parallel(["uninvite", invite_id], ["invites", "--json"])
-    assert again.returncode == 3
-    assert f"No invitation {invite_id}" in again.stderr
-    assert again.stdout == ""
+    again, listed, unknown = cli.parallel(["uninvite", invite_id], ["invites", "--json"], ["uninvite", "0123456789ab"])
+    assert again.returncode == 0, "withdrawing twice is no error"
+    assert again.stdout.strip() == f"Invitation {invite_id} was already withdrawn."
     assert invite_id not in [i["id"] for i in json.loads(listed.stdout)["invitations"]]
+    assert unknown.returncode == 3
+    assert "No invitation 0123456789ab" in unknown.stderr
+    assert unknown.stdout == ""
 
 
 def test_uninvite_while_the_person_is_at_webex_stops_the_login(broker, cli):
