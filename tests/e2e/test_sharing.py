@@ -8,8 +8,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from tests.e2e.conftest import PREFIX, RunningBroker, login, start_local_broker, stop_local_broker
-from tests.e2e.test_cli import Cli
+from tests.support.local_stack import PREFIX, Cli, RunningBroker, login, start_local_broker, stop_local_broker
 
 SECRET = f"{PREFIX}/tokens/demo"
 
