@@ -1,6 +1,6 @@
 """Readers in other accounts and regions against `make run`: the local stack deployed with
 ReaderAccountIds, ReaderOrganizationId and ReplicaRegions (moto keeps the replicas; it does not
-enforce the policies, which tests/test_sharing.py checks as documents)."""
+enforce the policies, which tests/integration/test_sharing.py checks as documents)."""
 
 import json
 from collections.abc import Iterator

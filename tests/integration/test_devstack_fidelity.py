@@ -1,6 +1,6 @@
 """The local stack is as strict as AWS where the broker depends on it: Lambda's Invoke API on the local
 gateway answers (and refuses) as Lambda does, and moto enforces KMS key policies for Secrets Manager,
-so an account administrator cannot read what the broker key protects (tests/test_policy.py: the rules
+so an account administrator cannot read what the broker key protects (tests/unit/test_policy.py: the rules
 those policies are judged by)."""
 
 import json
@@ -87,8 +87,8 @@ def principals(monkeypatch):
 
 @pytest.fixture
 def aws(monkeypatch, principals, moto_credentials):
-    """moto in-process. Every client names its own access key: mock_aws swaps the environment's for
-    its own (FOOBARKEY) unless configured with mock_credentials off."""
+    """moto in-process. Every client names its own access key: the environment's is moto's own
+    (FOOBARKEY), as a plain mock_aws() sets it."""
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "MOTO_ACCOUNT_ID"):
         monkeypatch.delenv(name, raising=False)
 

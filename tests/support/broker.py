@@ -36,7 +36,7 @@ BROKER_ENV = {
     "STATE_TABLE": "StateTable",
     "CONNECTIONS_TABLE": "ConnectionsTable",
     "INVITATIONS_TABLE": "InvitationsTable",
-    # Most suites test the OAuth flow itself; tests/test_access.py covers invite mode (the default).
+    # Most suites test the OAuth flow itself; tests/integration/test_access.py covers invite mode (the default).
     "ACCESS_MODE": "open",
     "OPEN_TO_ANY_WEBEX_ACCOUNT": "true",
     "SECRET_PREFIX": PREFIX,
