@@ -15,7 +15,7 @@ export SAM_CLI_TELEMETRY := 0
 help:
 	@echo "make run    - the whole broker locally (embedded AWS + Webex simulator)"
 	@echo "make test   - every check: ruff, mypy, pytest, sam validate (both forms), cfn-lint, sam build, bench-smoke"
-	@echo "make test-fast - after each change: ruff, mypy and every test but the end-to-end ones (~75 s)"
+	@echo "make test-fast - after each change: ruff, mypy, the unit tier, then integration and simulator (~50 s)"
 	@echo "make bench  - performance figures: cold start, warm overhead, refresh throughput, size, memory, cost (~14 min)"
 	@echo "make bench-smoke - the same benchmark at tiny sizes (< 1 min): proves it still runs"
 	@echo "make browser-deps - Debian's headless Chromium for the browser test (apt-get install chromium)"
@@ -34,15 +34,18 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Two workers, each test file on one of them (a file's module-scoped stacks are made once).
+# Every tier; two workers, each test file on one of them (an e2e file's module-scoped stacks are made once).
 unit: venv
 	$(BIN)/pytest -n 2 --dist loadfile
 
-# The loop to run after each change: lint, types and every test but the end-to-end ones.
+# The loop to run after each change: lint, types, the unit tier first (a pure rule that broke shows
+# in seconds), then the integration and simulator tiers on two workers, each stealing the other's
+# queue at the end (every test sets up its own state, so any test runs on any worker).
 test-fast: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -n 2 --dist loadfile -m "not e2e and not browser"
+	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -n 2 --dist worksteal tests/integration tests/simulator
 
 validate: venv
 	$(BIN)/sam validate --lint

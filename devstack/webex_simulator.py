@@ -257,6 +257,18 @@ class RunningServer:
         self.shutdown()
 
 
+def serve_wsgi(app: Any, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
+    """Serve a WSGI app as the simulator is served: the tests serve one port per worker, in front of
+    each test's own simulator."""
+    server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.01},  # a stop waits one poll, name="webex-simulator", daemon=True
+    )
+    thread.start()
+    return RunningServer(server, thread)
+
+
 class WebexSimulator:
     """Webex's OAuth, /people/me and Service App tokens, in memory; the app root plays ``https://webexapis.com/v1``.
 
@@ -470,13 +482,7 @@ class WebexSimulator:
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
         """Listen on a real port (0 picks a free one) in a daemon thread."""
-        server = make_server(host, port, self.app, threaded=True, request_handler=_QuietHandler)
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.01},  # a stop waits one poll, name="webex-simulator", daemon=True
-        )
-        thread.start()
-        return RunningServer(server, thread)
+        return serve_wsgi(self.app, host, port)
 
     # HTTP endpoints.
 

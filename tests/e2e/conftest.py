@@ -1,137 +1,12 @@
 """The local stack as `make run` starts it: a real process on free loopback ports."""
 
-import json
-import os
-import re
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-READY_SECONDS = 60
-PREFIX = "webex-token-broker-local"
-ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-# `webex-broker invite NAME` for several names in one process (setup: the CLI's own main(), run once).
-INVITE_MANY = (
-    "import sys\n"
-    "from webex_broker_admin.cli import main\n"
-    "for name in sys.argv[1:]:\n"
-    "    assert main(['invite', name]) == 0\n"
-)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class RunningBroker:
-    process: subprocess.Popen
-    state_file: Path
-    login_url: str = ""
-    aws_endpoint: str = ""
-    webex_url: str = ""
-    lines: list[str] = field(default_factory=list)
-
-    @property
-    def base_url(self) -> str:
-        return self.login_url.rsplit("/", 1)[0]
-
-    def aws_env(self) -> dict[str, str]:
-        return {
-            "AWS_ENDPOINT_URL": self.aws_endpoint,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL_LAMBDA": self.base_url,  # the local gateway serves Lambda's Invoke API
-        }
-
-    def boto3(self, service: str, *, as_broker: bool = False):
-        """A client as the operator (an account administrator), or as the broker's functions, whose
-        role alone the broker key lets read refresh material (here the tests play break-glass)."""
-        import boto3
-
-        from devstack.runner import FUNCTIONS_CREDENTIALS, OPERATOR_CREDENTIALS
-
-        access_key, secret_key = FUNCTIONS_CREDENTIALS if as_broker else OPERATOR_CREDENTIALS
-        return boto3.client(
-            service,
-            endpoint_url=self.aws_endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-        )
-
-    def secret(self, name: str) -> dict:
-        """A secret's JSON: a refresh secret read as the broker (it is sealed), any other as the operator."""
-        sm = self.boto3("secretsmanager", as_broker="/refresh/" in name)
-        return json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
-
-    def wait_for_line(self, pattern: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        seen = 0
-        while time.monotonic() < deadline:
-            for line in self.lines[seen:]:
-                if re.search(pattern, line):
-                    return line
-            seen = len(self.lines)
-            time.sleep(0.05)
-        raise AssertionError(f"no line matching {pattern!r} within {timeout}s; output:\n" + "\n".join(self.lines))
-
-
-def start_local_broker(**env: str) -> RunningBroker:
-    """Each one announces itself in its own state file, so tests never touch a developer's `make run`."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WEBEX_"))}
-    state_file = Path(tempfile.mkdtemp(prefix="broker-state-")) / "local.json"
-    environment.update(
-        {"BROKER_PORT": str(free_port()), "PYTHONUNBUFFERED": "1", "WEBEX_BROKER_LOCAL_STATE": str(state_file), **env}
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devstack.runner"],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    broker = RunningBroker(process, state_file=state_file)
-
-    def read_output():
-        for line in process.stdout:
-            broker.lines.append(line.rstrip("\n"))
-
-    threading.Thread(target=read_output, daemon=True).start()
-    began = time.monotonic()
-    broker.login_url = broker.wait_for_line(r"^Login link: ", READY_SECONDS).split(": ", 1)[1]
-    broker.aws_endpoint = broker.wait_for_line(r"^AWS endpoint: ", 1).split(": ", 1)[1]
-    broker.webex_url = broker.wait_for_line(r"^Webex: ", 1).split(": ", 1)[1].split()[0]
-    broker.ready_seconds = time.monotonic() - began
-    return broker
-
-
-def stop_local_broker(broker: RunningBroker) -> int:
-    broker.process.send_signal(signal.SIGTERM)
-    try:
-        return broker.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        broker.process.send_signal(signal.SIGUSR1)  # the runner prints every thread's stack
-        time.sleep(1)
-        broker.process.kill()
-        stacks = "\n".join(broker.lines[-120:])
-        raise AssertionError(f"make run did not stop within 30 s after SIGTERM; its last output:\n{stacks}") from None
+from tests.support.local_stack import start_local_broker, stop_local_broker
 
 
 @pytest.fixture
@@ -145,49 +20,6 @@ def local_broker():
     broker.wait_for_line(r"^Stopped\.$", 5)
 
 
-def a_minute_later(broker: "RunningBroker", name: str) -> None:
-    """Move a connection's last forced refresh a minute back, past the on-demand cooldown."""
-    broker.boto3("dynamodb").update_item(
-        TableName=f"{PREFIX}-connections",
-        Key={"connection": {"S": name}},
-        UpdateExpression="SET forced_at = forced_at - :minute",
-        ConditionExpression="attribute_exists(forced_at)",
-        ExpressionAttributeValues={":minute": {"N": "61"}},
-    )
-
-
-def invite_many(broker: RunningBroker, names: list[str]) -> dict[str, str]:
-    """`webex-broker invite NAME` for each name, by the CLI's own main() in one process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WEBEX_"))}
-    env["WEBEX_BROKER_LOCAL_STATE"] = str(broker.state_file)
-    result = subprocess.run(
-        [sys.executable, "-c", INVITE_MANY, *names], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    return dict(zip(names, result.stdout.splitlines(), strict=True))
-
-
-def consent(browser: requests.Session, location: str, person: str, decision: str = "allow") -> requests.Response:
-    """What the person's browser does on the consent page; follows the redirects back to the callback
-    and on to the result page, with the cookies /authorize gave it."""
-    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
-    base = location.split("/authorize?")[0]
-    page = browser.get(location, timeout=5)
-    assert page.status_code == 200
-    assert person in page.text
-    return browser.post(
-        f"{base}/authorize/decision", data={**query, "person": person, "decision": decision}, timeout=10
-    )
-
-
-def login(link: str, person: str, decision: str = "allow") -> requests.Response:
-    """The person's browser (a fresh one): the link, the simulator's consent form, back to /callback."""
-    browser = requests.Session()
-    start = browser.get(link, allow_redirects=False, timeout=5)
-    assert start.status_code == 302, f"{start.status_code}: {start.text}"
-    return consent(browser, start.headers["Location"], person, decision)
-
-
 @pytest.fixture
 def sim(broker) -> Iterator:
     """Inject faults at the Webex simulator; whatever a test leaves pending is cleared afterwards."""
@@ -197,37 +29,6 @@ def sim(broker) -> Iterator:
 
     yield inject
     requests.delete(f"{broker.webex_url}/_sim/faults", timeout=5)
-
-
-def create_stack(broker: RunningBroker, name: str, outputs: dict[str, str]) -> None:
-    """A stack whose functions are named as CloudFormation names them. moto creates them; the local
-    gateway (aws_env) answers for them: their configuration (the environment the CLI reads) and
-    their invocations."""
-    role = {"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}}
-
-    def function(logical_id: str) -> dict:
-        properties = {
-            "FunctionName": f"{name}-{logical_id}-L0ca1Sufx",
-            "Runtime": "python3.13",
-            "Handler": "handler.handler",
-            "Role": {"Fn::GetAtt": ["Role", "Arn"]},
-            "Code": {"ZipFile": "def handler(event, context): pass"},
-        }
-        return {"Type": "AWS::Lambda::Function", "Properties": properties}
-
-    template = {
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Resources": {
-            "Role": {"Type": "AWS::IAM::Role", "Properties": role},
-            **{f: function(f) for f in ("RefresherFunction", "RefreshConnectionFunction", "AdminFunction")},
-        },
-        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
-    }
-    broker.boto3("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
-
-
-def local_environment(broker: RunningBroker) -> dict[str, str]:
-    return json.loads(Path(broker.state_file).read_text())["environment"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -9,17 +9,16 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright
 
-from tests.e2e.conftest import PREFIX
+from tests.support.local_stack import PREFIX
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM_PATHS = ("/usr/bin/chromium",)
 CHROMIUM_ARGS = [

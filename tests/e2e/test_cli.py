@@ -12,26 +12,28 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
-from tests.e2e.conftest import (
+from tests.support.local_stack import (
     ISO_Z,
     PREFIX,
-    ROOT,
+    Cli,
     RunningBroker,
     a_minute_later,
+    clean_env,
     consent,
     create_stack,
-    invite_many,
     login,
+    run_cli,
+    run_parallel,
     start_local_broker,
     stop_local_broker,
 )
+from tests.support.paths import ROOT
 
 COMMANDS = [
     "invite",
@@ -56,68 +58,6 @@ INVITES_HEADERS = ["ID", "CONNECTION", "PERSON", "USES LEFT", "EXPIRES"]
 
 
 # --- running the CLI -----------------------------------------------------------------------------
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without any AWS_* or WEBEX_* variable, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WEBEX_"))}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def run_cli(*args: str, env: dict[str, str], stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "webex_broker_admin.cli", *args],
-        cwd=ROOT,
-        env=env,
-        stdin=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def run_parallel(commands, *, env: dict[str, str]) -> list[subprocess.CompletedProcess]:
-    """Independent commands at once: each is a whole Python process that mostly spends its time importing."""
-    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
-        return list(pool.map(lambda args: run_cli(*args, env=env), commands))
-
-
-class Cli:
-    """`webex-broker` pointed at one local stack through its state file."""
-
-    def __init__(self, broker: RunningBroker):
-        self.broker = broker
-        self.env = clean_env(WEBEX_BROKER_LOCAL_STATE=str(broker.state_file))
-
-    def __call__(self, *args: str, expect: int | None = 0) -> subprocess.CompletedProcess:
-        result = run_cli(*args, env=self.env)
-        if expect is not None:
-            assert result.returncode == expect, (
-                f"webex-broker {' '.join(args)} exited {result.returncode}, not {expect}\n"
-                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-            )
-        return result
-
-    def json(self, *args: str):
-        return json.loads(self(*args).stdout)
-
-    def invite(self, name: str, *options: str) -> str:
-        result = self("invite", name, *options)
-        lines = result.stdout.splitlines()
-        assert len(lines) == 1, f"invite prints exactly one line on stdout, got {lines}"
-        return lines[0]
-
-    def invitation(self, invitation_id: str) -> dict | None:
-        return next((i for i in self.json("invites", "--json")["invitations"] if i["id"] == invitation_id), None)
-
-    def parallel(self, *commands: list[str]) -> list[subprocess.CompletedProcess]:
-        """Independent commands at once; their exit codes are the caller's to check."""
-        return run_parallel(commands, env=self.env)
-
-    def invite_many(self, names: list[str]) -> dict[str, str]:
-        return invite_many(self.broker, names)
 
 
 def invitation_id(link: str) -> str:

@@ -7,10 +7,8 @@ import re
 import time
 from pathlib import Path
 
-from tests.e2e.conftest import PREFIX, login, start_local_broker, stop_local_broker
-from tests.e2e.test_cli import Cli
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.local_stack import PREFIX, Cli, login, start_local_broker, stop_local_broker
+from tests.support.paths import ROOT
 
 
 def without_statement(function: str, sid: str, folder: Path) -> Path:

@@ -7,8 +7,16 @@ from collections.abc import Iterator
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import PREFIX, RunningBroker, login, start_local_broker, stop_local_broker
-from tests.e2e.test_cli import Cli, clean_env, run_cli
+from tests.support.local_stack import (
+    PREFIX,
+    Cli,
+    RunningBroker,
+    clean_env,
+    login,
+    run_cli,
+    start_local_broker,
+    stop_local_broker,
+)
 
 
 @pytest.fixture(scope="module")

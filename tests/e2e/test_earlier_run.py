@@ -3,7 +3,7 @@ and the broker's bare address is a page, over real HTTP."""
 
 import requests
 
-from tests.e2e.conftest import start_local_broker, stop_local_broker
+from tests.support.local_stack import start_local_broker, stop_local_broker
 
 
 def test_a_link_from_an_earlier_run_says_it_belongs_to_another_broker(local_broker):

@@ -9,7 +9,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import PREFIX, consent, local_environment, start_local_broker, stop_local_broker
+from tests.support.local_stack import PREFIX, consent, local_environment, start_local_broker, stop_local_broker
 
 
 def people_me(webex_url: str, token: str) -> requests.Response:

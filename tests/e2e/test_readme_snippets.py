@@ -20,21 +20,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.conftest import PREFIX, ROOT, RunningBroker, consent, start_local_broker, stop_local_broker
+from tests.support.local_stack import PREFIX, ROOT, RunningBroker, consent, start_local_broker, stop_local_broker
+from tests.support.snippets import EXPECTED, MARKER, doc_files
 
 CONNECTION = "demo"
 PERSON, DISPLAY_NAME = "carol@partner.example.org", "Carol Chen"
 # Every snippet the docs mark, and only these: renaming or removing one fails the tests below.
-EXPECTED = ["read-token-boto3", "read-token-powertools", "webexpythonsdk", "refresh-on-401"]
 
-MARKER = re.compile(r"^<!-- snippet: (\S+) -->$", re.MULTILINE)
 SNIPPET = re.compile(r"^<!-- snippet: (\S+) -->\n```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 ISO_Z = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
-
-
-def doc_files() -> list[Path]:
-    """The files snippets may live in: the README and every docs/*.md."""
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def doc_snippets() -> dict[str, str]:

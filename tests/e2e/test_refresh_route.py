@@ -16,7 +16,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.e2e.conftest import (
+from tests.support.local_stack import (
     ISO_Z,
     PREFIX,
     RunningBroker,

@@ -13,16 +13,18 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.e2e.conftest import (
+from tests.support.local_stack import (
     PREFIX,
     ROOT,
+    Cli,
     RunningBroker,
+    clean_env,
     create_stack,
     login,
+    run_cli,
     start_local_broker,
     stop_local_broker,
 )
-from tests.e2e.test_cli import Cli, clean_env, run_cli
 
 SCOPES = "spark:kms spark:people_read spark:applications_token"
 APP_SECRET = "local-service-app-secret"  # the README's default for the simulated app

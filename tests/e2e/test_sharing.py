@@ -1,6 +1,6 @@
 """Readers in other accounts and regions against `make run`: the local stack deployed with
 ReaderAccountIds, ReaderOrganizationId and ReplicaRegions (moto keeps the replicas; it does not
-enforce the policies, which tests/test_sharing.py checks as documents)."""
+enforce the policies, which tests/integration/test_sharing.py checks as documents)."""
 
 import json
 from collections.abc import Iterator
@@ -8,8 +8,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from tests.e2e.conftest import PREFIX, RunningBroker, login, start_local_broker, stop_local_broker
-from tests.e2e.test_cli import Cli
+from tests.support.local_stack import PREFIX, Cli, RunningBroker, login, start_local_broker, stop_local_broker
 
 SECRET = f"{PREFIX}/tokens/demo"
 

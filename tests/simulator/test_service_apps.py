@@ -7,7 +7,9 @@ import time
 import pytest
 
 from devstack.webex_simulator import WebexSimulator, webex_id
-from tests.simulator.test_webex_simulator import DAY, TRACKING_ID, FakeClock
+from tests.support.clock import Clock
+from tests.support.people import DAY, HOUR
+from tests.support.webex import SIMULATED_NOW, TRACKING_ID
 
 INTEGRATION = "C-integration-that-asks-for-service-app-tokens"
 INTEGRATION_SECRET = "s3cr3t-0f-the-integration"
@@ -20,16 +22,15 @@ ORG_UUID = "7b3e9d10-4c2a-4f6e-8d1b-a2c3e4f5b6d7"
 ORG = webex_id("ORGANIZATION", ORG_UUID)
 OTHER_ORG = webex_id("ORGANIZATION", "c4d5e6f7-0a1b-4c2d-9e3f-4a5b6c7d8e9f")
 TOKEN_FIELDS = {"access_token", "expires_in", "refresh_token", "refresh_token_expires_in", "token_type"}
-HOUR = 3600
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> Clock:
+    return Clock(start=SIMULATED_NOW)
 
 
 @pytest.fixture
-def sim(clock: FakeClock) -> WebexSimulator:
+def sim(clock: Clock) -> WebexSimulator:
     simulator = WebexSimulator(clock=clock)
     simulator.register_client(INTEGRATION, INTEGRATION_SECRET, [REDIRECT], scopes=["spark:applications_token"])
     simulator.register_service_app(APP_ID, APP_CLIENT, APP_SECRET, APP_SCOPES)

@@ -14,26 +14,16 @@ import pytest
 import requests
 
 from devstack.webex_simulator import DEFAULT_PEOPLE, WebexSimulator
+from tests.support.clock import Clock
+from tests.support.people import DAY
+from tests.support.webex import SIMULATED_NOW, TRACKING_ID
 
 CLIENT_ID = "C1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b"
 SECRET = "s3cr3t-0f-the-integration"
 REDIRECT = "https://broker.example.com/callback"
 LOCAL_REDIRECT = "http://127.0.0.1:8080/cb?tenant=a"
 SCOPES = ["spark:people_read", "spark:kms", "spark:messages_write"]
-DAY = 86_400
-TRACKING_ID = re.compile(r"ROUTER_[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}")
 ALICE_ORG_UUID = "6a1f4c2e-93b7-4d58-a0e1-2f7c8b9d4e31"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_750_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class ConsentPage(HTMLParser):
@@ -75,12 +65,12 @@ class ConsentPage(HTMLParser):
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> Clock:
+    return Clock(start=SIMULATED_NOW)
 
 
 @pytest.fixture
-def sim(clock: FakeClock) -> WebexSimulator:
+def sim(clock: Clock) -> WebexSimulator:
     simulator = WebexSimulator(clock=clock)
     simulator.register_client(CLIENT_ID, SECRET, [REDIRECT, LOCAL_REDIRECT], scopes=SCOPES)
     return simulator
