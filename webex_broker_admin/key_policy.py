@@ -2,7 +2,7 @@
 
 A check of the policy's shape alone lets through what matters: an `Allow` with `NotAction` for the
 account, `CreateGrant` for the account, one more role, or a role path that is not this stack's. So
-doctor compares every statement with the one the template writes (tests/test_key_policy.py keeps
+doctor compares every statement with the one the template writes (tests/unit/test_key_policy.py keeps
 this module and the template in step), and names each one that differs.
 """
 
