@@ -3,6 +3,7 @@ on loopback. Both doubles are made once per worker and reset before each test, w
 as a fresh Lambda container in a fresh account would."""
 
 import functools
+import gc
 import io
 import json
 import logging
@@ -44,6 +45,14 @@ botocore.session.create_loader = functools.cache(botocore.session.create_loader)
 function_roles.install(PREFIX)
 function_roles.register_setup_role("testing", PREFIX, f"{PREFIX}-tests")
 aws_limits.install()  # every AWS call is refused where AWS would refuse it, not only where moto does
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Everything imported so far (boto3, moto, the broker) lives for the whole run: the collector need
+    not walk it again, and collects less often, since a test's garbage is mostly short-lived dicts."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 @pytest.fixture(scope="session")

@@ -62,7 +62,7 @@ def kill_grant(broker, who: str) -> dict:
     return event
 
 
-def test_a_burst_of_503s_shows_as_failing_with_its_cause_in_list_show_and_doctor(broker, operator, capsys):
+def test_a_burst_of_503s_shows_as_failing_with_its_cause_in_list_show_and_doctor(broker, operator, capsys, no_sleep):
     broker.login(ALICE)
     broker.login(BOB)
     make_due(broker, ALICE)
