@@ -15,7 +15,7 @@ export SAM_CLI_TELEMETRY := 0
 help:
 	@echo "make run    - the whole broker locally (embedded AWS + Webex simulator)"
 	@echo "make test   - every check: ruff, mypy, pytest, sam validate (both forms), cfn-lint, sam build, bench-smoke"
-	@echo "make test-fast - after each change: ruff, mypy, the unit tier, then integration and simulator (~50 s)"
+	@echo "make test-fast - after each change: ruff, mypy, the unit tier, then integration and simulator (~60 s)"
 	@echo "make bench  - performance figures: cold start, warm overhead, refresh throughput, size, memory, cost (~14 min)"
 	@echo "make bench-smoke - the same benchmark at tiny sizes (< 1 min): proves it still runs"
 	@echo "make browser-deps - Debian's headless Chromium for the browser test (apt-get install chromium)"
