@@ -193,7 +193,7 @@ def seed(sim: SimulatorProcess, size: int, run: int) -> list[str]:
             timeout=120,
         )
         response.raise_for_status()
-        arns += response.json()["arns"][1::2]  # the consumer secret of each connection
+        arns += response.json()["arns"][1::2]  # the token secret of each connection
 
     # The rows: the broker's record_login computes each UpdateItem; on a new row that is a plain put,
     # so the items are written 25 at a time with BatchWriteItem (moto parses a 17-attribute update

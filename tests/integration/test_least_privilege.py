@@ -114,7 +114,7 @@ def every_flow(broker, monkeypatch) -> None:
     with monkeypatch.context() as failing:
         from webex_broker.adapters import secret_store
 
-        failing.setattr(secret_store, "write_consumer_secret", lambda *a, **k: (_ for _ in ()).throw(RuntimeError()))
+        failing.setattr(secret_store, "write_token_secret", lambda *a, **k: (_ for _ in ()).throw(RuntimeError()))
         assert login("carol@partner.example.org", broker.invite("partners"))["statusCode"] == 500
 
     # A Service App whose refresh token died: minted again through its --via, scheduled and on demand.
@@ -152,7 +152,7 @@ def heal_service_app(broker, monkeypatch, login, refresher, refresh_connection, 
     with monkeypatch.context() as failing:  # an add that fails after its first secret: that secret goes
         from webex_broker.adapters import secret_store
 
-        failing.setattr(secret_store, "write_consumer_secret", lambda *a, **k: (_ for _ in ()).throw(RuntimeError()))
+        failing.setattr(secret_store, "write_token_secret", lambda *a, **k: (_ for _ in ()).throw(RuntimeError()))
         with pytest.raises(RuntimeError):
             admin({**add, "connection": "org-bot-2"}, LambdaContext())
     assert admin(add, LambdaContext())["ok"]

@@ -161,7 +161,7 @@ LOGIN_STEPS = {
     "after-claim": ("connections", "claim"),
     "after-lease": ("connections", "acquire"),
     "after-refresh-secret": ("secret_store", "write_refresh_material"),
-    "after-consumer-secret": ("secret_store", "write_consumer_secret"),
+    "after-consumer-secret": ("secret_store", "write_token_secret"),
     "after-row": ("connections", "record_login"),
     "after-invitation-use": ("invitations", "use"),
 }
@@ -257,17 +257,17 @@ def test_secrets_manager_refusing_the_consumer_secret_does_not_spend_the_invitat
     from webex_broker.adapters import secret_store
 
     link = broker.invite("team", email=ALICE)
-    real = secret_store.write_consumer_secret
+    real = secret_store.write_token_secret
 
     def throttled(*args, **kwargs):
         raise AwsCallFailed({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutSecretValue")
 
-    monkeypatch.setattr(secret_store, "write_consumer_secret", throttled)
+    monkeypatch.setattr(secret_store, "write_token_secret", throttled)
     first = broker.login(ALICE, invite=link)
     assert first["statusCode"] == 500
     assert uses(broker, link) == 0
     assert not readable(broker, f"{PREFIX}/refresh/team"), "the refresh token written first was withdrawn"
-    monkeypatch.setattr(secret_store, "write_consumer_secret", real)
+    monkeypatch.setattr(secret_store, "write_token_secret", real)
     assert broker.login(ALICE, invite=link)["statusCode"] == 200, "the retry is not 'already used'"
     assert uses(broker, link) == 1
     assert readable(broker, f"{PREFIX}/refresh/team")

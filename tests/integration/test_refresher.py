@@ -243,7 +243,7 @@ def test_a_held_lease_is_respected_until_it_expires(short_lived):
 CRASH_POINTS = {
     "after-webex-answered": ("webex", "refresh"),
     "after-refresh-secret": ("secret_store", "write_refresh_material"),
-    "after-consumer-secret": ("secret_store", "write_consumer_secret"),
+    "after-consumer-secret": ("secret_store", "write_token_secret"),
     "after-row-update": ("connections", "record_refresh"),
 }
 
@@ -411,7 +411,7 @@ def test_secrets_manager_throttling_is_transient(short_lived, webex_clock, monke
     def throttled(*args, **kwargs):
         raise AwsCallFailed({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutSecretValue")
 
-    monkeypatch.setattr(secret_store, "write_consumer_secret", throttled)
+    monkeypatch.setattr(secret_store, "write_token_secret", throttled)
     assert broker.refresh()["failures"] == {ALICE: "transient"}
     row = broker.connection(ALICE)
     assert row["last_error"] == "ThrottlingException"

@@ -456,7 +456,7 @@ def test_a_rejected_app_secret_fails_that_app_only_not_the_run(apps):
 HEAL_CRASH_POINTS = {
     "after-the-mint": ("webex", "mint_service_app_tokens"),
     "after-refresh-secret": ("secret_store", "write_refresh_material"),
-    "after-consumer-secret": ("secret_store", "write_consumer_secret"),
+    "after-consumer-secret": ("secret_store", "write_token_secret"),
     "after-row-update": ("connections", "record_refresh"),
 }
 

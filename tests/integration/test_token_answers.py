@@ -185,7 +185,7 @@ def test_an_answer_that_outlives_the_lease_never_overwrites_a_login_made_meanwhi
     assert report.outcomes["skipped"] == 1
     assert broker.connection(ALICE)["access_token_id"] == fingerprint(login_token)
     monkeypatch.setattr(WebexClient, "refresh", real_refresh)
-    assert me(broker, login_token) == 200, "the consumer secret holds the new login's working token"
+    assert me(broker, login_token) == 200, "the token secret holds the new login's working token"
 
 
 def test_an_answer_after_a_stall_is_written_when_nobody_came_in_between(connected, monkeypatch):

@@ -151,7 +151,7 @@ class ConnectionsTable:
         )
 
     def record_adoption(self, row: Connection, *, now: int) -> bool:
-        """A row for secrets that outlived theirs (who, scopes, expiry: what its consumer secret says),
+        """A row for secrets that outlived theirs (who, scopes, expiry: what its token secret says),
         active and due at once; never over an existing row (False)."""
         item = {
             "connection": row.name,

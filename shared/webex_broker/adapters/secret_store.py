@@ -287,11 +287,11 @@ def write_tokens(
     starting: Callable[[str], None] = lambda name: None,
     sharing: TokenSharing | None = None,
 ) -> str | None:
-    """The write order of every path (login and refresh): refresh material, then the consumer secret;
+    """The write order of every path (login and refresh): refresh material, then the token secret;
     the caller writes the row after. The refresh token is stored before anything that depends on it,
     so a crash between the steps never loses it. Each secret is written only when its token changed;
     `pace` runs before each write (the refresher's rate limit), `starting` names the secret before its
-    write begins (a write can land and still fail). Returns the consumer secret's ARN if written."""
+    write begins (a write can land and still fail). Returns the token secret's ARN if written."""
     if refresh_token_changed:
         pace()
         starting(names.refresh_secret(record.connection))
@@ -301,10 +301,10 @@ def write_tokens(
         return None
     pace()
     starting(names.token_secret(record.connection))
-    return write_consumer_secret(record, names, sharing)
+    return write_token_secret(record, names, sharing)
 
 
-def write_consumer_secret(record: TokenRecord, names: SecretNames, sharing: TokenSharing | None = None) -> str:
+def write_token_secret(record: TokenRecord, names: SecretNames, sharing: TokenSharing | None = None) -> str:
     """A new token secret is created shared as `sharing` says; refresh secrets are never shared."""
     return put_secret(
         names.token_secret(record.connection),

@@ -34,10 +34,10 @@ class Connection:
     app_id: str = ""  # a Service App's application id
     via: str = ""  # the connection that mints a Service App's tokens
     scheduled: bool = False  # in the schedule index: the refresher will find it when due
-    consumer_secret_arn: str = ""
+    consumer_secret_arn: str = ""  # the token secret's ARN (the attribute keeps its first name: rows exist)
     login_base_url: str = ""  # where re-authorization links point
     access_expires_at: int | None = None
-    access_token_id: str = ""  # a fingerprint of the access token in the consumer secret
+    access_token_id: str = ""  # a fingerprint of the access token in the token secret
     refresh_expires_at: int | None = None
     next_refresh_at: int | None = None
     refreshed_at: int | None = None

@@ -1,7 +1,7 @@
 """What a connection's two secrets hold.
 
-The consumer secret is what workloads read: the access token and who it belongs to. The refresh
-secret is the broker's own: the refresh token and the identity needed to rebuild the consumer secret,
+The token secret is what workloads read: the access token and who it belongs to. The refresh
+secret is the broker's own: the refresh token and the identity needed to rebuild the token secret,
 and for a Service App its client credentials, which only the broker may read.
 It changes only when Webex hands out a different refresh token, which it rarely does, so a routine
 refresh writes one secret, not two.

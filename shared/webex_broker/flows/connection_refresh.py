@@ -3,7 +3,7 @@
 1. take the lease (`refresh_one`), and let it go for a backoff wait;
 2. read the refresh material (`_material`), and with it the client the grant belongs to;
 3. ask Webex (`_refresh_leased`);
-4. store (`_store`): the refresh secret if the refresh token changed, the consumer secret if the
+4. store (`_store`): the refresh secret if the refresh token changed, the token secret if the
    access token changed, the sharing if the stack changed it, then the row, which frees the lease.
 
 A failure is classified (`_attempt`): Webex's failure kinds are the outcomes of the same names, and a

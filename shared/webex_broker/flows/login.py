@@ -1,7 +1,7 @@
 """The login flow: start it (invitation check, state + PKCE bound to the browser, redirect) and finish
 it (state → code → who is it → may they? → lease → secrets → row → invitation use).
 
-Finishing stores the grant in `new_grant`'s fixed order (refresh material → consumer secret → row,
+Finishing stores the grant in `new_grant`'s fixed order (refresh material → token secret → row,
 under the connection's lease), then counts one use of the invitation. The use is counted last, so a
 failed or crashed write never spends the person's invitation.
 """

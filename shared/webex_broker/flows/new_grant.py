@@ -1,7 +1,7 @@
 """Storing a grant that was just authorized: a person's login, or an operator adding a Service App.
 
 The writes happen in a fixed order, under the connection's lease so that no refresh interleaves:
-claim (bind the name to its owner) → lease → refresh material → consumer secret (created shared as
+claim (bind the name to its owner) → lease → refresh material → token secret (created shared as
 the stack says, or brought to it) → row (which frees the lease). A first authorization that fails at
 any step removes what it wrote, so no live refresh token is left without a row; a connection that
 was already working keeps its row.
@@ -51,11 +51,11 @@ def store_new_grant(
             access.check_owner(table.get(connection), owner_id)  # someone else won a race for it
         row = _take_lease(table, connection, owner, remaining_ms)
         access.check_owner(row, owner_id)
-        consumer_arn = write_tokens(record, names, starting=written.append, sharing=broker.settings.sharing)
+        token_arn = write_tokens(record, names, starting=written.append, sharing=broker.settings.sharing)
         table.record_login(
             record,
             owner=owner,
-            consumer_secret_arn=consumer_arn,
+            consumer_secret_arn=token_arn,
             login_base_url=login_base_url,
             sharing=token_sharing.converge(broker, connection, row.sharing),
             next_refresh_at=next_refresh_at(

@@ -2,7 +2,7 @@
 
 One connection at a time is refreshed under a lease on its row, in a fixed order of idempotent
 steps: read the refresh material → ask Webex → write the refresh secret (only if the refresh token
-changed) → write the consumer secret (only if the access token changed) → bring the consumer secret
+changed) → write the token secret (only if the access token changed) → bring the token secret
 to the stack's sharing (only if the stack changed it) → update the row and release the lease. A
 crash at any step leaves the row due and the lease to expire, and the next run finishes the job; the
 refresh token is on disk before anything that depends on it. A login takes the same lease, so a

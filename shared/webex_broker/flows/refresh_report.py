@@ -16,7 +16,7 @@ class Outcome(StrEnum):
     """What became of one connection in a run. The failures carry the Webex client's FailureKind values
     (a failure of that kind is the outcome of the same name) and are what `last_error_class` records."""
 
-    REFRESHED = "refreshed"  # Webex gave a new access token; the consumer secret has it
+    REFRESHED = "refreshed"  # Webex gave a new access token; the token secret has it
     UNCHANGED = "unchanged"  # Webex gave the same token back (its 24 h rule); nothing rewritten
     HEALED = "healed"  # a Service App's dead refresh token replaced by a new pair minted through its `via`
     SKIPPED = "skipped"  # not due after all, or another refresher or a login holds the lease
