@@ -88,7 +88,8 @@ class ConnectionRefresher:
         end_grants_later: bool = False,
     ) -> tuple[Outcome, Connection | None]:
         """Refresh one connection under its lease. `force` (on-demand) skips the due check, not the lease,
-        and is refused with CoolingDown within a minute of the previous forced refresh. A connection whose
+        and is refused with CoolingDown within a minute of the previous forced refresh, or within the write
+        floor of the last write of its secrets (AWS's one version per 10 minutes). A connection whose
         first login has not finished (`pending`) has nothing to refresh. `end_grants_later` (a run) only
         records Webex's `invalid_grant`: the run ends the grant once it knows the run was not mostly refused."""
         if remaining_ms is not None:
@@ -102,6 +103,7 @@ class ConnectionRefresher:
                 now=epoch(now),
                 lease_seconds=self.policy.lease_seconds,
                 cooldown_seconds=cooldown if attempt == 1 else 0,
+                write_floor_seconds=self.policy.write_floor_seconds if cooldown and attempt == 1 else 0,
             )
             if row is None:
                 return Outcome.SKIPPED, None
@@ -192,10 +194,12 @@ class ConnectionRefresher:
             connection=connection, person=material.person, grant=grant, updated_at=now, service_app=material.service_app
         )
         changed = fingerprint(grant.access_token) != row.access_token_id
+        refresh_changed = grant.refresh_token != material.refresh_token
+        written = changed or refresh_changed
         write_tokens(
             record,
             self._names,
-            refresh_token_changed=grant.refresh_token != material.refresh_token,
+            refresh_token_changed=refresh_changed,
             access_token_changed=changed,
             pace=self._writes.acquire,
             sharing=self._broker.settings.sharing,
@@ -205,18 +209,21 @@ class ConnectionRefresher:
             connection,
             access_expires_at=epoch(grant.access_expires_at),
             refreshed_at=epoch(now),
+            written_at=epoch(now) if written else (row.last_write or 0),
             now=epoch(now),
             policy=self.policy,
         )
-        self._table.record_refresh(record, owner=self.owner, next_refresh_at=next_at, sharing=sharing)
+        self._table.record_refresh(record, owner=self.owner, next_refresh_at=next_at, sharing=sharing, written=written)
         if not healed:
-            after_success(self._events, self.policy, row, record)
+            after_success(self._events, self.policy, row, record, written=written)
         updated = replace(
             row,
             status=ConnectionStatus.ACTIVE,
             access_expires_at=epoch(grant.access_expires_at),
             refresh_expires_at=epoch(grant.refresh_expires_at),
             next_refresh_at=next_at,
+            refreshed_at=epoch(now),
+            written_at=epoch(now) if written else row.written_at,
         )
         logger.info("Connection refreshed", extra={"token_changed": changed, "next_refresh_at": next_at})
         if healed:
