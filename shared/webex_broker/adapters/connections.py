@@ -354,9 +354,11 @@ class ConnectionsTable:
         next_refresh_at: int,
         sharing: str | None = None,
         written: bool = False,
+        token_id: str | None = None,
     ) -> None:
         """The last step of a refresh: new expiry and schedule, health reset, lease released; `written`:
-        it wrote a secret, which the write floor counts from."""
+        it wrote a secret, which the write floor counts from; `token_id`: the fingerprint of the token
+        still current (a rotation's new one is pending)."""
         now = epoch(record.updated_at)
         self._owned_update(
             record.connection,
@@ -367,7 +369,7 @@ class ConnectionsTable:
                 "status": ConnectionStatus.ACTIVE,
                 "schedule": SCHEDULED,
                 "access_expires_at": epoch(record.grant.access_expires_at),
-                "access_token_id": fingerprint(record.grant.access_token),
+                "access_token_id": token_id or fingerprint(record.grant.access_token),
                 "refresh_expires_at": epoch(record.grant.refresh_expires_at),
                 "next_refresh_at": next_refresh_at,
                 "refreshed_at": now,
@@ -379,6 +381,23 @@ class ConnectionsTable:
             },
             remove=_LEASE + _ERROR + _REFUSAL + ("reauth_invite_id",),
         )
+
+    def record_current_token(self, connection: str, *, was: str, now: str) -> bool:
+        """A rotation made its pending token current: the row's fingerprint follows, unless a refresh
+        changed it meanwhile (False)."""
+        try:
+            aws.client("dynamodb").update_item(
+                TableName=self._table,
+                Key={"connection": {"S": connection}},
+                UpdateExpression="SET access_token_id = :now",
+                ConditionExpression="access_token_id = :was",
+                ExpressionAttributeValues={":was": {"S": was}, ":now": {"S": now}},
+            )
+        except ClientError as exc:
+            if aws.condition_failed(exc):
+                return False
+            raise
+        return True
 
     def record_failure(
         self,
