@@ -29,7 +29,7 @@ ASSUMPTIONS = {
     "replica_regions": 0,  # ReplicaRegions: each adds one replica secret per connection ($0.40 a month)
     "logins_per_month": 1 / 3,  # one login per connection per quarter
     "refreshes_per_month": 30.44 / 7,  # RefreshMaxAgeDays=7 beats 14-day tokens' 48 h window: weekly
-    "runs_per_month": 730,  # the refresher every 60 minutes
+    "runs_per_month": 4380,  # the refresher every 10 minutes (RefreshIntervalMinutes default)
     "webex_ms_per_call": 100,  # added to measured login durations (the simulator answers at once)
     "gsi_wru_per_reschedule": 2,  # ScheduleIndex is keyed by next_refresh_at: a move is delete + put
     # Each run counts the connections per status over StatusIndex (keys only): a Query reads ~100 bytes

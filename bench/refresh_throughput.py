@@ -185,7 +185,7 @@ def seed(sim: SimulatorProcess, size: int, run: int) -> list[str]:
                 }
             )
             secrets.append(
-                {"name": names.token_secret(record.connection), "secret_string": _doc(record.consumer_document())}
+                {"name": names.token_secret(record.connection), "secret_string": _doc(record.token_document())}
             )
         response = requests.post(
             f"{os.environ['AWS_ENDPOINT_URL']}/_bench/secrets",

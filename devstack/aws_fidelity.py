@@ -41,6 +41,7 @@ def apply() -> None:
         return
     _applied = True
     _refuse_writes_to_deleted_secrets()
+    _current_follows_its_label()
     _enforce_key_policies()
     _no_key_pair_for_symmetric_keys()
     iam.enforce()  # last: AWS checks the caller's IAM policy before the key's
@@ -58,6 +59,24 @@ def _refuse_writes_to_deleted_secrets() -> None:
         return lax(self, secret_id, *args, **kwargs)
 
     SecretsManagerBackend.put_secret_value = put_secret_value
+
+
+def _current_follows_its_label() -> None:
+    """AWS reads whichever version AWSCURRENT is on; moto moves the label (a rotation's finishSecret)
+    but keeps answering GetSecretValue from the version it had."""
+    lax = SecretsManagerBackend.update_secret_version_stage
+
+    def update_secret_version_stage(
+        self, secret_id: str, version_stage: str, remove_from_version_id, move_to_version_id
+    ):
+        answer = lax(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
+        if version_stage == "AWSCURRENT" and move_to_version_id:
+            secret = self.secrets[secret_id]
+            secret.default_version_id = move_to_version_id
+            secret.secret_string = secret.versions[move_to_version_id].get("secret_string")
+        return answer
+
+    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
 
 
 def _no_key_pair_for_symmetric_keys() -> None:

@@ -31,7 +31,7 @@ from devstack.template import (
     table_definitions,
 )
 from devstack.webex_simulator import DEFAULT_PEOPLE, WebexSimulator, webex_id
-from webex_broker.core.settings import DEVELOPMENT_WEBEX_URL
+from webex_broker.core.settings import DEVELOPMENT_WEBEX_URL, WRITE_FLOOR
 from webex_broker_admin.local_state import VARIABLE, state_path_for
 
 STACK_NAME = "webex-token-broker-local"
@@ -277,7 +277,12 @@ class LocalBroker:
         store_client_credentials(resolver.values["ClientSecret"], credentials, key=resolver.values["BrokerKey"])
         log_level = os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING")  # the handlers' JSON logs: quiet by default
         # The simulator (or WEBEX_BASE_URL) is no Webex cloud: the development setting, which no stack has.
-        environment = {**function_environment(resolver), DEVELOPMENT_WEBEX_URL: "true"}
+        # Simulated tokens live minutes: no write floor unless asked for (AWS's is 600 s).
+        environment = {
+            **function_environment(resolver),
+            DEVELOPMENT_WEBEX_URL: "true",
+            WRITE_FLOOR: os.environ.get(WRITE_FLOOR, "0"),
+        }
         self._function_env_names = list(environment)
         os.environ.update(environment)
         os.environ["POWERTOOLS_LOG_LEVEL"] = log_level

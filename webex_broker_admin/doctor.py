@@ -15,6 +15,7 @@ from webex_broker.adapters import aws
 from webex_broker.adapters.secret_store import resource_policy_sids, same_key, secret_keys, secret_names
 from webex_broker.core.errors import AwsAccessDenied, ConfigurationError, Refused
 from webex_broker.core.health import Health, health
+from webex_broker.core.schedule import too_short_to_keep
 from webex_broker.core.settings import DEVELOPMENT_WEBEX_URL
 from webex_broker.core.sharing import ORGANIZATION_SID
 from webex_broker.flows.admin_requests import (
@@ -230,6 +231,7 @@ def _connections(broker: Broker) -> list[Check]:
                 "; ".join(f"webex-broker refresh {name}" for name in at_risk),
             )
         )
+    checks += _short_lived(broker, active)
     checks += _service_apps(broker, [row for row in active if row.service_app])
     if behind := out_of_date(rows, settings.sharing.fingerprint()):
         checks.append(
@@ -356,26 +358,31 @@ def _broker_key(broker: Broker) -> Check:
 _USES = {"Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo"}
 
 
+def _short_lived(broker: Broker, rows: list) -> list[Check]:
+    """Tokens Webex issues too short-lived to replace before they expire without writing their secret
+    faster than AWS allows (once per 10 minutes): the broker lets them lapse rather than write faster."""
+    policy = broker.settings.refresh
+    needed = policy.write_floor_seconds + policy.run_interval_seconds
+    short = sorted(
+        f"{row.name} ({(row.access_expires_at - row.last_write) // 60} min)"
+        for row in rows
+        if row.access_expires_at
+        and row.last_write
+        and too_short_to_keep(access_expires_at=row.access_expires_at, written_at=row.last_write, policy=policy)
+    )
+    if not short:
+        return []
+    detail = f"access tokens live less than the {needed // 60} min needed to replace them in time: {', '.join(short)}"
+    return [Check("short-lived tokens", WARN, detail, "ask Webex (or the Service App's org) for longer-lived tokens")]
+
+
 def _service_apps(broker: Broker, rows: list) -> list[Check]:
     """What would stop a Service App's token from staying fresh before it happens: a `via` that could
-    not mint a new pair if the old one died, and tokens that live shorter than the refresh interval."""
-    policy, now = broker.settings.refresh, int(time.time())
-    needed = policy.run_interval_seconds + policy.safety_margin_seconds
+    not mint a new pair if the old one died."""
+    now = int(time.time())
     checks = []
     for row in rows:
         name = f"service app {row.name}"
-        lifetime = (row.access_expires_at or 0) - (row.refreshed_at or row.authorized_at or now)
-        if 0 < lifetime < needed:
-            fit = max(5, (lifetime - policy.safety_margin_seconds) // 120)
-            checks.append(
-                Check(
-                    name,
-                    WARN,
-                    f"its access tokens last {lifetime // 60} min, the refresher runs every "
-                    f"{policy.run_interval_seconds // 60} min: each may lapse before the next run",
-                    f"deploy with RefreshIntervalMinutes={fit} or less",
-                )
-            )
         if problem := via_problem(broker, row.via, now=now):
             fix = f"webex-broker service-app add {row.name} … --via CONNECTION (with spark:applications_token)"
             checks.append(Check(name, WARN, f"cannot mint a new pair if its refresh token dies: {problem}", fix))

@@ -48,6 +48,10 @@ BROKER_ENV = {
     "POWERTOOLS_SERVICE_NAME": "webex-token-broker",
     "POWERTOOLS_DEV": "false",
     "ALLOW_DEVELOPMENT_WEBEX_URL": "true",  # the simulator on loopback stands in for Webex
+    # Suites step Webex's clock, not the broker's, and count on 1-hour tokens being due at every (hourly)
+    # run: tests/test_no_lapse.py runs the defaults (10-minute runs, AWS's write floor) on a moving clock.
+    "REFRESH_INTERVAL_MINUTES": "60",
+    "SECRET_WRITE_FLOOR_SECONDS": "0",
 }
 
 

@@ -140,6 +140,7 @@ class ConnectionsTable:
                 "refresh_expires_at": epoch(record.grant.refresh_expires_at),
                 "next_refresh_at": next_refresh_at,
                 "refreshed_at": now,
+                "written_at": now,
                 "consecutive_failures": 0,
                 "authorized_at": now,
                 "updated_at": now,
@@ -285,13 +286,21 @@ class ConnectionsTable:
         return self.get(items[0]["connection"]["S"]) if items else None
 
     def acquire(
-        self, connection: str, *, owner: str, now: int, lease_seconds: int, cooldown_seconds: int = 0
+        self,
+        connection: str,
+        *,
+        owner: str,
+        now: int,
+        lease_seconds: int,
+        cooldown_seconds: int = 0,
+        write_floor_seconds: int = 0,
     ) -> Connection | None:
         """Take the lease, or None if someone else holds an unexpired one (or the row is gone).
 
         Returns the row as it stands after acquiring: the caller decides on fresh data, never on
         what a possibly stale index said. With `cooldown_seconds` (forced refreshes) the lease is also
-        refused, with CoolingDown, until that long after the previous forced one."""
+        refused, with CoolingDown, until that long after the previous forced one, and until
+        `write_floor_seconds` after the last write of its secrets."""
         values = {":owner": owner, ":until": now + lease_seconds, ":now": now}
         update = "SET lease_owner = :owner, lease_expires_at = :until"
         condition = (
@@ -302,6 +311,8 @@ class ConnectionsTable:
             values[":cooled"] = now - cooldown_seconds
             update += ", forced_at = :now"
             condition += " AND (attribute_not_exists(forced_at) OR forced_at <= :cooled)"
+            values[":floor"] = now - write_floor_seconds
+            condition += " AND (attribute_not_exists(written_at) OR written_at <= :floor)"
         try:
             response = aws.client("dynamodb").update_item(
                 TableName=self._table,
@@ -319,7 +330,10 @@ class ConnectionsTable:
             old = aws.old_item(exc)
             held = int(old.get("lease_expires_at", 0)) >= now and old.get("lease_owner") != owner
             if old and cooldown_seconds and not held:
-                raise CoolingDown(int(old["forced_at"]) + cooldown_seconds - now) from None
+                ready = max(
+                    int(old.get("forced_at", 0)) + cooldown_seconds, int(old.get("written_at", 0)) + write_floor_seconds
+                )
+                raise CoolingDown(ready - now) from None
             return None
         return _connection(aws.from_item(response["Attributes"]))
 
@@ -333,9 +347,18 @@ class ConnectionsTable:
             self.release(connection, owner=owner)
 
     def record_refresh(
-        self, record: TokenRecord, *, owner: str, next_refresh_at: int, sharing: str | None = None
+        self,
+        record: TokenRecord,
+        *,
+        owner: str,
+        next_refresh_at: int,
+        sharing: str | None = None,
+        written: bool = False,
+        token_id: str | None = None,
     ) -> None:
-        """The last step of a refresh: new expiry and schedule, health reset, lease released."""
+        """The last step of a refresh: new expiry and schedule, health reset, lease released; `written`:
+        it wrote a secret, which the write floor counts from; `token_id`: the fingerprint of the token
+        still current (a rotation's new one is pending)."""
         now = epoch(record.updated_at)
         self._owned_update(
             record.connection,
@@ -346,10 +369,11 @@ class ConnectionsTable:
                 "status": ConnectionStatus.ACTIVE,
                 "schedule": SCHEDULED,
                 "access_expires_at": epoch(record.grant.access_expires_at),
-                "access_token_id": fingerprint(record.grant.access_token),
+                "access_token_id": token_id or fingerprint(record.grant.access_token),
                 "refresh_expires_at": epoch(record.grant.refresh_expires_at),
                 "next_refresh_at": next_refresh_at,
                 "refreshed_at": now,
+                "written_at": now if written else None,
                 "last_attempt_at": now,
                 "consecutive_failures": 0,
                 "updated_at": now,
@@ -357,6 +381,23 @@ class ConnectionsTable:
             },
             remove=_LEASE + _ERROR + _REFUSAL + ("reauth_invite_id",),
         )
+
+    def record_current_token(self, connection: str, *, was: str, now: str) -> bool:
+        """A rotation made its pending token current: the row's fingerprint follows, unless a refresh
+        changed it meanwhile (False)."""
+        try:
+            aws.client("dynamodb").update_item(
+                TableName=self._table,
+                Key={"connection": {"S": connection}},
+                UpdateExpression="SET access_token_id = :now",
+                ConditionExpression="access_token_id = :was",
+                ExpressionAttributeValues={":was": {"S": was}, ":now": {"S": now}},
+            )
+        except ClientError as exc:
+            if aws.condition_failed(exc):
+                return False
+            raise
+        return True
 
     def record_failure(
         self,

@@ -12,6 +12,7 @@ that writes, and `seal` moves one that is not being written, with a new version 
 import json
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +39,23 @@ class SecretNames:
 
     def refresh_secret(self, connection: str) -> str:
         return f"{self.prefix}/refresh/{connection}"
+
+    def connection_of(self, name: str) -> tuple[str, str] | None:
+        """(kind, connection) of one of this prefix's secrets, kind "tokens" or "refresh"; None for any other."""
+        for kind in ("tokens", "refresh"):
+            connection = name.removeprefix(f"{self.prefix}/{kind}/")
+            if connection != name and connection:
+                return kind, connection
+        return None
+
+
+@dataclass(frozen=True)
+class PendingVersion:
+    """A rotation's new version of a token secret: written under Secrets Manager's ClientRequestToken as
+    AWSPENDING, and made current only by finishSecret, once testSecret proved it with Webex."""
+
+    secret: str
+    token: str
 
 
 def request_token(name: str, secret_string: str) -> str:
@@ -286,6 +304,7 @@ def write_tokens(
     pace: Callable[[], None] = lambda: None,
     starting: Callable[[str], None] = lambda name: None,
     sharing: TokenSharing | None = None,
+    pending: PendingVersion | None = None,
 ) -> str | None:
     """The write order of every path (login and refresh): refresh material, then the token secret;
     the caller writes the row after. The refresh token is stored before anything that depends on it,
@@ -301,6 +320,8 @@ def write_tokens(
         return None
     pace()
     starting(names.token_secret(record.connection))
+    if pending and pending.secret == names.token_secret(record.connection):
+        return write_pending(pending, record.token_document())
     return write_token_secret(record, names, sharing)
 
 
@@ -308,9 +329,43 @@ def write_token_secret(record: TokenRecord, names: SecretNames, sharing: TokenSh
     """A new token secret is created shared as `sharing` says; refresh secrets are never shared."""
     return put_secret(
         names.token_secret(record.connection),
-        record.consumer_document(),
+        record.token_document(),
         description=f"Webex access token for {record.connection}, kept fresh by the token broker.",
         tags={"webex-token-broker:connection": record.connection, "webex-token-broker:kind": "access-token"},
         key=sharing.kms_key_id if sharing else "",
         replicas=sharing.replica_regions if sharing else (),
     )
+
+
+def write_pending(pending: PendingVersion, document: dict) -> str:
+    """The rotation's version, into the AWSPENDING version Secrets Manager opened: a retry with the same
+    token and value is a no-op."""
+    return aws.client("secretsmanager").put_secret_value(
+        SecretId=pending.secret,
+        SecretString=_serialized(document),
+        ClientRequestToken=pending.token,
+        VersionStages=["AWSPENDING"],
+    )["ARN"]
+
+
+def version_document(name: str, version_id: str, stage: str) -> dict | None:
+    """One version's value; None for a version without one (Secrets Manager opens a rotation's empty)."""
+    try:
+        answer = aws.client("secretsmanager").get_secret_value(SecretId=name, VersionId=version_id, VersionStage=stage)
+    except ClientError as exc:
+        if aws.error_code(exc) == "ResourceNotFoundException":
+            return None
+        raise
+    return json.loads(answer["SecretString"])
+
+
+def rotation_state(name: str) -> dict:
+    """DescribeSecret's answer: the name, whether rotation is on, and each version's staging labels."""
+    return dict(aws.client("secretsmanager").describe_secret(SecretId=name))
+
+
+def move_stage(name: str, stage: str, *, to: str | None, away_from: str | None) -> None:
+    options = {"MoveToVersionId": to} if to else {}
+    if away_from:
+        options["RemoveFromVersionId"] = away_from
+    aws.client("secretsmanager").update_secret_version_stage(SecretId=name, VersionStage=stage, **options)

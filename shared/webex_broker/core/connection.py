@@ -41,6 +41,7 @@ class Connection:
     refresh_expires_at: int | None = None
     next_refresh_at: int | None = None
     refreshed_at: int | None = None
+    written_at: int | None = None  # the broker's last write of either secret (refresh, login or rotation)
     authorized_at: int | None = None
     adopted_at: int | None = None
     created_at: int | None = None
@@ -67,6 +68,12 @@ class Connection:
     @property
     def active(self) -> bool:
         return self.status == ConnectionStatus.ACTIVE
+
+    @property
+    def last_write(self) -> int | None:
+        """When a secret of it was last written; rows from before `written_at` say when it was refreshed,
+        which is never earlier."""
+        return self.written_at or self.refreshed_at
 
     def due(self, now: int) -> bool:
         return self.active and (self.next_refresh_at or 0) <= now

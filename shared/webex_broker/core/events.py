@@ -13,6 +13,7 @@ class DetailType(StrEnum):
     REAUTH_REQUIRED = "Connection Reauthorization Required"
     RECOVERED = "Connection Recovered"
     REFRESH_TOKEN_EXPIRING = "Refresh Token Expiring"
+    TOKEN_TOO_SHORT_LIVED = "Access Token Too Short-Lived"  # cannot be kept within AWS's one write per 10 minutes
     CONFIGURATION_ERROR = "Integration Configuration Error"
     SERVICE_APP_HEALED = "Service App Tokens Reminted"  # a dead Service App pair replaced through its `via`
     RUN_STOPPED = "Refresh Run Stopped"  # most of a run was refused (by Webex or by AWS): no status was changed
@@ -138,6 +139,23 @@ class RefreshTokenExpiring:
 
     def detail(self) -> dict:
         return {**self.about.detail(), "refresh_expires_at": self.refresh_expires_at}
+
+
+@dataclass(frozen=True)
+class TokenTooShortLived:
+    """Webex issued an access token that lapses before the first run the write floor allows."""
+
+    detail_type: ClassVar[DetailType] = DetailType.TOKEN_TOO_SHORT_LIVED
+    about: About
+    lifetime_seconds: int
+    needed_seconds: int  # the write floor plus one run interval
+
+    def detail(self) -> dict:
+        return {
+            **self.about.detail(),
+            "lifetime_seconds": self.lifetime_seconds,
+            "needed_seconds": self.needed_seconds,
+        }
 
 
 @dataclass(frozen=True)

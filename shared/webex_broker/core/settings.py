@@ -14,6 +14,9 @@ PEOPLE_SCOPES = frozenset({"spark:people_read", "spark:all"})
 # (commercial, and Webex for Government), unless the development setting below says otherwise.
 WEBEX_CLOUDS = ("https://webexapis.com/v1", "https://api-usgov.webex.com/v1")
 DEVELOPMENT_WEBEX_URL = "ALLOW_DEVELOPMENT_WEBEX_URL"  # "true": any http(s) URL (a simulator); never in a stack
+# AWS's one version per secret per 10 minutes is no stack parameter: only the local stack, whose simulated
+# tokens live minutes, sets another floor.
+WRITE_FLOOR = "SECRET_WRITE_FLOOR_SECONDS"
 
 
 @dataclass(frozen=True)
@@ -23,8 +26,11 @@ class RefreshPolicy:
     window_seconds: int = 48 * 3600
     max_age_seconds: int = 7 * 86400
     min_interval_seconds: int = 86400
-    run_interval_seconds: int = 3600
+    run_interval_seconds: int = 600
     safety_margin_seconds: int = 600
+    # AWS: PutSecretValue on one secret no more than once per 10 minutes, sustained; faster, versions
+    # younger than 24 h pile up to the versions quota and the secret refuses writes.
+    write_floor_seconds: int = 600
     jitter_seconds: int = 6 * 3600
     concurrency: int = 16
     write_rate: float = 40.0
@@ -145,7 +151,8 @@ def _read(environ: Mapping[str, str]) -> Settings:
             window_seconds=int(float(env("REFRESH_WINDOW_HOURS", "48")) * 3600),
             max_age_seconds=int(float(env("REFRESH_MAX_AGE_DAYS", "7")) * 86400),
             min_interval_seconds=int(float(env("REFRESH_MIN_INTERVAL_HOURS", "24")) * 3600),
-            run_interval_seconds=int(float(env("REFRESH_INTERVAL_MINUTES", "60")) * 60),
+            run_interval_seconds=int(float(env("REFRESH_INTERVAL_MINUTES", "10")) * 60),
+            write_floor_seconds=int(env(WRITE_FLOOR, "600")),
             jitter_seconds=int(float(env("REFRESH_JITTER_HOURS", "6")) * 3600),
             concurrency=int(env("REFRESH_CONCURRENCY", "16")),
             write_rate=float(env("SECRETS_WRITE_RATE", "40")),

@@ -140,7 +140,7 @@ class TokenRecord:
             client_id=self.grant.client_id,
         )
 
-    def consumer_document(self) -> dict:
+    def token_document(self) -> dict:
         return {
             **_kind_fields(self.service_app),
             "access_token": self.grant.access_token,

@@ -20,7 +20,7 @@ from datetime import datetime
 from functools import cached_property, partial
 
 from webex_broker.adapters import webex
-from webex_broker.adapters.secret_store import get_refresh_material, write_tokens
+from webex_broker.adapters.secret_store import PendingVersion, get_refresh_material, write_tokens
 from webex_broker.core import schedule
 from webex_broker.core.clock import epoch
 from webex_broker.core.connection import Connection, ConnectionStatus
@@ -86,14 +86,19 @@ class ConnectionRefresher:
         force: bool = False,
         remaining_ms: Callable[[], int] | None = None,
         end_grants_later: bool = False,
+        rotation: PendingVersion | None = None,
     ) -> tuple[Outcome, Connection | None]:
         """Refresh one connection under its lease. `force` (on-demand) skips the due check, not the lease,
-        and is refused with CoolingDown within a minute of the previous forced refresh. A connection whose
+        and is refused with CoolingDown within a minute of the previous forced refresh, or within the write
+        floor of the last write of its secrets (AWS's one version per 10 minutes). A connection whose
         first login has not finished (`pending`) has nothing to refresh. `end_grants_later` (a run) only
-        records Webex's `invalid_grant`: the run ends the grant once it knows the run was not mostly refused."""
+        records Webex's `invalid_grant`: the run ends the grant once it knows the run was not mostly refused.
+        `rotation` (Secrets Manager's createSecret): forced without the on-demand cooldown; no second Webex
+        call for a connection refreshed moments ago; a new access token goes to the rotation's pending
+        version of the token secret, not to AWSCURRENT."""
         if remaining_ms is not None:
             self.remaining_ms = remaining_ms
-        cooldown = self.policy.forced_cooldown_seconds if force else 0
+        cooldown = self.policy.forced_cooldown_seconds if force and rotation is None else 0
         for attempt in range(1, self.policy.max_attempts + 1):
             now = self._clock()
             row = self._table.acquire(
@@ -102,12 +107,15 @@ class ConnectionRefresher:
                 now=epoch(now),
                 lease_seconds=self.policy.lease_seconds,
                 cooldown_seconds=cooldown if attempt == 1 else 0,
+                write_floor_seconds=self.policy.write_floor_seconds if cooldown and attempt == 1 else 0,
             )
             if row is None:
                 return Outcome.SKIPPED, None
             with logger.append_context_keys(connection=connection):
                 try:
-                    result = self._attempt(connection, row, now, attempt=attempt, force=force, later=end_grants_later)
+                    result = self._attempt(
+                        connection, row, now, attempt=attempt, force=force, later=end_grants_later, rotation=rotation
+                    )
                 except AwsAccessDenied as exc:  # met while handling another failure
                     result = self.failures.denied(row, exc, now)
                 except BaseException:
@@ -118,14 +126,26 @@ class ConnectionRefresher:
         raise AssertionError("unreachable: the last attempt never retries")
 
     def _attempt(
-        self, connection: str, row: Connection, now: datetime, *, attempt: int, force: bool, later: bool
+        self,
+        connection: str,
+        row: Connection,
+        now: datetime,
+        *,
+        attempt: int,
+        force: bool,
+        later: bool,
+        rotation: PendingVersion | None,
     ) -> tuple[Outcome, Connection | None] | None:
         """One try under the lease; None means: the lease was let go for a backoff, try again."""
         if row.status == ConnectionStatus.PENDING or (not row.due(epoch(now)) and not force):
             self._table.release(connection, owner=self.owner)
             return Outcome.SKIPPED, row
+        if rotation is not None and self._just_refreshed(row, now):
+            self._table.release(connection, owner=self.owner)
+            logger.info("Refreshed moments ago: the rotation keeps that token, without a second Webex call")
+            return Outcome.UNCHANGED, row
         try:
-            return self._refresh_leased(connection, row, now)
+            return self._refresh_leased(connection, row, now, rotation)
         except AwsAccessDenied as exc:
             return self.failures.denied(row, exc, now)
         except ClientChanged as exc:
@@ -160,7 +180,15 @@ class ConnectionRefresher:
             logger.warning("AWS call failed during refresh", extra={"error": exc.code})
             return Outcome.TRANSIENT, self.failures.record(row, Outcome.TRANSIENT, exc.code, "", now)
 
-    def _refresh_leased(self, connection: str, row: Connection, now: datetime) -> tuple[Outcome, Connection | None]:
+    def _just_refreshed(self, row: Connection, now: datetime) -> bool:
+        """A refresh (scheduled, on-demand, or a rotation that waited for its lease) within the write floor
+        or the forced cooldown: Webex would answer the same, and a new version could not be written."""
+        recent = max(self.policy.write_floor_seconds, self.policy.forced_cooldown_seconds)
+        return row.refreshed_at is not None and epoch(now) - row.refreshed_at < recent
+
+    def _refresh_leased(
+        self, connection: str, row: Connection, now: datetime, rotation: PendingVersion | None = None
+    ) -> tuple[Outcome, Connection | None]:
         material = self._material(connection)
         if material.service_app:
             client = service_apps.client_for(self._broker, material.service_app)
@@ -170,7 +198,7 @@ class ConnectionRefresher:
             if issued_to and issued_to != client.client_id:
                 raise ClientChanged(issued_to, client.client_id)
         grant = material.complete(client.refresh(refresh_token=material.refresh_token, now=self._clock()))
-        return self._store(connection, row, material, grant, now)
+        return self._store(connection, row, material, grant, now, rotation=rotation)
 
     def _material(self, connection: str) -> RefreshMaterial:
         return get_refresh_material(self._names.refresh_secret(connection))
@@ -184,39 +212,56 @@ class ConnectionRefresher:
         now: datetime,
         *,
         healed: bool = False,
+        rotation: PendingVersion | None = None,
     ) -> tuple[Outcome, Connection | None]:
-        """The refresh's writes, in the shared order; a healed Service App stores its whole new pair."""
+        """The refresh's writes, in the shared order; a healed Service App stores its whole new pair. A
+        rotation's new access token is pending, so the row keeps the current one's fingerprint until
+        finishSecret: should the rotation never finish, the next refresh writes it current."""
         if not self._still_leased(connection, row, since=now):
             return Outcome.SKIPPED, None
         record = TokenRecord(
             connection=connection, person=material.person, grant=grant, updated_at=now, service_app=material.service_app
         )
         changed = fingerprint(grant.access_token) != row.access_token_id
+        refresh_changed = grant.refresh_token != material.refresh_token
+        written = changed or refresh_changed
         write_tokens(
             record,
             self._names,
-            refresh_token_changed=grant.refresh_token != material.refresh_token,
+            refresh_token_changed=refresh_changed,
             access_token_changed=changed,
             pace=self._writes.acquire,
             sharing=self._broker.settings.sharing,
+            pending=rotation,
         )
+        pending = changed and rotation is not None and rotation.secret == self._names.token_secret(connection)
         sharing = token_sharing.converge(self._broker, connection, row.sharing)
         next_at = schedule.next_refresh_at(
             connection,
             access_expires_at=epoch(grant.access_expires_at),
             refreshed_at=epoch(now),
+            written_at=epoch(now) if written else (row.last_write or 0),
             now=epoch(now),
             policy=self.policy,
         )
-        self._table.record_refresh(record, owner=self.owner, next_refresh_at=next_at, sharing=sharing)
+        self._table.record_refresh(
+            record,
+            owner=self.owner,
+            next_refresh_at=next_at,
+            sharing=sharing,
+            written=written,
+            token_id=row.access_token_id if pending else None,
+        )
         if not healed:
-            after_success(self._events, self.policy, row, record)
+            after_success(self._events, self.policy, row, record, written=written)
         updated = replace(
             row,
             status=ConnectionStatus.ACTIVE,
             access_expires_at=epoch(grant.access_expires_at),
             refresh_expires_at=epoch(grant.refresh_expires_at),
             next_refresh_at=next_at,
+            refreshed_at=epoch(now),
+            written_at=epoch(now) if written else row.written_at,
         )
         logger.info("Connection refreshed", extra={"token_changed": changed, "next_refresh_at": next_at})
         if healed:

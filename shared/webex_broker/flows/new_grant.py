@@ -62,6 +62,7 @@ def store_new_grant(
                 connection,
                 access_expires_at=epoch(record.grant.access_expires_at),
                 refreshed_at=epoch(record.updated_at),
+                written_at=epoch(record.updated_at),
                 now=epoch(record.updated_at),
                 policy=broker.settings.refresh,
             ),

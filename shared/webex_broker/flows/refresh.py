@@ -35,6 +35,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from functools import partial
 
+from webex_broker.adapters.secret_store import PendingVersion
 from webex_broker.core.clock import epoch, utc_now
 from webex_broker.core.connection import Connection
 from webex_broker.core.errors import AwsAccessDenied, AwsUnavailable, FailureKind, GrantEnd, WebexError
@@ -231,8 +232,13 @@ class Refresher:
         report.add(connection, *ended)
 
     def refresh_one(
-        self, connection: str, *, force: bool = False, remaining_ms: Callable[[], int] | None = None
+        self,
+        connection: str,
+        *,
+        force: bool = False,
+        remaining_ms: Callable[[], int] | None = None,
+        rotation: PendingVersion | None = None,
     ) -> tuple[Outcome, Connection | None]:
-        """One connection now (on-demand: `force` skips the due check, not the lease), its grant ended
-        at once on proof (connection_refresh.ConnectionRefresher.refresh_one)."""
-        return self.one.refresh_one(connection, force=force, remaining_ms=remaining_ms)
+        """One connection now (on-demand, or a rotation: `force` skips the due check, not the lease), its
+        grant ended at once on proof (connection_refresh.ConnectionRefresher.refresh_one)."""
+        return self.one.refresh_one(connection, force=force, remaining_ms=remaining_ms, rotation=rotation)

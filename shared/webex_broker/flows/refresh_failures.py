@@ -82,7 +82,7 @@ class Failures:
             error_class=error_class,
             tracking_id=tracking_id,
             now=epoch(now),
-            retry_at=schedule.retry_at(failures, now=epoch(now), policy=self._policy),
+            retry_at=schedule.retry_at(failures, now=epoch(now), written_at=row.last_write, policy=self._policy),
             refused_since=refused_since,
         )
         updated = replace(row, consecutive_failures=failures, last_error=code, last_tracking_id=tracking_id)
