@@ -147,13 +147,24 @@ def broker(monkeypatch, moto, webex):
     reset_broker_caches()
 
 
-@pytest.fixture
-def invite_mode(broker, monkeypatch):
-    """The broker in its default access mode: invitation links only."""
-    monkeypatch.setenv("ACCESS_MODE", "invite")
+def _access_mode(broker, monkeypatch, mode: str):
+    """The broker in `mode`, without the suite's blanket opening to any Webex account."""
+    monkeypatch.setenv("ACCESS_MODE", mode)
     monkeypatch.delenv("OPEN_TO_ANY_WEBEX_ACCOUNT")
     reset_broker_caches()
     return broker
+
+
+@pytest.fixture
+def invite_mode(broker, monkeypatch):
+    """The broker in its default access mode: invitation links only."""
+    return _access_mode(broker, monkeypatch, "invite")
+
+
+@pytest.fixture
+def open_mode(broker, monkeypatch):
+    """Open mode, with no allowlist yet: each test sets the one it checks."""
+    return _access_mode(broker, monkeypatch, "open")
 
 
 @pytest.fixture

@@ -169,14 +169,6 @@ def test_invitation_tokens_are_unguessable_and_distinct(invite_mode):
 # --- open mode -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def open_mode(broker, monkeypatch):
-    monkeypatch.setenv("ACCESS_MODE", "open")
-    monkeypatch.delenv("OPEN_TO_ANY_WEBEX_ACCOUNT")
-    reset_broker_caches()
-    return broker
-
-
 def test_open_mode_allows_listed_domains_only(open_mode, monkeypatch):
     monkeypatch.setenv("ALLOWED_EMAIL_DOMAINS", "Example.com, other.example")
     reset_broker_caches()
