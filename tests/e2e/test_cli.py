@@ -213,7 +213,8 @@ def test_invites_table_and_json_and_a_used_up_invitation_disappears(cli):
     assert opened["connection"] == "cli-once"
     assert opened["email"] is None
     assert (opened["max_uses"], opened["uses_left"]) == (1, 1)
-    assert opened["expires_at"] - opened["created_at"] == 7 * 86400
+    lifetime = datetime.fromisoformat(opened["expires_at"]) - datetime.fromisoformat(opened["created_at"])
+    assert lifetime.total_seconds() == 7 * 86400
 
     assert login(link, "carol@partner.example.org").status_code == 200
     assert invite_id not in cli("invites").stdout

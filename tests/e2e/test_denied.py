@@ -53,7 +53,9 @@ def test_a_permission_taken_from_the_refreshers_role_is_a_named_fault(tmp_path):
                 break
             time.sleep(0.5)
         assert doctor.returncode == 1, doctor.stdout + doctor.stderr
-        assert "FAIL  AWS refused: demo: AWS refuses the broker secretsmanager:PutSecretValue" in doctor.stdout
+        assert "FAIL  connection demo: failing since" in doctor.stdout
+        assert "(denied: secretsmanager:PutSecretValue)" in doctor.stdout
+        assert "allow secretsmanager:PutSecretValue to the function's role" in doctor.stdout
         assert "webex-broker refresh demo" in doctor.stdout
     finally:
         assert stop_local_broker(broker) == 0
