@@ -1,6 +1,7 @@
 """The dependencies are declared in three places: the packages (pyproject.toml, and the workloads' client's
 clients/python/pyproject.toml with its extras: lower bounds), the Lambda layer (shared/requirements.txt,
-what ships) and the development pins (requirements-dev.txt, what every test runs against). They must agree, or the tests prove a version that does not ship."""
+what ships) and the development pins (requirements-dev.txt, what every test runs against). They must
+agree, or the tests prove a version that does not ship."""
 
 import tomllib
 from pathlib import Path
