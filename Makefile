@@ -20,11 +20,11 @@ help:
 	@echo "make bench-smoke - the same benchmark at tiny sizes (< 1 min): proves it still runs"
 	@echo "make browser-deps - Debian's headless Chromium for the browser test (apt-get install chromium)"
 
-$(BIN)/.installed: requirements-dev.txt pyproject.toml
+$(BIN)/.installed: requirements-dev.txt pyproject.toml clients/python/pyproject.toml
 	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found on PATH or under pyenv" >&2; exit 1; }
 	"$(PYTHON313)" -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . -e clients/python
 	touch $@
 
 venv: $(BIN)/.installed
@@ -44,7 +44,7 @@ unit: venv
 test-fast: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q tests/unit clients/python/tests
 	$(BIN)/pytest -n 2 --dist worksteal tests/integration tests/simulator
 
 validate: venv

@@ -645,7 +645,8 @@ class WebexSimulator:
 
     def _refresh(self, client: _Client, form: Mapping[str, str], now: float) -> dict[str, Any]:
         """Caller holds the lock. Within ``same_token_window`` of the last real refresh, Webex hands
-        back the same access token and expiry; after it, a new access token and a slid refresh expiry.
+        back the same access token and expiry (unless it was revoked); after it, a new access token and a
+        slid refresh expiry.
         """
         value = form.get("refresh_token")
         if not value:
@@ -653,7 +654,11 @@ class WebexSimulator:
         grant = self._grants.get(value)
         if grant is None or grant.revoked or grant.client_id != client.client_id or now >= grant.refresh_expires_at:
             raise _OAuthError("invalid_grant", "The refresh token is invalid, expired or revoked")
-        still_same = now - grant.refreshed_at < self.same_token_window and int(grant.access_expires_at - now) > 0
+        still_same = (
+            now - grant.refreshed_at < self.same_token_window
+            and int(grant.access_expires_at - now) > 0
+            and grant.access_token in self._access
+        )
         if not still_same:
             self._mint_access(grant, now)
             grant.refresh_expires_at = now + self.refresh_token_ttl
@@ -813,9 +818,16 @@ class WebexSimulator:
             return self._error(400, "invalid_request", f"Bad latency: {exc}", shape="oauth")
         return Response(status=204)
 
+    def revoke_access_token(self, access_token: str) -> int:
+        """Revoke one access token and keep its grant, as Webex does when a token leaks: a refresh still works."""
+        with self._lock:
+            return 0 if self._access.pop(access_token, None) is None else 1
+
     def _sim_revoke(self) -> Response:
         try:
             body = _json_object()
+            if "access_token" in body:
+                return jsonify({"revoked": self.revoke_access_token(str(body["access_token"]))})
             revoked = self.revoke_grant(
                 refresh_token=body.get("refresh_token"),
                 person_email=body.get("person_email"),

@@ -9,9 +9,7 @@ refreshes, and the simulator mints a new access token on every refresh.
 """
 
 import json
-import os
 import re
-import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +18,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.local_stack import PREFIX, ROOT, RunningBroker, consent, start_local_broker, stop_local_broker
+from tests.support.local_stack import (
+    PREFIX,
+    ROOT,
+    RunningBroker,
+    consent,
+    start_local_broker,
+    stop_local_broker,
+    workload_env,
+)
 from tests.support.snippets import EXPECTED, MARKER, doc_files
 
 CONNECTION = "demo"
@@ -71,24 +77,10 @@ def consumer_secret(broker: RunningBroker) -> dict:
 
 
 def snippet_env(broker: RunningBroker) -> dict[str, str]:
-    """The caller's environment without AWS_*, WEBEX_* or BROKER_*, plus what `webex-broker env demo`
-    prints: exactly what docs/consuming.md tells a reader to `eval` before running a snippet."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WEBEX_", "BROKER_"))}
-    printed = subprocess.run(
-        [sys.executable, "-m", "webex_broker_admin.cli", "env", CONNECTION],
-        cwd=ROOT,
-        env=env | {"WEBEX_BROKER_LOCAL_STATE": str(broker.state_file)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    for line in printed.stdout.splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        [env[name]] = shlex.split(value)
+    env = workload_env(broker, CONNECTION)
     assert env["WEBEX_TOKEN_SECRET"] == f"{PREFIX}/tokens/{CONNECTION}"
     assert env["AWS_ENDPOINT_URL"] == broker.aws_endpoint, "the snippets reach the local AWS as written"
-    return env | {"PYTHONUNBUFFERED": "1"}
+    return env
 
 
 def run_snippet(name: str, broker: RunningBroker, workdir: Path) -> str:

@@ -533,6 +533,17 @@ def test_revoke_by_person_covers_all_their_grants(sim, client):
         sim.revoke_grant()
 
 
+def test_revoking_an_access_token_keeps_its_grant_refreshable(client):
+    first = tokens(client)
+
+    assert client.post("/_sim/revoke", json={"access_token": first["access_token"]}).json == {"revoked": 1}
+    assert client.post("/_sim/revoke", json={"access_token": first["access_token"]}).json == {"revoked": 0}
+    assert people_me(client, first["access_token"]).status_code == 401
+    renewed = refresh(client, first["refresh_token"])
+    assert renewed.status_code == 200
+    assert people_me(client, renewed.json["access_token"]).status_code == 200
+
+
 def test_people_me_returns_the_consenting_person(client):
     response = people_me(client, tokens(client, person="carol@partner.example.org")["access_token"])
 

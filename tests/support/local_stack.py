@@ -4,6 +4,7 @@ ports, driven as an operator, a browser and the `webex-broker` CLI would."""
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -207,6 +208,25 @@ def create_stack(broker: RunningBroker, name: str, outputs: dict[str, str]) -> N
 
 def local_environment(broker: RunningBroker) -> dict[str, str]:
     return json.loads(Path(broker.state_file).read_text())["environment"]
+
+
+def workload_env(broker: RunningBroker, connection: str) -> dict[str, str]:
+    """The caller's environment without AWS_*, WEBEX_* or BROKER_*, plus what `webex-broker env NAME`
+    prints: exactly what docs/consuming.md tells a reader to `eval` before running a workload."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WEBEX_", "BROKER_"))}
+    printed = subprocess.run(
+        [sys.executable, "-m", "webex_broker_admin.cli", "env", connection],
+        cwd=ROOT,
+        env=env | {"WEBEX_BROKER_LOCAL_STATE": str(broker.state_file)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    for line in printed.stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        [env[name]] = shlex.split(value)
+    return env | {"PYTHONUNBUFFERED": "1"}
 
 
 def clean_env(**extra: str) -> dict[str, str]:
