@@ -129,6 +129,30 @@ def every_flow(broker, monkeypatch) -> None:
     assert admin({"action": "check_credentials"}, LambdaContext())["result"] == "ok"
     assert set(admin({"action": "converge"}, LambdaContext())["results"].values()) == {"converged"}
 
+    # Secrets Manager's rotation of both kinds of secret, a day later, then of one whose grant Webex refuses.
+    sm = boto3.client("secretsmanager", **OPERATOR)
+    for name in (f"{PREFIX}/tokens/alice@example.com", f"{PREFIX}/refresh/alice@example.com"):
+        a_day_later(broker, "alice@example.com")
+        fresh()
+        sm.rotate_secret(SecretId=name)
+        stages = sm.describe_secret(SecretId=name)["VersionIdsToStages"].values()
+        assert all("AWSCURRENT" in labels for labels in stages if "AWSPENDING" in labels), "rotated"
+    a_day_later(broker, "reports")
+    broker.webex.inject("access_token", 400, error="invalid_grant")
+    fresh()
+    sm.rotate_secret(SecretId=f"{PREFIX}/refresh/reports")
+    assert broker.connection("reports")["status"] == "reauth_required"
+
+
+def a_day_later(broker, connection: str) -> None:
+    """Its last refresh a day back: a rotation asks Webex again, and Webex's same-token window is 0."""
+    broker.dynamodb.update_item(
+        TableName="ConnectionsTable",
+        Key={"connection": {"S": connection}},
+        UpdateExpression="SET refreshed_at = refreshed_at - :day",
+        ExpressionAttributeValues={":day": {"N": "86400"}},
+    )
+
 
 def force_delete(name: str) -> None:
     """What an operator might do: its replicas, then the secret, without a recovery window."""
