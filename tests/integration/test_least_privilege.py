@@ -24,7 +24,7 @@ from tests.support.broker import (
     reset_broker_caches,
 )
 from tests.support.operator import share
-from tests.support.refresh import make_due
+from tests.support.refresh import make_due, refreshed_a_day_ago
 from tests.support.service_apps import APP_CLIENT, APP_ID, APP_SECRET, ORG, SCOPES
 from webex_broker.adapters.secret_store import delete_secret
 
@@ -132,26 +132,16 @@ def every_flow(broker, monkeypatch) -> None:
     # Secrets Manager's rotation of both kinds of secret, a day later, then of one whose grant Webex refuses.
     sm = boto3.client("secretsmanager", **OPERATOR)
     for name in (f"{PREFIX}/tokens/alice@example.com", f"{PREFIX}/refresh/alice@example.com"):
-        a_day_later(broker, "alice@example.com")
+        refreshed_a_day_ago(broker, "alice@example.com")
         fresh()
         sm.rotate_secret(SecretId=name)
         stages = sm.describe_secret(SecretId=name)["VersionIdsToStages"].values()
         assert all("AWSCURRENT" in labels for labels in stages if "AWSPENDING" in labels), "rotated"
-    a_day_later(broker, "reports")
+    refreshed_a_day_ago(broker, "reports")
     broker.webex.inject("access_token", 400, error="invalid_grant")
     fresh()
     sm.rotate_secret(SecretId=f"{PREFIX}/refresh/reports")
     assert broker.connection("reports")["status"] == "reauth_required"
-
-
-def a_day_later(broker, connection: str) -> None:
-    """Its last refresh a day back: a rotation asks Webex again, and Webex's same-token window is 0."""
-    broker.dynamodb.update_item(
-        TableName="ConnectionsTable",
-        Key={"connection": {"S": connection}},
-        UpdateExpression="SET refreshed_at = refreshed_at - :day",
-        ExpressionAttributeValues={":day": {"N": "86400"}},
-    )
 
 
 def force_delete(name: str) -> None:
