@@ -24,6 +24,8 @@ from moto import server
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.secretsmanager import models
 
+from devstack import rotation
+
 _scan_get = models.SecretsStore.__getitem__
 _scan_contains = models.SecretsStore.__contains__
 _scan_lookup = models.SecretsStore.get
@@ -92,6 +94,9 @@ def main() -> None:
     parser.add_argument("-p", "--port", type=int, required=True)
     args = parser.parse_args()
     os.environ["MOTO_PORT"] = str(args.port)
+    # RotateSecret answers as AWS's does; the rotation function's testSecret runs in its own Lambda,
+    # whose cost is not the caller's.
+    rotation.install(lambda arn, event: None)
     application = _BenchApplication(server.create_backend_app)
     waitress.serve(application, host=args.host, port=args.port, threads=32, connection_limit=256)
 

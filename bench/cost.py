@@ -47,6 +47,7 @@ SECRETS = {
     "DescribeSecret",
     "RestoreSecret",
     "TagResource",
+    "RotateSecret",
 }
 # Every secret the broker reads or writes is under a customer managed key (token or broker key): one KMS
 # request each (a data key to write, a decrypt to read).

@@ -101,7 +101,7 @@ def statements(role: FunctionRole, environ: Mapping[str, str]) -> list[dict]:
         "SecretPrefix": environ.get("SECRET_PREFIX", ""),
         "ExistingClientSecretArn": environ.get("CLIENT_SECRET_ARN", ""),
     }
-    resources = {"ClientSecret": environ.get("CLIENT_SECRET_ARN", "")}
+    resources = {"ClientSecret": environ.get("CLIENT_SECRET_ARN", ""), "TokenKey": environ.get("TOKEN_KMS_KEY_ID", "")}
     path = template_path()
     for variable, table in _table_variables(path).items():
         name = environ.get(variable, "")

@@ -237,8 +237,9 @@ def _tables(action: str, parameters: dict, prefix: str) -> list[str]:
 def _secrets_manager(action: str, parameters: dict, backend: SecretsManagerBackend) -> list[tuple[str, str]]:
     """The secret a call names, with the actions AWS requires besides the call's own: the Secrets
     Manager API Reference's "Required permissions" for CreateSecret (tags: TagResource; replica
-    Regions: ReplicateSecretToRegions) and BatchGetSecretValue (filters: ListSecrets; GetSecretValue per
-    secret, checked as moto reads each)."""
+    Regions: ReplicateSecretToRegions), RotateSecret (with a rotation function: lambda:InvokeFunction on
+    it) and BatchGetSecretValue (filters: ListSecrets; GetSecretValue per secret, checked as moto reads
+    each)."""
     own = f"secretsmanager:{action}"
     if action == "BatchGetSecretValue":
         return [(own, "*")] + ([("secretsmanager:ListSecrets", "*")] if parameters.get("Filters") else [])
@@ -250,7 +251,10 @@ def _secrets_manager(action: str, parameters: dict, backend: SecretsManagerBacke
         actions += ["secretsmanager:TagResource"] if parameters.get("Tags") else []
         actions += ["secretsmanager:ReplicateSecretToRegions"] if parameters.get("AddReplicaRegions") else []
     resource = _secret_arn(backend, secret)
-    return [(each, resource) for each in actions]
+    pairs = [(each, resource) for each in actions]
+    if action == "RotateSecret" and parameters.get("RotationLambdaARN"):  # its caller invokes the function
+        pairs.append(("lambda:InvokeFunction", parameters["RotationLambdaARN"]))
+    return pairs
 
 
 def _secret_arn(backend: SecretsManagerBackend, secret_id: str) -> str:

@@ -49,8 +49,10 @@ def install(invoke: Invoke) -> None:
         except Exception as exc:  # AWS reports it in the function's log and leaves the rotation unfinished
             logging.getLogger(__name__).warning("Rotation of %s failed: %s", secret.name, type(exc).__name__)
         else:
-            if rotate_immediately:
+            if rotate_immediately:  # AWS schedules the next rotation from the last one
                 secret.last_rotation_date = int(time.time())
+                if secret.auto_rotate_after_days:
+                    secret.next_rotation_date = secret.last_rotation_date + secret.auto_rotate_after_days * 86400
         if not rotate_immediately:
             secret.versions.pop(token, None)
         return secret.to_short_dict(version_id=token)

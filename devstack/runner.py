@@ -1,8 +1,9 @@
 """`make run`: the whole broker on one machine, in the foreground.
 
-Embedded AWS (a moto server on loopback) unless AWS_ENDPOINT_URL is set, the Webex simulator unless
-WEBEX_BASE_URL is set, a local API Gateway in front of the template's real handlers, and the
-refresher on a local schedule. Everything lives in memory and is gone when it stops.
+Embedded AWS (a moto server on loopback, whose RotateSecret runs the local rotation function) unless
+AWS_ENDPOINT_URL is set, the Webex simulator unless WEBEX_BASE_URL is set, a local API Gateway in
+front of the template's real handlers, and the refresher on a local schedule. Everything lives in
+memory and is gone when it stops.
 """
 
 import faulthandler
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 import boto3
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from devstack import aws_fidelity, function_roles
+from devstack import aws_fidelity, function_roles, rotation
 from devstack.gateway import LocalGateway, routes_from
 from devstack.lambda_runtime import local_functions
 from devstack.template import (
@@ -139,6 +140,7 @@ class LocalBroker:
         self.login_url = ""
         self.base_url = ""
         self._function_env_names: list[str] = []
+        self._function_names: dict = {}  # FunctionName (where the template gives one) → its local function
 
     def start(self) -> "LocalBroker":
         self._check_real_webex()
@@ -152,10 +154,22 @@ class LocalBroker:
         app.routes = routes_from(functions)
         app.functions = {function.logical_id: function for function in functions}
         app.environment = {name: os.environ[name] for name in self._function_env_names}
+        if not self.config.aws_endpoint_url:
+            rotation.install(self._rotation_functions(self._function_names))
         self.login_url = self._demo_invitation()
         self._write_state_file()
         self._start_refresher([f for f in functions if f.events("ScheduleV2")])
         return self
+
+    @staticmethod
+    def _rotation_functions(functions) -> rotation.Invoke:
+        """The embedded AWS's RotateSecret invokes the local function the rotation ARN names, as AWS
+        invokes the deployed one."""
+
+        def invoke(arn: str, event: dict) -> object:
+            return functions[arn.rsplit(":", 1)[-1]].invoke(event)
+
+        return invoke
 
     def _demo_invitation(self) -> str:
         """A link that works at once: an invitation for the connection `demo`, not bound to a person.
@@ -287,7 +301,11 @@ class LocalBroker:
         os.environ.update(environment)
         os.environ["POWERTOOLS_LOG_LEVEL"] = log_level
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF lines are for CloudWatch, not a terminal
-        return local_functions()
+        functions = local_functions()
+        self._function_names = {
+            resolver.resolve(f.properties["FunctionName"]): f for f in functions if "FunctionName" in f.properties
+        }
+        return functions
 
     def _start_refresher(self, scheduled) -> None:
         def loop():

@@ -158,7 +158,7 @@ def local_target(stack: local_state.LocalStack) -> Target:
     return Target(
         f"local stack at {state['broker_url']} (pid {state['pid']})",
         state["broker_url"],
-        state["environment"],
+        {**state["environment"], "AWS_REGION": state["aws"]["region_name"]},
         state["aws"],
         lambda_endpoint=state["broker_url"],
     )
@@ -197,7 +197,8 @@ def stack_target(stack: str, region: str | None) -> Target:
     return Target(
         f"stack {stack} ({region})",
         outputs["LoginUrl"].removesuffix("/authorize"),
-        configuration.get("Environment", {}).get("Variables", {}),
+        # Lambda adds AWS_REGION to what the function is configured with: the settings read it too
+        {**configuration.get("Environment", {}).get("Variables", {}), "AWS_REGION": region},
         {"region_name": region},
         outputs,
         stack=stack,

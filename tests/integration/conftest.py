@@ -18,7 +18,7 @@ from moto.core.model_instances import reset_model_data
 from moto.core.models import botocore_stubber
 from moto.server import ThreadedMotoServer
 
-from devstack import aws_fidelity, aws_limits, function_roles
+from devstack import aws_fidelity, aws_limits, function_roles, rotation
 from devstack.lambda_runtime import sign_handlers_as_roles
 from devstack.template import create_tables
 from devstack.webex_simulator import WebexSimulator, serve_wsgi
@@ -32,6 +32,7 @@ from tests.support.broker import (
     count_aws_calls,
     create_broker_key,
     reset_broker_caches,
+    rotation_function,
     setup_client,
 )
 from tests.support.clock import Clock
@@ -143,6 +144,7 @@ def broker(monkeypatch, moto, webex):
     monkeypatch.setenv("BROKER_KMS_KEY_ID", create_broker_key())
     reset_broker_caches()
     sign_handlers_as_roles()  # imported with the broker's environment, as a Lambda imports them
+    rotation.install(rotation_function)  # a stack with a token key turns rotation on with its function
     yield Broker(webex)
     reset_broker_caches()
 

@@ -23,7 +23,14 @@ from tests.support.people import ALICE
 from tests.support.refresh import make_due, refresh_now
 
 TOKEN, REFRESH = f"{PREFIX}/tokens/{ALICE}", f"{PREFIX}/refresh/{ALICE}"
-FUNCTIONS = ("AuthorizeFunction", "CallbackFunction", "RefresherFunction", "RefreshConnectionFunction", "AdminFunction")
+FUNCTIONS = (
+    "AuthorizeFunction",
+    "CallbackFunction",
+    "RefresherFunction",
+    "RefreshConnectionFunction",
+    "AdminFunction",
+    "RotationFunction",
+)
 BREAK_GLASS = "arn:aws:iam::123456789012:role/webex-broker-break-glass"
 
 

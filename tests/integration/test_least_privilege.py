@@ -24,7 +24,7 @@ from tests.support.broker import (
     reset_broker_caches,
 )
 from tests.support.operator import share
-from tests.support.refresh import make_due
+from tests.support.refresh import make_due, refreshed_a_day_ago
 from tests.support.service_apps import APP_CLIENT, APP_ID, APP_SECRET, ORG, SCOPES
 from webex_broker.adapters.secret_store import delete_secret
 
@@ -128,6 +128,20 @@ def every_flow(broker, monkeypatch) -> None:
     assert admin({"action": "set_credentials", **credentials}, LambdaContext())["ok"]
     assert admin({"action": "check_credentials"}, LambdaContext())["result"] == "ok"
     assert set(admin({"action": "converge"}, LambdaContext())["results"].values()) == {"converged"}
+
+    # Secrets Manager's rotation of both kinds of secret, a day later, then of one whose grant Webex refuses.
+    sm = boto3.client("secretsmanager", **OPERATOR)
+    for name in (f"{PREFIX}/tokens/alice@example.com", f"{PREFIX}/refresh/alice@example.com"):
+        refreshed_a_day_ago(broker, "alice@example.com")
+        fresh()
+        sm.rotate_secret(SecretId=name)
+        stages = sm.describe_secret(SecretId=name)["VersionIdsToStages"].values()
+        assert all("AWSCURRENT" in labels for labels in stages if "AWSPENDING" in labels), "rotated"
+    refreshed_a_day_ago(broker, "reports")
+    broker.webex.inject("access_token", 400, error="invalid_grant")
+    fresh()
+    sm.rotate_secret(SecretId=f"{PREFIX}/refresh/reports")
+    assert broker.connection("reports")["status"] == "reauth_required"
 
 
 def force_delete(name: str) -> None:

@@ -55,6 +55,13 @@ BROKER_ENV = {
 }
 
 
+def rotation_function(arn: str, event: dict) -> object:
+    """What the local AWS's RotateSecret invokes (devstack/rotation.py): the rotation function's handler."""
+    from rotation import handler
+
+    return handler(event, LambdaContext(function_name="RotationFunction", timeout_seconds=60))
+
+
 def reset_broker_caches() -> None:
     """Settings, boto3 clients and the cached client secret live for a warm Lambda; tests start cold."""
     cold_start()

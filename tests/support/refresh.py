@@ -24,6 +24,17 @@ def make_due(broker, who: str) -> None:
     )
 
 
+def refreshed_a_day_ago(broker, who: str) -> None:
+    """Its last refresh a day back: a rotation asks Webex again instead of keeping a token refreshed
+    moments ago."""
+    broker.dynamodb.update_item(
+        TableName="ConnectionsTable",
+        Key={"connection": {"S": who}},
+        UpdateExpression="SET refreshed_at = refreshed_at - :day",
+        ExpressionAttributeValues={":day": {"N": "86400"}},
+    )
+
+
 def refresher(**kwargs):
     from webex_broker.flows.refresh import Refresher
 

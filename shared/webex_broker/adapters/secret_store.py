@@ -11,7 +11,7 @@ that writes, and `seal` moves one that is not being written, with a new version 
 
 import json
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,7 @@ from webex_broker.core.token_documents import RefreshMaterial, TokenRecord
 
 _TOKEN_NAMESPACE = uuid.UUID("6f1c1f0e-3a4b-4d0a-9a57-2b7f4a3c9e10")
 AWS_MANAGED_KEY = "alias/aws/secretsmanager"
+ROTATION_DAYS = 30  # Security Hub's SecretsManager.4 fails a secret not rotated within 90 days
 
 
 class SecretNames:
@@ -63,12 +64,19 @@ def request_token(name: str, secret_string: str) -> str:
 
 
 def put_secret(
-    name: str, document: dict, *, description: str, tags: dict[str, str], key: str = "", replicas: tuple[str, ...] = ()
+    name: str,
+    document: dict,
+    *,
+    description: str,
+    tags: dict[str, str],
+    key: str = "",
+    replicas: tuple[str, ...] = (),
+    rotation: str = "",
 ) -> str:
     """Write a new current version, creating (or restoring a deleted) secret where needed; returns its
     ARN. A new secret is created under `key` (empty: the AWS managed key) with its `replicas`, in the
-    one create call; a token secret's resource policy is the flows' to converge (token_sharing), which
-    never fails a write."""
+    one create call, then rotation is turned on with the `rotation` function; a token secret's resource
+    policy is the flows' to converge (token_sharing), which never fails a write."""
     secret_string = _serialized(document)
     token = request_token(name, secret_string)
     sm = aws.client("secretsmanager")
@@ -77,7 +85,7 @@ def put_secret(
     except ClientError as exc:
         code = aws.error_code(exc)
         if code == "ResourceNotFoundException":
-            return _create(name, secret_string, token, description, tags, key, replicas)
+            return _create(name, secret_string, token, description, tags, key, replicas, rotation)
         if scheduled_for_deletion(exc):
             sm.restore_secret(SecretId=name)
             if regions := _replica_regions(replicas):  # AWS deletes a secret only once its replicas are gone
@@ -115,7 +123,14 @@ def secret_keys(prefix: str) -> dict[str, str]:
 
 
 def _create(
-    name: str, secret_string: str, token: str, description: str, tags: dict[str, str], key: str, replicas: Iterable[str]
+    name: str,
+    secret_string: str,
+    token: str,
+    description: str,
+    tags: dict[str, str],
+    key: str,
+    replicas: Iterable[str],
+    rotation: str,
 ) -> str:
     sm = aws.client("secretsmanager")
     options: dict[str, Any] = {}
@@ -136,16 +151,40 @@ def _create(
         if aws.error_code(exc) != "ResourceExistsException":
             raise
         return sm.put_secret_value(SecretId=name, SecretString=secret_string, ClientRequestToken=token)["ARN"]
+    if rotation:
+        turn_on_rotation(name, rotation)
     return arn
+
+
+def turn_on_rotation(name: str, function_arn: str) -> None:
+    """Secrets Manager's rotation on, with the broker's rotation function and schedule, without rotating
+    now (AWS runs only the function's testSecret). A crash before this leaves a secret without rotation,
+    which the connection's next convergence turns on (its row's fingerprint is not yet the stack's)."""
+    aws.client("secretsmanager").rotate_secret(
+        SecretId=name,
+        RotationLambdaARN=function_arn,
+        RotationRules={"AutomaticallyAfterDays": ROTATION_DAYS},
+        RotateImmediately=False,
+    )
+
+
+def rotates_with(described: Mapping[str, Any], function_arn: str) -> bool:
+    """Whether DescribeSecret's answer says the secret rotates with `function_arn` on the broker's schedule."""
+    return (
+        bool(described.get("RotationEnabled"))
+        and described.get("RotationLambdaARN") == function_arn
+        and described.get("RotationRules", {}).get("AutomaticallyAfterDays") == ROTATION_DAYS
+    )
 
 
 def converge_sharing(name: str, sharing: TokenSharing) -> None:
     """Bring an existing token secret to the stack's sharing, each step only if it differs. The key
     first: Secrets Manager re-encrypts the current versions and keeps their copies under the old key,
     so whoever could read before still can; then replicas (which copy the resource policy), then the
-    policy. Idempotent: after a crash, running it again finishes the job."""
+    policy, then rotation. Idempotent: after a crash, running it again finishes the job."""
     sm = aws.client("secretsmanager")
     described = sm.describe_secret(SecretId=name)
+    _converge_rotation(name, described, sharing.rotation_function_arn)
     if not same_key(described.get("KmsKeyId", ""), sharing.kms_key_id):
         sm.update_secret(SecretId=name, KmsKeyId=sharing.kms_key_id or AWS_MANAGED_KEY)
     replicated = {r["Region"]: r for r in described.get("ReplicationStatus", [])}
@@ -168,6 +207,11 @@ def converge_sharing(name: str, sharing: TokenSharing) -> None:
         raise StatementRefused(name, ORGANIZATION_SID, "PublicPolicyException") from None
 
 
+def _converge_rotation(name: str, described: Mapping[str, Any], function_arn: str) -> None:
+    if function_arn and not rotates_with(described, function_arn):
+        turn_on_rotation(name, function_arn)
+
+
 def _put_policy(name: str, policy: dict | None) -> None:
     sm = aws.client("secretsmanager")
     if policy:
@@ -182,15 +226,19 @@ def resource_policy_sids(name: str) -> set[str]:
     return {statement.get("Sid", "") for statement in json.loads(text)["Statement"]} if text else set()
 
 
-def seal(name: str, key: str) -> None:
+def seal(name: str, key: str, rotation: str = "") -> None:
     """Bring a refresh secret under the broker key, with a new current version encrypted under it:
     re-keying alone leaves the existing versions readable with the old key (AWS keeps their copies), so
     the value is written again. The version before stays readable with the old key as AWSPREVIOUS, then
-    as a deprecated version until Secrets Manager removes it (docs/security.md). Idempotent."""
-    sm = aws.client("secretsmanager")
-    if not key or same_key(sm.describe_secret(SecretId=name).get("KmsKeyId", ""), key):
+    as a deprecated version until Secrets Manager removes it (docs/security.md). And rotation on, with
+    the `rotation` function. Idempotent."""
+    if not key and not rotation:
         return
-    _write_under_key(name, sm.get_secret_value(SecretId=name)["SecretString"], key)
+    sm = aws.client("secretsmanager")
+    described = sm.describe_secret(SecretId=name)
+    if key and not same_key(described.get("KmsKeyId", ""), key):
+        _write_under_key(name, sm.get_secret_value(SecretId=name)["SecretString"], key)
+    _converge_rotation(name, described, rotation)
 
 
 def _write_under_key(name: str, secret_string: str, key: str) -> str:
@@ -277,7 +325,9 @@ def get_refresh_material(name: str) -> RefreshMaterial:
         raise
 
 
-def write_refresh_material(material: RefreshMaterial, names: SecretNames, *, now: datetime, key: str = "") -> str:
+def write_refresh_material(
+    material: RefreshMaterial, names: SecretNames, *, now: datetime, key: str = "", rotation: str = ""
+) -> str:
     """Step one of `write_tokens`, under the broker `key` only: checked before each write, because
     whoever may UpdateSecret can point the secret at a key any administrator uses, and nothing else
     would notice. A secret under another key is moved back by the write itself (UpdateSecret with the
@@ -292,6 +342,7 @@ def write_refresh_material(material: RefreshMaterial, names: SecretNames, *, now
         description=f"Webex refresh material for {material.connection}; read only by the token broker.",
         tags={"webex-token-broker:connection": material.connection, "webex-token-broker:kind": "refresh"},
         key=key,
+        rotation=rotation,
     )
 
 
@@ -314,8 +365,8 @@ def write_tokens(
     if refresh_token_changed:
         pace()
         starting(names.refresh_secret(record.connection))
-        key = sharing.broker_key_id if sharing else ""
-        write_refresh_material(record.refresh_material(), names, now=record.updated_at, key=key)
+        key, rotation = (sharing.broker_key_id, sharing.rotation_function_arn) if sharing else ("", "")
+        write_refresh_material(record.refresh_material(), names, now=record.updated_at, key=key, rotation=rotation)
     if not access_token_changed:
         return None
     pace()
@@ -334,6 +385,7 @@ def write_token_secret(record: TokenRecord, names: SecretNames, sharing: TokenSh
         tags={"webex-token-broker:connection": record.connection, "webex-token-broker:kind": "access-token"},
         key=sharing.kms_key_id if sharing else "",
         replicas=sharing.replica_regions if sharing else (),
+        rotation=sharing.rotation_function_arn if sharing else "",
     )
 
 

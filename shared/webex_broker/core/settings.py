@@ -17,6 +17,9 @@ DEVELOPMENT_WEBEX_URL = "ALLOW_DEVELOPMENT_WEBEX_URL"  # "true": any http(s) URL
 # AWS's one version per secret per 10 minutes is no stack parameter: only the local stack, whose simulated
 # tokens live minutes, sets another floor.
 WRITE_FLOOR = "SECRET_WRITE_FLOOR_SECONDS"
+# The rotation function's name is this and the token key's id (template.yaml, RotationFunction): every
+# function knows its ARN from the environment it has, which has no room left for the ARN itself.
+ROTATION_FUNCTION_PREFIX = "webex-broker-rotation-"
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,7 @@ def _read(environ: Mapping[str, str]) -> Settings:
             replica_regions=_split(env("REPLICA_REGIONS", "")),
             broker_key_id=env("BROKER_KMS_KEY_ID", ""),
             own_account=_account_of(env("CLIENT_SECRET_ARN")),
+            rotation_function_arn=_rotation_function_arn(environ),
         ),
     )
 
@@ -183,6 +187,15 @@ def _account_of(arn: str) -> str:
     """The account in an ARN (`arn:partition:service:region:account:...`), '' when it is no ARN."""
     parts = arn.split(":")
     return parts[4] if len(parts) > 5 and parts[0] == "arn" else ""
+
+
+def _rotation_function_arn(environ: Mapping[str, str]) -> str:
+    """In the functions' own region (Lambda's AWS_REGION), account and partition; '' without a token key."""
+    key, parts = environ.get("TOKEN_KMS_KEY_ID", ""), environ.get("CLIENT_SECRET_ARN", "").split(":")
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION", "")
+    if not key or not region or len(parts) < 6 or parts[0] != "arn":
+        return ""
+    return f"arn:{parts[1]}:lambda:{region}:{parts[4]}:function:{ROTATION_FUNCTION_PREFIX}{key}"
 
 
 def _events_source(environ: Mapping[str, str]) -> str:

@@ -29,6 +29,7 @@ class TokenSharing:
     replica_regions: tuple[str, ...] = ()
     broker_key_id: str = ""  # seals refresh material; empty: Secrets Manager's AWS managed key
     own_account: str = ""  # the broker's account, which the organization's statement must not open to
+    rotation_function_arn: str = ""  # every secret rotates with it (Secrets Manager's rotation); empty: not set
 
     def validate(self) -> None:
         bad = [a for a in self.reader_account_ids if not ACCOUNT_ID.fullmatch(a)]
@@ -85,6 +86,13 @@ class TokenSharing:
         if self == TokenSharing():
             return ""
         canonical = json.dumps(
-            [self.kms_key_id, self.resource_policy(), sorted(self.replica_regions), self.broker_key_id], sort_keys=True
+            [
+                self.kms_key_id,
+                self.resource_policy(),
+                sorted(self.replica_regions),
+                self.broker_key_id,
+                self.rotation_function_arn,
+            ],
+            sort_keys=True,
         )
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

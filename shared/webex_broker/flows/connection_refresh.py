@@ -235,7 +235,8 @@ class ConnectionRefresher:
             pending=rotation,
         )
         pending = changed and rotation is not None and rotation.secret == self._names.token_secret(connection)
-        sharing = token_sharing.converge(self._broker, connection, row.sharing)
+        # The rotation function converges nothing (it cannot turn rotation on): the next refresh does.
+        sharing = row.sharing if rotation else token_sharing.converge(self._broker, connection, row.sharing)
         next_at = schedule.next_refresh_at(
             connection,
             access_expires_at=epoch(grant.access_expires_at),

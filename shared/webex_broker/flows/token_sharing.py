@@ -1,5 +1,6 @@
 """Bringing a connection's secrets to what the stack says (token secrets: readers in other accounts,
-replicas, the token key; refresh secrets: the broker key) when the stack changes: at a connection's
+replicas, the token key; refresh secrets: the broker key; both: rotation with the broker's rotation
+function) when the stack changes: at a connection's
 next refresh or login, or at once for every connection with `webex-broker converge`. The row's
 fingerprint says whether there is anything to do, so a refresh costs no extra AWS call once a secret
 has converged. Converging never stands in the way of a token: if AWS refuses a step, the refresh or
@@ -21,7 +22,7 @@ def converge(broker: Broker, connection: str, recorded: str) -> str | None:
     if recorded == wanted:
         return wanted
     try:
-        seal(broker.names.refresh_secret(connection), sharing.broker_key_id)
+        seal(broker.names.refresh_secret(connection), sharing.broker_key_id, sharing.rotation_function_arn)
         converge_sharing(broker.names.token_secret(connection), sharing)
     except AwsAccessDenied as exc:  # a role or key policy to fix: alarmed, the token still counts
         logger.error(
