@@ -224,3 +224,7 @@ class AwsUnavailable(BrokerError):
     def __init__(self, message: str, *, code: str):
         super().__init__(message)
         self.code = code
+
+
+class RotationFailed(BrokerError):
+    """A rotation step that must not finish: AWSCURRENT stays as it is, and Secrets Manager says so."""

@@ -28,7 +28,7 @@ from webex_broker.adapters.secret_store import (
     rotation_state,
     version_document,
 )
-from webex_broker.core.errors import BrokerError, WebexError
+from webex_broker.core.errors import RotationFailed, WebexError
 from webex_broker.core.observability import logger, metrics
 from webex_broker.core.token_documents import fingerprint
 from webex_broker.flows.broker import Broker
@@ -38,10 +38,6 @@ from webex_broker.flows.refresh_report import Outcome
 LEASE_POLL_SECONDS = 0.25
 STEP_MARGIN_MS = 10_000  # a refresh's Webex call and writes, after waiting for the lease
 SUCCEEDED = {Outcome.REFRESHED, Outcome.UNCHANGED, Outcome.HEALED}
-
-
-class RotationFailed(BrokerError):
-    """A rotation step that must not finish: AWSCURRENT stays as it is, and Secrets Manager says so."""
 
 
 @dataclass(frozen=True)
