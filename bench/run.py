@@ -670,8 +670,8 @@ def _cost(r: Report, model: dict | None, invoke: dict | None) -> None:
         f"stack; 1 login per connection per quarter; {a['refreshes_per_month']:.2f} refreshes per"
     )
     out(
-        f"   connection per month (weekly); {a['runs_per_month']} scheduled runs per month (hourly, each a cold start: "
-        "INIT is billed); Lambda at"
+        f"   connection per month (weekly); {a['runs_per_month']} scheduled runs per month (one every "
+        f"{round(43800 / a['runs_per_month'])} min, each a cold start: INIT is billed); Lambda at"
     )
     out(
         f"   {inputs['memory_mb']} MB (recommended above), the refresher at {inputs['refresher_memory_mb']} MB; 1 RRU "

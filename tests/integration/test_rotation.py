@@ -13,6 +13,7 @@ import requests
 from devstack import rotation
 from devstack.lambda_runtime import LambdaContext
 from tests.support.people import ALICE, DAY
+from tests.support.refresh import make_due
 from webex_broker.core.token_documents import fingerprint
 
 ROTATION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:test-broker-RotationFunction"
@@ -72,15 +73,6 @@ def works(broker, access_token: str) -> bool:
         f"{broker.webex.url}/people/me", headers={"Authorization": f"Bearer {access_token}"}, timeout=5
     )
     return answer.status_code == 200
-
-
-def due_now(broker) -> None:
-    broker.dynamodb.update_item(
-        TableName="ConnectionsTable",
-        Key={"connection": {"S": ALICE}},
-        UpdateExpression="SET next_refresh_at = :zero",
-        ExpressionAttributeValues={":zero": {"N": "0"}},
-    )
 
 
 def rotate(broker, name: str) -> dict:
@@ -152,7 +144,7 @@ def test_a_failed_rotation_leaves_awscurrent_and_is_reported_like_a_failed_refre
 
     assert metrics.metric_set["RotationsFailed"]["Value"]
     webex_clock.advance(600)
-    due_now(broker)
+    make_due(broker, ALICE)
     broker.refresh()
     assert current_id(broker) != before, "the next refresh makes the new token current"
     assert works(broker, current_token(broker, f"test-broker/tokens/{ALICE}")) is True
@@ -162,7 +154,7 @@ def test_a_rotation_and_a_scheduled_refresh_at_once_make_one_webex_call(rotating
     broker = rotating
     broker.login(ALICE)
     a_day_later(broker, webex_clock)
-    due_now(broker)
+    make_due(broker, ALICE)
     calls = broker.webex.calls["access_token"]
     broker.webex.set_latency(0.5, "access_token")  # the refresh holds the lease while the rotation starts
     refresher = threading.Thread(target=broker.refresh)
