@@ -3,7 +3,7 @@
 1. take the lease (`refresh_one`), and let it go for a backoff wait;
 2. read the refresh material (`_material`), and with it the client the grant belongs to;
 3. ask Webex (`_refresh_leased`);
-4. store (`_store`): the refresh secret if the refresh token changed, the token secret if the
+4. store (`refresh_writes`): the refresh secret if the refresh token changed, the token secret if the
    access token changed, the sharing if the stack changed it, then the row, which frees the lease.
 
 A failure is classified (`_attempt`): Webex's failure kinds are the outcomes of the same names, and a
@@ -15,13 +15,11 @@ next run finishes the job: the refresh token is on disk before anything that dep
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from functools import cached_property, partial
 
 from webex_broker.adapters import webex
-from webex_broker.adapters.secret_store import PendingVersion, get_refresh_material, write_tokens
-from webex_broker.core import schedule
+from webex_broker.adapters.secret_store import PendingVersion, get_refresh_material
 from webex_broker.core.clock import epoch
 from webex_broker.core.connection import Connection, ConnectionStatus
 from webex_broker.core.errors import (
@@ -34,19 +32,16 @@ from webex_broker.core.errors import (
     MissingRefreshSecret,
     WebexError,
 )
-from webex_broker.core.grants import TokenGrant
 from webex_broker.core.observability import logger
 from webex_broker.core.rate_limit import RateLimiter
 from webex_broker.core.settings import RefreshPolicy
-from webex_broker.core.token_documents import RefreshMaterial, TokenRecord, fingerprint
-from webex_broker.flows import service_apps, token_sharing
+from webex_broker.core.token_documents import RefreshMaterial
+from webex_broker.flows import service_apps
 from webex_broker.flows.broker import Broker
 from webex_broker.flows.dead_grants import DeadGrants
-from webex_broker.flows.notices import after_success
 from webex_broker.flows.refresh_failures import Failures, retry_delay
 from webex_broker.flows.refresh_report import Outcome
-
-LEASE_WRITE_MARGIN_SECONDS = 60  # a refresh's writes take seconds; with less of its lease left it takes it again
+from webex_broker.flows.refresh_writes import RefreshWrites
 
 
 class ConnectionRefresher:
@@ -60,7 +55,9 @@ class ConnectionRefresher:
         self._clock = clock
         self._sleep = sleep
         self.owner = f"refresher-{uuid.uuid4()}"
-        self._writes = RateLimiter(self.policy.write_rate, sleep=sleep)
+        self.writes = RefreshWrites(
+            broker, owner=self.owner, clock=clock, pace=RateLimiter(self.policy.write_rate, sleep=sleep).acquire
+        )
         self.halted = threading.Event()  # a run's breaker: no more retries, no more starts
         self.remaining_ms: Callable[[], int] | None = None
         self._webex_timeout = settings.webex_timeout_seconds
@@ -69,7 +66,7 @@ class ConnectionRefresher:
             broker,
             owner=self.owner,
             fail=self.failures.record,
-            store=partial(self._store, healed=True),
+            store=partial(self.writes.store, healed=True),
             material=self._material,
         )
 
@@ -198,89 +195,7 @@ class ConnectionRefresher:
             if issued_to and issued_to != client.client_id:
                 raise ClientChanged(issued_to, client.client_id)
         grant = material.complete(client.refresh(refresh_token=material.refresh_token, now=self._clock()))
-        return self._store(connection, row, material, grant, now, rotation=rotation)
+        return self.writes.store(connection, row, material, grant, now, rotation=rotation)
 
     def _material(self, connection: str) -> RefreshMaterial:
         return get_refresh_material(self._names.refresh_secret(connection))
-
-    def _store(
-        self,
-        connection: str,
-        row: Connection,
-        material: RefreshMaterial,
-        grant: TokenGrant,
-        now: datetime,
-        *,
-        healed: bool = False,
-        rotation: PendingVersion | None = None,
-    ) -> tuple[Outcome, Connection | None]:
-        """The refresh's writes, in the shared order; a healed Service App stores its whole new pair. A
-        rotation's new access token is pending, so the row keeps the current one's fingerprint until
-        finishSecret: should the rotation never finish, the next refresh writes it current."""
-        if not self._still_leased(connection, row, since=now):
-            return Outcome.SKIPPED, None
-        record = TokenRecord(
-            connection=connection, person=material.person, grant=grant, updated_at=now, service_app=material.service_app
-        )
-        changed = fingerprint(grant.access_token) != row.access_token_id
-        refresh_changed = grant.refresh_token != material.refresh_token
-        written = changed or refresh_changed
-        write_tokens(
-            record,
-            self._names,
-            refresh_token_changed=refresh_changed,
-            access_token_changed=changed,
-            pace=self._writes.acquire,
-            sharing=self._broker.settings.sharing,
-            pending=rotation,
-        )
-        pending = changed and rotation is not None and rotation.secret == self._names.token_secret(connection)
-        # The rotation function converges nothing (it cannot turn rotation on): the next refresh does.
-        sharing = row.sharing if rotation else token_sharing.converge(self._broker, connection, row.sharing)
-        next_at = schedule.next_refresh_at(
-            connection,
-            access_expires_at=epoch(grant.access_expires_at),
-            refreshed_at=epoch(now),
-            written_at=epoch(now) if written else (row.last_write or 0),
-            now=epoch(now),
-            policy=self.policy,
-        )
-        self._table.record_refresh(
-            record,
-            owner=self.owner,
-            next_refresh_at=next_at,
-            sharing=sharing,
-            written=written,
-            token_id=row.access_token_id if pending else None,
-        )
-        if not healed:
-            after_success(self._events, self.policy, row, record, written=written)
-        updated = replace(
-            row,
-            status=ConnectionStatus.ACTIVE,
-            access_expires_at=epoch(grant.access_expires_at),
-            refresh_expires_at=epoch(grant.refresh_expires_at),
-            next_refresh_at=next_at,
-            refreshed_at=epoch(now),
-            written_at=epoch(now) if written else row.written_at,
-        )
-        logger.info("Connection refreshed", extra={"token_changed": changed, "next_refresh_at": next_at})
-        if healed:
-            return Outcome.HEALED, updated
-        return (Outcome.REFRESHED if changed else Outcome.UNCHANGED), updated
-
-    def _still_leased(self, connection: str, row: Connection, *, since: datetime) -> bool:
-        """Writes happen under the lease taken at `since`. Webex answers within its deadline, far inside
-        the lease; should the lease still be close to running out (a stalled invocation), it is taken
-        again, and nothing is written if someone held it meanwhile or the connection changed (a login
-        stored a newer grant, which an older answer must not overwrite)."""
-        at = epoch(self._clock())
-        if at < epoch(since) + self.policy.lease_seconds - LEASE_WRITE_MARGIN_SECONDS:
-            return True
-        fresh = self._table.acquire(connection, owner=self.owner, now=at, lease_seconds=self.policy.lease_seconds)
-        if fresh and (fresh.status, fresh.access_token_id) == (row.status, row.access_token_id):
-            return True
-        if fresh:
-            self._table.release(connection, owner=self.owner)
-        logger.warning("The lease ran out while Webex answered and the connection changed meanwhile; nothing written")
-        return False
