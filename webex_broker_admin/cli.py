@@ -219,7 +219,7 @@ def _summary(row: Connection, now: int) -> dict:
         "next_refresh_at": iso_time(row.next_refresh_at) if row.scheduled else None,
         "last_error": row.last_error or None,
         "last_error_class": row.last_error_class or None,
-        "fix": remedy(row, state, open_link=bool(row.reauth_invite_id)) or None,
+        "fix": remedy(row, state) or None,
     }
 
 
@@ -228,12 +228,13 @@ def cmd_list(args: argparse.Namespace, target: Target) -> None:
     if args.json:
         _print_json(target, {"connections": [_summary(row, now) for row in rows]})
         return
+    states = {row.name: health(row, now) for row in rows}
     lines = [
         [
             row.name,
             "service app" if row.service_app else "person",
             row.email or f"app {_short(row.app_id)} in org {_short(row.org_id)}",
-            describe(health(row, now)),
+            describe(states[row.name]),
             when(row.access_expires_at),
             when(row.next_refresh_at) if row.scheduled else "-",
             when(row.refresh_expires_at),
@@ -242,7 +243,7 @@ def cmd_list(args: argparse.Namespace, target: Target) -> None:
     ]
     headers = ["NAME", "KIND", "WHO", "HEALTH", "ACCESS EXPIRES", "NEXT REFRESH", "REFRESH EXPIRES"]
     print(table(lines, headers) if lines else "No connections yet. `webex-broker invite NAME` makes a login link.")
-    if troubled := [row.name for row in rows if health(row, now).state != Health.OK]:
+    if troubled := [name for name, state in states.items() if state.state != Health.OK]:
         print(f"Not ok: {', '.join(troubled)}. `webex-broker doctor` says what fixes each.", file=sys.stderr)
 
 
@@ -484,7 +485,7 @@ def cmd_token(args: argparse.Namespace, target: Target) -> None:
     row = _row(target, args.name)
     state = health(row, int(time.time()))
     if not state.usable:
-        fix = remedy(row, state, open_link=bool(row.reauth_invite_id))
+        fix = remedy(row, state)
         code = EXIT_NOT_FOUND if state.state == Health.PENDING else EXIT_REFRESH_FAILED  # no token yet at all
         raise CommandError(f"Connection {args.name!r} has no usable token: {describe(state)}. Fix: {fix}", code)
     print(get_secret_document(target.broker.names.token_secret(args.name))["access_token"])

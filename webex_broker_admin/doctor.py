@@ -211,7 +211,7 @@ def _connections(broker: Broker) -> list[Check]:
         state = states[row.name]
         if state.state != Health.OK:
             result = WARN if state.state in _WAITS and state.error_class not in _OPERATOR_FAULTS else FAIL
-            fix = remedy(row, state, open_link=bool(row.reauth_invite_id))
+            fix = remedy(row, state)
             checks.append(Check(f"connection {row.name}", result, describe(state), fix))
     if missing:
         checks.append(

@@ -24,8 +24,9 @@ def describe(state: ConnectionHealth) -> str:
     return f"{state.state}{since}" + (f" ({cause})" if cause else "")
 
 
-def remedy(row: Connection, state: ConnectionHealth, *, open_link: bool = False) -> str:
-    """The command that mends it, or what to wait for; '' when it needs nothing."""
+def remedy(row: Connection, state: ConnectionHealth) -> str:
+    """The command that mends it, or what to wait for; '' when it needs nothing. A dead grant with a
+    re-authorization link on its row is pointed at that link."""
     name = row.name
     match state.state:
         case Health.OK:
@@ -39,7 +40,8 @@ def remedy(row: Connection, state: ConnectionHealth, *, open_link: bool = False)
             )
         case Health.REAUTH_REQUIRED:
             person = row.email or "its person"
-            link = f"webex-broker link {name}" if open_link else f"webex-broker invite {name} --email {row.email}"
+            invite = f"webex-broker invite {name} --email {row.email}"
+            link = f"webex-broker link {name}" if row.reauth_invite_id else invite
             return (
                 f"send {person} the link from `{link}`; if Webex was at fault, not the grant: "
                 "webex-broker refresh --reauth-required"
