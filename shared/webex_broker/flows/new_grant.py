@@ -75,26 +75,27 @@ def store_new_grant(
 
 def announce(broker: Broker, before: Connection, record: TokenRecord, *, invite_id: str = "") -> None:
     """After the grant is stored: withdraw the re-authorization link this login made unnecessary (unless
-    it is the link that was used), and tell whoever sent a link that it worked. Neither undoes the login."""
-    closed = before.reauth_invite_id if before.reauth_invite_id != invite_id else ""
-    try:
-        if closed and broker.settings.invitations_table:
-            broker.invitations.revoke(closed)
-        about = About(
-            record.connection,
-            str(record.kind),
-            record.person.email,
-            record.person.display_name,
-            str(ConnectionStatus.ACTIVE),
-            record.service_app.app_id if record.service_app else "",
-            record.person.org_id,
-        )
-        if before.authorized_at is None and before.adopted_at is None:
-            broker.events.publish(Created(about, invite_id))
-        else:
-            broker.events.publish(Reconnected(about, str(before.status), invite_id, closed))
-    except (AwsUnavailable, AwsAccessDenied) as exc:
-        logger.error("Could not announce the new grant", extra={"error": type(exc).__name__})
+    it is the link that was used), and tell whoever sent a link that it worked (the publisher is best
+    effort). Neither undoes the login; the event names a link as closed only once it was withdrawn."""
+    closed = ""
+    if before.reauth_invite_id not in ("", invite_id) and broker.settings.invitations_table:
+        try:
+            closed = before.reauth_invite_id if broker.invitations.revoke(before.reauth_invite_id) else ""
+        except (AwsUnavailable, AwsAccessDenied) as exc:
+            logger.error("Could not withdraw the re-authorization link", extra={"error": type(exc).__name__})
+    about = About(
+        record.connection,
+        str(record.kind),
+        record.person.email,
+        record.person.display_name,
+        str(ConnectionStatus.ACTIVE),
+        record.service_app.app_id if record.service_app else "",
+        record.person.org_id,
+    )
+    if before.authorized_at is None and before.adopted_at is None:
+        broker.events.publish(Created(about, invite_id))
+    else:
+        broker.events.publish(Reconnected(about, str(before.status), invite_id, closed))
 
 
 def _kept_from_before(names: SecretNames, connection: str) -> bool:
