@@ -22,6 +22,7 @@ from devstack import aws_fidelity, aws_limits, function_roles, rotation
 from devstack.lambda_runtime import sign_handlers_as_roles
 from devstack.template import create_tables
 from devstack.webex_simulator import WebexSimulator, serve_wsgi
+from tests.support.aws_snapshot import Snapshot
 from tests.support.broker import (
     BROKER_ENV,
     CALLBACK_URL,
@@ -33,6 +34,7 @@ from tests.support.broker import (
     create_broker_key,
     reset_broker_caches,
     rotation_function,
+    route_events_to_queue,
     setup_client,
 )
 from tests.support.clock import Clock
@@ -124,14 +126,9 @@ def webex(webex_server, webex_clock):
     current.simulator = None
 
 
-@pytest.fixture
-def broker(monkeypatch, moto, webex):
-    """A fresh broker environment: moto AWS with the template's tables and the client secret."""
-    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in BROKER_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("WEBEX_API_BASE_URL", webex.url)
+def _new_stack() -> dict[str, str]:
+    """What a deployed stack holds before anyone logs in: the template's tables, the client secret, the
+    broker key, and (for the tests) a queue the stack's events reach. The settings that name them."""
     create_tables(setup_client("dynamodb"))
     from webex_broker.adapters.client_credentials import CLIENT_ID_TAG
 
@@ -140,12 +137,41 @@ def broker(monkeypatch, moto, webex):
         SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}),
         Tags=[{"Key": CLIENT_ID_TAG, "Value": CLIENT_ID}],
     )["ARN"]
-    monkeypatch.setenv("CLIENT_SECRET_ARN", arn)
-    monkeypatch.setenv("BROKER_KMS_KEY_ID", create_broker_key())
+    return {"CLIENT_SECRET_ARN": arn, "BROKER_KMS_KEY_ID": create_broker_key(), "event_queue": route_events_to_queue()}
+
+
+@pytest.fixture(scope="session")
+def new_stack():
+    """A new stack for each test: made by AWS calls in the worker's first test, copied back in the others."""
+    made: list[tuple[Snapshot, dict[str, str]]] = []
+
+    def new() -> dict[str, str]:
+        if made:
+            snapshot, names = made[0]
+            snapshot.restore()
+            return names
+        names = _new_stack()
+        made.append((Snapshot(), names))
+        return names
+
+    return new
+
+
+@pytest.fixture
+def broker(monkeypatch, moto, webex, new_stack):
+    """A fresh broker environment: moto AWS with the template's tables and the client secret."""
+    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in BROKER_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("WEBEX_API_BASE_URL", webex.url)
+    stack = new_stack()
+    monkeypatch.setenv("CLIENT_SECRET_ARN", stack["CLIENT_SECRET_ARN"])
+    monkeypatch.setenv("BROKER_KMS_KEY_ID", stack["BROKER_KMS_KEY_ID"])
     reset_broker_caches()
     sign_handlers_as_roles()  # imported with the broker's environment, as a Lambda imports them
     rotation.install(rotation_function)  # a stack with a token key turns rotation on with its function
-    yield Broker(webex)
+    yield Broker(webex, stack["event_queue"])
     reset_broker_caches()
 
 

@@ -85,23 +85,28 @@ def create_broker_key() -> str:
     return create_key(setup_client("kms"), resolver, "BrokerKey")
 
 
+def route_events_to_queue() -> str:
+    """A rule that sends every event the stack publishes on the default bus to a queue: the queue's URL."""
+    sqs = setup_client("sqs")
+    queue = sqs.create_queue(QueueName="broker-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = setup_client("events")
+    every_stack = {"source": [{"prefix": "webex-token-broker."}]}
+    events.put_rule(Name="all-broker-events", EventPattern=json.dumps(every_stack))
+    events.put_targets(Rule="all-broker-events", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    return queue
+
+
 class Broker:
     """Drives the three handlers the way API Gateway and the scheduler would."""
 
-    def __init__(self, webex: WebexSimulator):
+    def __init__(self, webex: WebexSimulator, event_queue: str):
         self.webex = webex
+        self.event_queue = event_queue  # where route_events_to_queue sends the stack's events
         self.browser: dict[str, str] = {}  # the cookies a browser would keep between authorize and callback
         self.secrets = setup_client("secretsmanager")
         self.dynamodb = setup_client("dynamodb")
         self.sqs = setup_client("sqs")
-        self.event_queue = self.sqs.create_queue(QueueName="broker-events")["QueueUrl"]
-        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.event_queue, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        events = setup_client("events")
-        every_stack = {"source": [{"prefix": "webex-token-broker."}]}
-        events.put_rule(Name="all-broker-events", EventPattern=json.dumps(every_stack))
-        events.put_targets(Rule="all-broker-events", Targets=[{"Id": "queue", "Arn": queue_arn}])
 
     def event(self, name: str, query: dict | None = None) -> dict:
         """A sample event from events/, carrying this browser's cookies (none if it has none)."""
