@@ -10,6 +10,7 @@ latency can be injected in-process or, for other processes and browser demos, ov
 """
 
 import base64
+import functools
 import hashlib
 import html
 import re
@@ -25,13 +26,13 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from flask import Flask, Response, g, jsonify, redirect, request, url_for
+from flask import Flask, Response, current_app, g, jsonify, redirect, request, url_for
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 ENDPOINTS = ("authorize", "access_token", "people_me", "applications_token")
+"""Endpoints that take injected faults and per-endpoint latency."""
 OMIT = object()
 """In break_answers' changes: leave the field out of the answer."""
-"""Endpoints that take injected faults and per-endpoint latency."""
 
 SHAPES = ("oauth", "webex")
 _CLUSTER = "PF84"
@@ -487,26 +488,15 @@ class WebexSimulator:
     # HTTP endpoints.
 
     def _build_app(self) -> Flask:
+        """This simulator's own Flask app, on the routes every simulator shares (werkzeug compiles each
+        rule once per process, which cost each new simulator more than the rest of its making)."""
+        routes = _routes()
         app = Flask(__name__)
+        app.url_map = routes.url_map
+        app.view_functions = routes.view_functions
         app.json.sort_keys = False  # type: ignore[attr-defined]
         app.after_request(self._add_tracking_id)
-        app.add_url_rule("/authorize", "authorize", self._authorize, methods=["GET"])
-        app.add_url_rule("/authorize/decision", "authorize_decision", self._decision, methods=["POST"])
-        app.add_url_rule("/access_token", "access_token", self._access_token, methods=["POST"])
-        app.add_url_rule("/people/me", "people_me", self._people_me, methods=["GET"])
-        app.add_url_rule(
-            "/applications/<app_id>/token", "applications_token", self._applications_token, methods=["POST"]
-        )
-        app.add_url_rule("/_sim/faults", "sim_inject", self._sim_inject, methods=["POST"])
-        app.add_url_rule("/_sim/faults", "sim_reset", self._sim_reset, methods=["DELETE"])
-        app.add_url_rule("/_sim/latency", "sim_latency", self._sim_latency, methods=["POST"])
-        app.add_url_rule("/_sim/revoke", "sim_revoke", self._sim_revoke, methods=["POST"])
-        app.add_url_rule("/_sim/service-apps", "sim_service_app", self._sim_service_app, methods=["POST"])
-        app.add_url_rule(
-            "/_sim/service-apps/authorization", "sim_service_app_authorization", self._sim_authorize, methods=["POST"]
-        )
-        app.add_url_rule("/_sim/service-apps/tokens", "sim_service_app_tokens", self._sim_tokens, methods=["POST"])
-        app.add_url_rule("/_sim/health", "sim_health", self._sim_health, methods=["GET"])
+        app.extensions[_SIMULATOR] = self
         return app
 
     @staticmethod
@@ -1059,3 +1049,40 @@ def _consent_page(auth: _AuthRequest, people: list[Person], action: str) -> str:
         "</div></form>"
     )
     return _page("Webex — Authorize access", body)
+
+
+_SIMULATOR = "webex_simulator"
+
+
+def _view(method: Callable[..., Response]) -> Callable[..., Response]:
+    """A route's view: the method, called on the simulator whose app took the request."""
+
+    def view(**arguments: str) -> Response:
+        return method(current_app.extensions[_SIMULATOR], **arguments)
+
+    return view
+
+
+@functools.cache
+def _routes() -> Flask:
+    """The endpoints of every simulator, made once per process."""
+    app = Flask(__name__)
+    sim = WebexSimulator
+    app.add_url_rule("/authorize", "authorize", _view(sim._authorize), methods=["GET"])
+    app.add_url_rule("/authorize/decision", "authorize_decision", _view(sim._decision), methods=["POST"])
+    app.add_url_rule("/access_token", "access_token", _view(sim._access_token), methods=["POST"])
+    app.add_url_rule("/people/me", "people_me", _view(sim._people_me), methods=["GET"])
+    app.add_url_rule(
+        "/applications/<app_id>/token", "applications_token", _view(sim._applications_token), methods=["POST"]
+    )
+    app.add_url_rule("/_sim/faults", "sim_inject", _view(sim._sim_inject), methods=["POST"])
+    app.add_url_rule("/_sim/faults", "sim_reset", _view(sim._sim_reset), methods=["DELETE"])
+    app.add_url_rule("/_sim/latency", "sim_latency", _view(sim._sim_latency), methods=["POST"])
+    app.add_url_rule("/_sim/revoke", "sim_revoke", _view(sim._sim_revoke), methods=["POST"])
+    app.add_url_rule("/_sim/service-apps", "sim_service_app", _view(sim._sim_service_app), methods=["POST"])
+    app.add_url_rule(
+        "/_sim/service-apps/authorization", "sim_service_app_authorization", _view(sim._sim_authorize), methods=["POST"]
+    )
+    app.add_url_rule("/_sim/service-apps/tokens", "sim_service_app_tokens", _view(sim._sim_tokens), methods=["POST"])
+    app.add_url_rule("/_sim/health", "sim_health", _view(sim._sim_health), methods=["GET"])
+    return app
