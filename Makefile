@@ -9,6 +9,8 @@ PYTHON313 ?= $(shell for p in $$(command -v python3.13) $${PYENV_ROOT:-$$HOME/.p
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 export PATH := $(CURDIR)/$(BIN):$(dir $(PYTHON313)):$(PATH)
 export SAM_CLI_TELEMETRY := 0
+# Byte-code and pytest's rewritten test modules are kept between runs (a fresh run compiles them again).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help venv run test test-fast lint unit validate build bench bench-smoke clean browser-deps
 
