@@ -1,48 +1,63 @@
-"""The suite's moto checks an update expression once, at its root (tests/support/moto_speed.py): it must
-accept and refuse exactly what moto's own nested checks do, with the same error."""
+"""The suite's moto does once what moto repeats unchanged on every call (tests/support/moto_speed.py):
+it must answer exactly as moto's own code does."""
+
+import json
 
 import pytest
 from botocore.exceptions import ClientError
-from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
-from moto.dynamodb.parsing.validators import ActionCountValidator, OverlappingPathsValidator
 
+from tests.support import moto_speed
 from tests.support.broker import setup_client
 
-NAMES = {"#a": "a", "#b": "b", "#n": "n"}
+NAMES = {"#a": "a", "#b": "b", "#n": "n", **{f"#x{i}": f"x{i}" for i in range(40)}}
 MANY = ", ".join(f"#x{i} = :v" for i in range(40))
 
 EXPRESSIONS = [
     "SET #a = :v, #b = :v",
     "SET #a = :v, #b = :v REMOVE #n",
+    "SET #a = if_not_exists(#a, :v), #n = :one ADD #b :one",
     "SET #a = :v, #a = :v",  # the same path twice
     "SET a.b = :v, a = :v",  # overlapping paths
     "SET #a = :v, #b = :v REMOVE #a",  # the same path in two sections
     "SET #a = :v SET #b = :v",  # a section twice
     "REMOVE #a REMOVE #b",
     "ADD #n :one ADD #n :one",
+    "SET #a = :v + :one",  # a type mismatch
+    "SET #a = :missing",
     f"SET {MANY}",
     f"SET {MANY}, #x7 = :v",
 ]
 
 
-def outcome(dynamodb, expression: str):
-    names = {k: v for k, v in {**NAMES, **{f"#x{i}": f"x{i}" for i in range(40)}}.items() if k in expression}
+@pytest.fixture
+def motos_own(monkeypatch):
+    """Put moto's own code back, for the rest of the test."""
+
+    def restore():
+        for (owner, name), original in moto_speed.ORIGINALS.items():
+            monkeypatch.setattr(owner, name, original)
+
+    return restore
+
+
+def update(dynamodb, expression: str):
+    names = {k: v for k, v in NAMES.items() if k in expression}
     values = {k: v for k, v in {":v": {"S": "v"}, ":one": {"N": "1"}}.items() if k in expression}
     try:
         dynamodb.update_item(
             TableName="Speed",
-            Key={"k": {"S": expression}},
+            Key={"k": {"S": "item"}},
             UpdateExpression=expression,
             **({"ExpressionAttributeNames": names} if names else {}),
-            ExpressionAttributeValues=values,
+            **({"ExpressionAttributeValues": values} if values else {}),
         )
     except ClientError as refused:
         return refused.response["Error"]
-    return dynamodb.get_item(TableName="Speed", Key={"k": {"S": expression}})["Item"]
+    return dynamodb.get_item(TableName="Speed", Key={"k": {"S": "item"}})["Item"]
 
 
 @pytest.mark.parametrize("expression", EXPRESSIONS)
-def test_an_update_expression_checked_at_its_root_gets_moto_s_own_answer(moto, monkeypatch, expression):
+def test_an_update_expression_gets_moto_s_own_answer(moto, motos_own, expression):
     dynamodb = setup_client("dynamodb")
     dynamodb.create_table(
         TableName="Speed",
@@ -50,8 +65,39 @@ def test_an_update_expression_checked_at_its_root_gets_moto_s_own_answer(moto, m
         AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    ours = outcome(dynamodb, expression)
-    dynamodb.delete_item(TableName="Speed", Key={"k": {"S": expression}})
-    for checked_everywhere in (ActionCountValidator, OverlappingPathsValidator):
-        monkeypatch.setattr(checked_everywhere, "traverse", DepthFirstTraverser.traverse)
-    assert outcome(dynamodb, expression) == ours
+    ours = [update(dynamodb, expression) for _ in range(2)]  # the second on an existing item, parsed before
+    dynamodb.delete_item(TableName="Speed", Key={"k": {"S": "item"}})
+    motos_own()
+    assert [update(dynamodb, expression) for _ in range(2)] == ours
+
+
+def test_an_event_reaches_a_queue_as_moto_s_own_code_delivers_it(moto, motos_own):
+    sqs, events = setup_client("sqs"), setup_client("events")
+    queue = sqs.create_queue(QueueName="speed")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="speed", EventPattern=json.dumps({"source": ["speed"]}))
+    transformed = {
+        "InputPathsMap": {"who": "$.detail.who", "kind": "$.detail-type"},
+        "InputTemplate": '"<who>: <kind>"',
+    }
+    events.put_targets(
+        Rule="speed",
+        Targets=[{"Id": "whole", "Arn": arn}, {"Id": "transformed", "Arn": arn, "InputTransformer": transformed}],
+    )
+
+    def delivered() -> list:
+        events.put_events(Entries=[{"Source": "speed", "DetailType": "Ran", "Detail": json.dumps({"who": "alice"})}])
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+        for message in messages:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        bodies = [json.loads(m["Body"]) for m in messages]
+        return sorted(
+            (json.dumps({k: v for k, v in b.items() if k not in ("id", "time")}) if isinstance(b, dict) else b)
+            for b in bodies
+        )
+
+    ours = delivered()
+    assert len(ours) == 2
+    assert "alice: Ran" in ours
+    motos_own()
+    assert delivered() == ours

@@ -86,19 +86,21 @@ def test_a_simulated_day_of_1_hour_12_hour_and_14_day_tokens_never_lapses(defaul
         assert broker.login(person)["statusCode"] == 200
     start, margins, replaced = day.clock(), [], defaultdict(int)
     webex_clock.advance(7 * MINUTE)  # the schedule's ticks fall where they fall, not at the logins
+    before = {person: day.token(person) for person in PEOPLE}
     while day.clock() < start + DAY:
-        before = {person: day.token(person) for person in PEOPLE}
         for person, document in before.items():
             expires = datetime.fromisoformat(document["expires_at"].replace("Z", "+00:00")).timestamp()
             assert expires > day.clock(), f"{person}'s token lapsed"
             assert day.works(document["access_token"]), f"Webex refuses {person}'s token"
         report = day.run()
         assert report.failures == {}
+        after = {person: day.token(person) for person in PEOPLE}  # also what is read before the next run
         for person, document in before.items():
-            if day.token(person)["access_token"] != document["access_token"]:
+            if after[person]["access_token"] != document["access_token"]:
                 expires = datetime.fromisoformat(document["expires_at"].replace("Z", "+00:00")).timestamp()
                 margins.append(expires - day.clock())
                 replaced[person] += 1
+        before = after
         webex_clock.advance(day.settings.refresh.run_interval_seconds)
     most, closest = day.closest_writes()
     print(

@@ -200,7 +200,7 @@ def test_two_refreshers_at_once_refresh_each_connection_once(broker, webex_clock
         broker.login(who)
         make_due(broker, who)  # 14-day tokens: once refreshed, not due again, whichever run comes second
     webex_clock.advance(25 * HOUR)
-    broker.webex.set_latency(0.3, "access_token")  # the runs overlap on the connections (not needed to pass)
+    broker.webex.set_latency(0.1, "access_token")  # the runs overlap on the connections (not needed to pass)
     calls_before = broker.webex.calls["access_token"]
     first, second = refresher(), refresher()
     both_read = threading.Barrier(2, timeout=10)  # each run has every connection as due before either starts

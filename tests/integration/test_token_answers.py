@@ -137,14 +137,14 @@ def test_a_redirect_from_webex_is_never_followed_with_the_secrets(connected, sta
 
 @pytest.mark.parametrize("sized", [False, True], ids=["http-chunks", "content-length"])
 def test_a_trickled_answer_is_cut_at_the_calls_deadline_and_nothing_is_written(connected, sized, monkeypatch):
-    """Each read is quick, the whole answer would take 10 s: a read timeout alone never fires."""
+    """Each read is quick, the whole answer would take 2.5 s: a read timeout alone never fires."""
     import time
 
     broker = connected
-    monkeypatch.setenv("WEBEX_TIMEOUT_SECONDS", "0.5")
+    monkeypatch.setenv("WEBEX_TIMEOUT_SECONDS", "0.25")
     reset_broker_caches()
     token = broker.secret(TOKEN)
-    broker.webex.trickle_answers(0.2, chunk_bytes=8, sized=sized, times=3)  # ~400 bytes: 50 chunks, 10 s each
+    broker.webex.trickle_answers(0.05, chunk_bytes=8, sized=sized, times=3)  # ~400 bytes: 50 chunks, 2.5 s each
 
     started = time.monotonic()
     run = broker.refresh()
@@ -153,7 +153,9 @@ def test_a_trickled_answer_is_cut_at_the_calls_deadline_and_nothing_is_written(c
     assert run["outcomes"] == {"transient": 1}
     assert broker.connection(ALICE)["last_error"] == "timeout"
     assert broker.secret(TOKEN) == token
-    assert took < 3 * 0.5 + 3, f"three attempts of at most WEBEX_TIMEOUT_SECONDS (0.5 s) each, not 30 s: {took:.1f} s"
+    assert took < 3 * 0.25 + 1.5, (
+        f"three attempts of at most WEBEX_TIMEOUT_SECONDS (0.25 s) each, not 7.5 s: {took:.1f} s"
+    )
 
 
 def test_an_answer_that_outlives_the_lease_never_overwrites_a_login_made_meanwhile(connected, monkeypatch):
