@@ -22,7 +22,7 @@ from devstack import aws_fidelity, aws_limits, function_roles, rotation
 from devstack.lambda_runtime import sign_handlers_as_roles
 from devstack.template import create_tables
 from devstack.webex_simulator import WebexSimulator, serve_wsgi
-from tests.support import moto_speed
+from tests.support import botocore_speed, moto_speed
 from tests.support.aws_snapshot import Snapshot
 from tests.support.broker import (
     BROKER_ENV,
@@ -42,7 +42,8 @@ from tests.support.clock import Clock
 from tests.support.people import HOUR
 
 aws_fidelity.apply()
-moto_speed.apply()  # the same answers, without moto's quadratic checks of an update expression
+moto_speed.apply()  # moto's and botocore's answers unchanged, without the work they repeated unchanged
+botocore_speed.apply()
 # Every test starts cold (new boto3 clients, as a new Lambda container would), but the service models
 # those clients read never change: one loader for the whole run parses each of them once.
 botocore.session.create_loader = functools.cache(botocore.session.create_loader)

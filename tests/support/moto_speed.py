@@ -1,6 +1,6 @@
 """moto, as fast as the suite needs it, answering exactly as before: work moto repeats unchanged on every
 call is done once. A third of the suite's CPU went to moto's DynamoDB UpdateItem (8 ms a call) and
-EventBridge's delivery to a queue (9 ms a PutEvents); tests/integration/test_moto_speed.py proves each
+EventBridge's delivery to a queue (9 ms a PutEvents); tests/integration/test_speedups.py proves each
 answer unchanged against moto's own code (`ORIGINALS`).
 
 - An update expression's clause counts and overlapping paths were checked at every nested clause, each

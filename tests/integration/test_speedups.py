@@ -1,12 +1,14 @@
-"""The suite's moto does once what moto repeats unchanged on every call (tests/support/moto_speed.py):
-it must answer exactly as moto's own code does."""
+"""The suite's moto and botocore do once what they repeat unchanged on every call or every new session
+(tests/support/moto_speed.py, tests/support/botocore_speed.py): each must answer exactly as its own code does."""
 
 import json
 
+import boto3
+import botocore.hooks
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.support import moto_speed
+from tests.support import botocore_speed, moto_speed
 from tests.support.broker import setup_client
 
 NAMES = {"#a": "a", "#b": "b", "#n": "n", **{f"#x{i}": f"x{i}" for i in range(40)}}
@@ -101,3 +103,38 @@ def test_an_event_reaches_a_queue_as_moto_s_own_code_delivers_it(moto, motos_own
     assert "alice: Ran" in ours
     motos_own()
     assert delivered() == ours
+
+
+def test_every_handler_of_a_new_session_and_client_is_checked_as_botocore_checks_it():
+    session = boto3.Session(region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+    client = session.client("dynamodb")
+    original = botocore_speed.ORIGINALS[(botocore.hooks, "accepts_kwargs")]
+    handlers = [
+        handler
+        for emitter in (session._session._events._emitter, client.meta.events._emitter)
+        for handler in _handlers_under(emitter._handlers._root)  # a prefix trie
+    ]
+    assert len(handlers) > 100
+    assert [botocore.hooks.accepts_kwargs(h) for h in handlers] == [original(h) for h in handlers]
+
+    def no_kwargs(model):
+        return None
+
+    with pytest.raises(ValueError, match="must accept keyword arguments"):
+        client.meta.events.register("before-call.dynamodb.GetItem", no_kwargs)
+
+
+def _handlers_under(node: dict) -> list:
+    found = [*node["values"].first, *node["values"].middle, *node["values"].last] if node.get("values") else []
+    for child in node.get("children", {}).values():
+        found += _handlers_under(child)
+    return found
+
+
+def test_every_event_name_is_aliased_as_a_new_aliaser_of_botocore_s_own_aliases_it():
+    boto3.Session(region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b").client("secretsmanager")
+    names = list(botocore_speed._aliases)
+    assert len(names) > 50
+    fresh = botocore.hooks.EventAliaser.__new__(botocore.hooks.EventAliaser)
+    botocore_speed.ORIGINALS[(botocore.hooks.EventAliaser, "__init__")](fresh, botocore.hooks.HierarchicalEmitter())
+    assert [fresh._alias_event_name(n) for n in names] == [botocore_speed._aliases[n] for n in names]
