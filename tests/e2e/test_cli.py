@@ -23,9 +23,9 @@ from tests.support.local_stack import (
     PREFIX,
     Cli,
     RunningBroker,
-    a_minute_later,
     clean_env,
     consent,
+    cooldowns_over,
     create_stack,
     login,
     run_cli,
@@ -416,8 +416,7 @@ def test_refresh_reauth_required_restores_grants_that_still_work(broker, cli, co
     sim(endpoint="access_token", status=400, error="invalid_grant", times=1)  # a false "dead" for cli-repair
     cli("refresh", "cli-repair", expect=6)
     assert cli.json("show", "cli-repair", "--json")["status"] == "reauth_required"
-    a_minute_later(broker, "cli-repair")
-    a_minute_later(broker, "cli-repair-dead")
+    cooldowns_over(broker)
 
     result = cli("refresh", "--reauth-required", expect=6)
     answers = json.loads(result.stdout)
@@ -644,9 +643,7 @@ def hostile_commands():
 def test_hostile_arguments_exit_with_a_reason_and_change_nothing(cli, connected):
     before = cli.json("list", "--json"), cli.json("invites", "--json")
     commands = list(hostile_commands())
-    results = []
-    for start in range(0, len(commands), 8):
-        results += cli.parallel(*commands[start : start + 8])
+    results = cli.many(commands)
 
     wrong = [
         f"{' '.join(command)[:60]!r}: exit {result.returncode}, {result.stderr.strip()[-300:]!r}"
