@@ -42,7 +42,8 @@ from tests.support.clock import Clock
 from tests.support.people import HOUR
 
 aws_fidelity.apply()
-moto_speed.apply()  # moto's and botocore's answers unchanged, without the work they repeated unchanged
+# moto and botocore answer as before, without the work they repeated unchanged on every call or session.
+moto_speed.apply()
 botocore_speed.apply()
 # Every test starts cold (new boto3 clients, as a new Lambda container would), but the service models
 # those clients read never change: one loader for the whole run parses each of them once.
@@ -146,15 +147,16 @@ def _new_stack() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def new_stack():
     """A new stack for each test: made by AWS calls in the worker's first test, copied back in the others."""
-    made: list[tuple[Snapshot, dict[str, str]]] = []
+    snapshot: Snapshot | None = None
+    names: dict[str, str] = {}
 
     def new() -> dict[str, str]:
-        if made:
-            snapshot, names = made[0]
+        nonlocal snapshot, names
+        if snapshot is None:
+            names = _new_stack()
+            snapshot = Snapshot()
+        else:
             snapshot.restore()
-            return names
-        names = _new_stack()
-        made.append((Snapshot(), names))
         return names
 
     return new

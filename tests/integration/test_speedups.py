@@ -1,7 +1,10 @@
-"""The suite's moto and botocore do once what they repeat unchanged on every call or every new session
-(tests/support/moto_speed.py, tests/support/botocore_speed.py): each must answer exactly as its own code does."""
+"""What makes the integration tier fast must not change what it proves. Each test's stack is a copy
+(tests/support/aws_snapshot.py), so nothing one test writes reaches another; and the suite's moto and
+botocore do once what they repeat unchanged on every call or every new session (tests/support/moto_speed.py,
+tests/support/botocore_speed.py), so each must answer exactly as its own code does."""
 
 import json
+import os
 
 import boto3
 import botocore.hooks
@@ -10,6 +13,26 @@ from botocore.exceptions import ClientError
 
 from tests.support import botocore_speed, moto_speed
 from tests.support.broker import setup_client
+
+
+def test_what_a_test_writes_never_reaches_the_next_tests_stack(broker, new_stack):
+    from moto.core.base_backend import BackendDict
+
+    client_secret = broker.secrets.get_secret_value(SecretId=os.environ["CLIENT_SECRET_ARN"])["SecretString"]
+    broker.dynamodb.put_item(TableName="ConnectionsTable", Item={"connection": {"S": "left-behind"}})
+    broker.secrets.put_secret_value(SecretId=os.environ["CLIENT_SECRET_ARN"], SecretString='{"changed": true}')
+    broker.secrets.create_secret(Name="test-broker/left-behind", SecretString="{}")
+
+    BackendDict.reset()  # what the `moto` fixture does after each test
+    names = new_stack()  # the next test's stack
+
+    assert names["CLIENT_SECRET_ARN"] == os.environ["CLIENT_SECRET_ARN"]
+    assert broker.dynamodb.scan(TableName="ConnectionsTable")["Items"] == []
+    assert broker.secrets.get_secret_value(SecretId=names["CLIENT_SECRET_ARN"])["SecretString"] == client_secret
+    assert broker.secret_names() == ["test-broker-client"]
+    assert broker.sqs.get_queue_url(QueueName="broker-events")["QueueUrl"] == broker.event_queue
+    assert setup_client("kms").describe_key(KeyId=names["BROKER_KMS_KEY_ID"])["KeyMetadata"]["Enabled"]
+
 
 NAMES = {"#a": "a", "#b": "b", "#n": "n", **{f"#x{i}": f"x{i}" for i in range(40)}}
 MANY = ", ".join(f"#x{i} = :v" for i in range(40))

@@ -850,6 +850,20 @@ def test_default_people_have_webex_shaped_ids():
 # Over real HTTP on loopback
 
 
+def test_simulators_share_their_routes_but_each_answers_from_its_own_state(sim, client, clock):
+    other = WebexSimulator(clock=clock)
+    other.register_client(CLIENT_ID, SECRET, [REDIRECT], scopes=SCOPES)
+    granted = tokens(client)
+    other.inject("access_token", 503, times=1)
+
+    assert refresh(other.app.test_client(), granted["refresh_token"]).status_code == 503, "its own fault"
+    assert refresh(other.app.test_client(), granted["refresh_token"]).status_code == 400, "no grant of its own"
+    assert people_me(other.app.test_client(), granted["access_token"]).status_code == 401
+    assert refresh(client, granted["refresh_token"]).status_code == 200
+    assert people_me(client, granted["access_token"]).status_code == 200
+    assert (sim.calls["access_token"], other.calls["access_token"]) == (2, 2)
+
+
 def test_served_over_http_on_loopback(sim):
     verifier, challenge = pkce_pair()
     with sim.serve() as server, requests.Session() as http:
