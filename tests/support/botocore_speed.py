@@ -30,8 +30,9 @@ def accepts_kwargs(handler) -> bool:
 
 
 def _aliaser_init(self, event_emitter, event_aliases=None) -> None:
+    """A session's aliaser, and each client's copy of it, share the names worked out under botocore's own aliases."""
     ORIGINALS[(botocore.hooks.EventAliaser, "__init__")](self, event_emitter, event_aliases)
-    if event_aliases is None:
+    if self._event_aliases == botocore.hooks.EVENT_ALIASES:
         self._alias_name_cache = _aliases
 
 
