@@ -11,6 +11,12 @@
   caller is whoever signed the request (devstack/iam.py: a function's role, a role on the stack's role
   path, else an IAM user of the account); the key policy is judged as AWS judges it (devstack/policy.py).
 
+- DynamoDB applies each request atomically: a conditional write's check and its write are one step, so
+  of two refreshers racing for one lease exactly one wins. moto checks and writes in the caller's
+  thread, and concurrent callers (a run's pool, two runs at once, the threaded local server) could all
+  pass the check (30 of 40 trials with eight callers), or crash copying an item another thread was
+  changing. Here DynamoDB answers one request at a time.
+
 `apply()` also has devstack/iam.py hold the functions' roles to their own statements, and gives a
 symmetric KMS key no key pair: moto makes a 2048-bit RSA pair for every key (30-150 ms of CPU each, the
 largest cost of a test's setup), which AWS has only for asymmetric keys; Sign, Verify and GetPublicKey on a
@@ -18,7 +24,9 @@ symmetric key are refused either way.
 """
 
 import re
+import threading
 
+from moto.dynamodb.responses import DynamoHandler
 from moto.kms import models as kms_models
 from moto.kms.models import Key
 from moto.secretsmanager.exceptions import InvalidRequestException
@@ -44,7 +52,19 @@ def apply() -> None:
     _current_follows_its_label()
     _enforce_key_policies()
     _no_key_pair_for_symmetric_keys()
+    _one_dynamodb_request_at_a_time()
     iam.enforce()  # last: AWS checks the caller's IAM policy before the key's
+
+
+def _one_dynamodb_request_at_a_time() -> None:
+    lock = threading.RLock()
+    concurrent = DynamoHandler.call_action
+
+    def call_action(self):
+        with lock:
+            return concurrent(self)
+
+    DynamoHandler.call_action = call_action
 
 
 def _refuse_writes_to_deleted_secrets() -> None:

@@ -335,3 +335,50 @@ def test_only_the_stacks_credentials_may_invoke(gateway, credentials):
         lambda_client(gateway, credentials).invoke(FunctionName="Echo", Payload=b"{}")
     assert code(refused) == "UnrecognizedClientException"
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_of_eight_callers_racing_for_one_conditional_write_exactly_one_wins(moto):
+    """DynamoDB applies a conditional write atomically: two refreshers racing for a lease, one gets it."""
+    import sys
+
+    from tests.support.broker import setup_client
+
+    dynamodb = setup_client("dynamodb")
+    dynamodb.create_table(
+        TableName="Leases",
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads switch often, as on a busy host
+    try:
+        winners = []
+        for trial in range(20):
+            dynamodb.put_item(TableName="Leases", Item={"k": {"S": str(trial)}})
+            won: list[int] = []
+            start = threading.Barrier(8)
+
+            def take(caller: int, trial: int = trial, won: list[int] = won, start=start) -> None:
+                start.wait()
+                try:
+                    dynamodb.update_item(
+                        TableName="Leases",
+                        Key={"k": {"S": str(trial)}},
+                        UpdateExpression="SET lease_owner = :me",
+                        ConditionExpression="attribute_not_exists(lease_owner)",
+                        ExpressionAttributeValues={":me": {"S": str(caller)}},
+                    )
+                    won.append(caller)
+                except dynamodb.exceptions.ConditionalCheckFailedException:
+                    pass
+
+            callers = [threading.Thread(target=take, args=(caller,)) for caller in range(8)]
+            for thread in callers:
+                thread.start()
+            for thread in callers:
+                thread.join()
+            winners.append(len(won))
+    finally:
+        sys.setswitchinterval(interval)
+    assert winners == [1] * 20
