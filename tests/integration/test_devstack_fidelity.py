@@ -341,15 +341,9 @@ def test_of_eight_callers_racing_for_one_conditional_write_exactly_one_wins(moto
     """DynamoDB applies a conditional write atomically: two refreshers racing for a lease, one gets it."""
     import sys
 
-    from tests.support.broker import setup_client
+    from tests.support.broker import table_keyed_by_k
 
-    dynamodb = setup_client("dynamodb")
-    dynamodb.create_table(
-        TableName="Leases",
-        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    dynamodb = table_keyed_by_k("Leases")
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-5)  # threads switch often, as on a busy host
     try:

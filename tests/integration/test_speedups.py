@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.support import botocore_speed, moto_speed
-from tests.support.broker import setup_client
+from tests.support.broker import setup_client, table_keyed_by_k
 
 
 def test_what_a_test_writes_never_reaches_the_next_tests_stack(broker, new_stack):
@@ -83,13 +83,7 @@ def update(dynamodb, expression: str):
 
 @pytest.mark.parametrize("expression", EXPRESSIONS)
 def test_an_update_expression_gets_moto_s_own_answer(moto, motos_own, expression):
-    dynamodb = setup_client("dynamodb")
-    dynamodb.create_table(
-        TableName="Speed",
-        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    dynamodb = table_keyed_by_k("Speed")
     ours = [update(dynamodb, expression) for _ in range(2)]  # the second on an existing item, parsed before
     dynamodb.delete_item(TableName="Speed", Key={"k": {"S": "item"}})
     motos_own()

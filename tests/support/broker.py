@@ -79,6 +79,18 @@ def setup_client(service: str):
     ).client(service)
 
 
+def table_keyed_by_k(name: str):
+    """A table of the harness's own (key attribute `k`, a string) for tests of the local DynamoDB itself."""
+    dynamodb = setup_client("dynamodb")
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return dynamodb
+
+
 def create_broker_key() -> str:
     """The template's BrokerKey, trusting the roles on this stack's role path: the functions' and the tests'."""
     resolver = LocalResolver(parameters={}, resources=function_roles.arn_values(PREFIX), stack_name=PREFIX)
